@@ -1,0 +1,30 @@
+# The two commands of the README:  `make study`  and  `make test`.
+# Both bootstrap .venv (Python >= 3.12, locked dependencies) first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+REPLICATES ?= 50
+ENGINES ?= reml
+
+.PHONY: bootstrap study test test-all lint lock bench
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+study: bootstrap
+	$(BIN)/study truth default
+
+test: bootstrap
+	$(BIN)/python -m pytest -q
+
+test-all: bootstrap
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: bootstrap
+	$(BIN)/ruff check study models tests benchmarks
+	$(BIN)/ruff format --check study models tests benchmarks
+	$(BIN)/mypy
+
+lock: bootstrap
+	$(BIN)/uv pip compile pyproject.toml --group dev --universal --generate-hashes \
+		--python-version 3.12 -o requirements.lock

@@ -1,0 +1,108 @@
+"""The one engine interface and the result every engine returns."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from models.data import INTERCEPT
+
+if TYPE_CHECKING:
+    from models.data import LMMData
+
+FIXED = "fixed"
+RAN_PARS = "ran_pars"
+#: Per-term values every FitResult carries (NaN where an engine has none).
+TERM_FIELDS = ("estimate", "std_error", "ci_lower", "ci_upper")
+#: Per-term diagnostics (NaN for engines without them, e.g. REML has no R-hat).
+DIAGNOSTIC_FIELDS = ("rhat", "ess_bulk", "ess_tail")
+
+
+def term_names(predictors: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """Term names in broom.mixed style and their effect kind.
+
+    Returns ``(terms, effects)``: fixed effects ``(Intercept)`` and predictors, then
+    ``sd__`` of each random effect, ``cor__A.B`` for each pair (row-major lower
+    triangle), and ``sd__Observation``.
+    """
+    fixed = [INTERCEPT, *predictors]
+    sds = [f"sd__{name}" for name in fixed]
+    cors = [f"cor__{a}.{b}" for a, b in itertools.combinations(fixed, 2)]
+    terms = [*fixed, *sds, *cors, "sd__Observation"]
+    effects = [FIXED] * len(fixed) + [RAN_PARS] * (len(terms) - len(fixed))
+    return terms, effects
+
+
+@dataclass
+class FitResult:
+    """What one engine says about one dataset.
+
+    Arrays are aligned with ``terms``.  Values an engine cannot provide are NaN.
+    ``message`` is empty for a clean fit, otherwise warnings or the error, joined by
+    ``"; "``.  ``extra`` holds engine-specific objects (e.g. a posterior) that are not
+    part of the common results table.
+    """
+
+    terms: list[str]
+    effects: list[str]
+    estimate: np.ndarray
+    std_error: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    converged: bool
+    fit_seconds: float
+    message: str = ""
+    rhat: np.ndarray | None = None
+    ess_bulk: np.ndarray | None = None
+    ess_tail: np.ndarray | None = None
+    divergences: float = float("nan")
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k = len(self.terms)
+        for name in (*TERM_FIELDS, *DIAGNOSTIC_FIELDS):
+            value = getattr(self, name)
+            arr = np.full(k, np.nan) if value is None else np.asarray(value, dtype=float)
+            if arr.shape != (k,):
+                raise ValueError(f"{name} must have one value per term ({k}), got {arr.shape}")
+            setattr(self, name, arr)
+
+    @classmethod
+    def failed(
+        cls, predictors: tuple[str, ...], message: str, fit_seconds: float = float("nan")
+    ) -> FitResult:
+        """A result for a fit that raised: every value NaN, not converged."""
+        terms, effects = term_names(predictors)
+        nan = np.full(len(terms), np.nan)
+        return cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message)
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """broom::tidy-shaped table: term, effect, estimate, std_error, ci_lower, ci_upper."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "term": self.terms,
+                "effect": self.effects,
+                **{name: getattr(self, name) for name in TERM_FIELDS},
+            }
+        )
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An engine fits one dataset and returns one :class:`FitResult`.
+
+    Engines must never raise for a failing fit: they record it in the result
+    (``converged=False``, NaN values, a ``message``).  ``name`` is the engine's
+    coordinate label in the results (``"reml"``, ``"bayes"``).
+    """
+
+    name: str
+
+    def fit(self, data: LMMData, *, seed: int | None = None) -> FitResult:
+        """Fit ``data``; ``seed`` drives any randomness (ignored by deterministic engines)."""
+        ...

@@ -1,0 +1,145 @@
+"""The data an engine fits: a long table plus per-group sufficient statistics.
+
+The model is ``y_i = X_i beta + Z_i u_i + e_i`` with ``Z_i = X_i`` (a random intercept
+and a random slope on every predictor).  With Gaussian random effects the marginal
+likelihood of group ``i`` depends on the data only through ``X_i'X_i``, ``X_i'y_i``,
+``y_i'y_i`` and ``n_i``, which are computed here once, vectorised over rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+INTERCEPT = "(Intercept)"
+
+
+@dataclass(frozen=True)
+class LMMData:
+    """One dataset for a random-intercept, random-slopes linear mixed model.
+
+    Parameters
+    ----------
+    y : ndarray, shape (N,)
+        Response.
+    X : ndarray, shape (N, q)
+        Fixed-effects design, first column the intercept (all ones).  The
+        random-effects design is the same matrix (``Z = X``).
+    group : ndarray of int, shape (N,)
+        Group codes ``0..K-1``; rows must be sorted by group.
+    predictors : tuple of str
+        Names of the ``q - 1`` predictor columns (the intercept is implicit).
+    group_labels : tuple of str, optional
+        Original group labels, for display; defaults to ``"0".."K-1"``.
+
+    Attributes
+    ----------
+    n, XtX, Xty, yty
+        Per-group sufficient statistics, shapes (K,), (K, q, q), (K, q), (K,).
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    group: np.ndarray
+    predictors: tuple[str, ...]
+    group_labels: tuple[str, ...] = ()
+    n: np.ndarray = field(init=False, repr=False)
+    XtX: np.ndarray = field(init=False, repr=False)
+    Xty: np.ndarray = field(init=False, repr=False)
+    yty: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        y = np.ascontiguousarray(self.y, dtype=float)
+        X = np.ascontiguousarray(self.X, dtype=float)
+        group = np.ascontiguousarray(self.group, dtype=np.int64)
+        if y.ndim != 1:
+            raise ValueError(f"y must be one-dimensional, got shape {y.shape}")
+        if X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"X must have shape (len(y), q) = ({y.shape[0]}, q), got {X.shape}")
+        if group.shape != y.shape:
+            raise ValueError(f"group must have the shape of y {y.shape}, got {group.shape}")
+        if X.shape[1] != len(self.predictors) + 1:
+            raise ValueError(
+                f"X has {X.shape[1]} columns but {len(self.predictors)} predictor names were "
+                "given; X must be [intercept, predictors...]"
+            )
+        if y.size and np.any(np.diff(group) < 0):
+            raise ValueError("rows must be sorted by group; sort the table by its group column")
+        K = int(group[-1]) + 1 if group.size else 0
+        n = np.bincount(group, minlength=K)
+        if np.any(n == 0):
+            raise ValueError("group codes must be 0..K-1 with no empty group")
+        starts = np.concatenate(([0], np.cumsum(n)[:-1]))
+        XtX = np.add.reduceat(X[:, :, None] * X[:, None, :], starts, axis=0)
+        Xty = np.add.reduceat(X * y[:, None], starts, axis=0)
+        yty = np.add.reduceat(y * y, starts)
+        labels = self.group_labels or tuple(str(k) for k in range(K))
+        if len(labels) != K:
+            raise ValueError(f"group_labels has {len(labels)} labels for {K} groups")
+        for name, value in (("y", y), ("X", X), ("group", group), ("group_labels", labels)):
+            object.__setattr__(self, name, value)
+        for name, value in (("n", n), ("XtX", XtX), ("Xty", Xty), ("yty", yty)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups K."""
+        return int(self.n.shape[0])
+
+    @property
+    def q(self) -> int:
+        """Number of fixed (and random) effects, intercept included."""
+        return int(self.X.shape[1])
+
+    @property
+    def n_obs(self) -> int:
+        """Number of rows N."""
+        return int(self.y.shape[0])
+
+    @property
+    def fixed_names(self) -> tuple[str, ...]:
+        """Fixed-effect term names, broom.mixed style: ``("(Intercept)", *predictors)``."""
+        return (INTERCEPT, *self.predictors)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table with columns ``y``, the predictors and ``group``."""
+        import pandas as pd
+
+        cols: dict[str, np.ndarray] = {"y": self.y}
+        for j, name in enumerate(self.predictors, start=1):
+            cols[name] = self.X[:, j]
+        cols["group"] = np.asarray(self.group_labels, dtype=object)[self.group]
+        return pd.DataFrame(cols)
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, y: str, x: list[str] | tuple[str, ...], group: str
+    ) -> LMMData:
+        """Build from a user's table: response ``y``, predictor columns ``x``, ``group``.
+
+        Rows are sorted by group (stable), groups coded in order of first appearance
+        after sorting by label.
+        """
+        missing = [c for c in (y, *x, group) if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"column(s) {missing} not in the data; available: {list(frame.columns)}"
+            )
+        sub = frame[[y, *x, group]]
+        if sub.isna().to_numpy().any():
+            raise ValueError("the data have missing values in the columns used; drop those rows")
+        labels = sub[group].astype(str).to_numpy()
+        uniq, codes = np.unique(labels, return_inverse=True)
+        order = np.argsort(codes, kind="stable")
+        try:
+            xs = sub[list(x)].to_numpy(dtype=float)[order]
+            yv = sub[y].to_numpy(dtype=float)[order]
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"response {y!r} and predictors {list(x)} must be numeric") from err
+        X = np.column_stack([np.ones(len(yv)), xs])
+        return cls(yv, X, codes[order], tuple(x), tuple(str(u) for u in uniq))

@@ -1,0 +1,14 @@
+"""User-facing errors: one line that names the problem and the fix; exit code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with what the user asked for (input, files, options).
+
+    The CLI prints ``study: error: <message>`` on one line and exits with code 2.
+    """
+
+
+class StoreError(UserError):
+    """A results store that is missing, corrupt, or does not match the request."""

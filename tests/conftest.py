@@ -1,0 +1,46 @@
+"""Shared fixtures: fixed seeds, small designs, and configs written to temp files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from study.config import DesignConfig, PredictorSpec, StudyConfig, dumps_toml, load_config
+
+
+@pytest.fixture
+def small_design() -> DesignConfig:
+    """A small, unbalanced, correlated two-predictor design (K = 6)."""
+    return DesignConfig(
+        groups=6,
+        group_size=(3, 5, 4, 7, 2, 6),
+        predictors=("A", "B"),
+        beta=(1.0, -0.5, 2.0),
+        re_sd=(0.8, 0.3, 1.2),
+        re_cor=((1.0, 0.3, -0.2), (0.3, 1.0, 0.1), (-0.2, 0.1, 1.0)),
+        sigma=0.7,
+        predictor=PredictorSpec(distribution="normal", mean=1.0, sd=2.0),
+    )
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """Write a StudyConfig (or raw TOML text) to a file and return its path."""
+
+    def _write(cfg: StudyConfig | str, name: str = "study.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(cfg if isinstance(cfg, str) else dumps_toml(cfg))
+        return path
+
+    return _write
+
+
+@pytest.fixture(scope="session")
+def default_config() -> StudyConfig:
+    return load_config("default")
+
+
+@pytest.fixture(scope="session")
+def seed_config() -> StudyConfig:
+    return load_config("seed")
