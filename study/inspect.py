@@ -1,0 +1,48 @@
+"""``study info``: what a results store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from study.storage import Store
+
+
+def describe_run(run_dir: str | Path) -> str:
+    """A short human-readable description of a run directory."""
+    store = Store(run_dir)
+    manifest = store.read_manifest()
+    piece = store.load()
+    engines = list(manifest["engines"])
+    requested = int(manifest["replicates"])
+    done = 0 if piece is None else len(piece)
+    lines = [
+        f"run:        {store.path}",
+        f"study:      {manifest.get('study', '?')}  (config hash {manifest['config_hash']}, "
+        f"root seed {manifest.get('root_seed', '?')})",
+        f"created:    {manifest.get('created', '?')}",
+        f"replicates: {done} of {requested} done" + ("" if done >= requested else "  (partial)"),
+        f"engines:    {', '.join(engines)}",
+        f"results.nc: {'present' if store.results_path.is_file() else 'not written yet'}",
+    ]
+    if piece is not None:
+        conv = piece.values["converged"]
+        msg = piece.values["message"]
+        secs = piece.values["fit_seconds"]
+        for j, name in enumerate(engines):
+            failed = int((~conv[:, j]).sum())
+            warned = int(sum(1 for m in msg[:, j] if m))
+            med = float(np.nanmedian(secs[:, j])) if np.isfinite(secs[:, j]).any() else float("nan")
+            lines.append(
+                f"  {name:6s} not converged {failed}, with messages {warned}, "
+                f"median fit {med:.3f} s"
+            )
+            if failed:
+                first = next(
+                    int(r) for r, c in zip(piece.replicate, conv[:, j], strict=True) if not c
+                )
+                example = msg[list(piece.replicate).index(first), j] or "no message"
+                lines.append(f"         e.g. replicate {first}: {example[:120]}")
+    lines += ["", "configuration:", store.config_text().rstrip()]
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""Progress display for ``study run``: a live bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def _fmt_seconds(s: float) -> str:
+    if s != s or s == float("inf"):  # NaN or inf
+        return "?"
+    s = round(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+
+
+class _Counter:
+    """Shared bookkeeping: done/total, rate and ETA over this session's replicates."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.start_done = 0
+        self.failures = 0
+        self.t0 = time.monotonic()
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done, self.start_done = total, done, done
+        self.t0 = time.monotonic()
+
+    def advance(self, failures: int) -> None:
+        self.done += 1
+        self.failures = failures
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.t0
+        new = self.done - self.start_done
+        return new / elapsed if elapsed > 0 and new else float("nan")
+
+    def line(self) -> str:
+        rate = self.rate
+        eta = (self.total - self.done) / rate if rate == rate and rate > 0 else float("nan")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        rate_text = f"{rate:.2f}/s" if rate == rate else "-/s"
+        return (
+            f"{self.done}/{self.total} replicates ({pct:.0f}%), {rate_text}, "
+            f"ETA {_fmt_seconds(eta)}, failures {self.failures}"
+        )
+
+
+class PlainProgress(_Counter):
+    """One line at start, then every ``every`` seconds and at the end."""
+
+    def __init__(self, stream: TextIO | None = None, every: float = 10.0) -> None:
+        super().__init__()
+        self.stream = stream or sys.stderr
+        self.every = every
+        self._last = 0.0
+
+    def start(self, total: int, done: int) -> None:
+        super().start(total, done)
+        print(f"study: {done}/{total} replicates already done", file=self.stream, flush=True)
+        self._last = time.monotonic()
+
+    def advance(self, failures: int) -> None:
+        super().advance(failures)
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            print(f"study: {self.line()}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        print(f"study: {self.line()}", file=self.stream, flush=True)
+
+
+class RichProgress(_Counter):
+    """A live rich progress bar (terminal only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]replicates"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("failures {task.fields[failures]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task: Any = None
+
+    def start(self, total: int, done: int) -> None:
+        super().start(total, done)
+        self._bar.start()
+        self._task = self._bar.add_task("run", total=total, completed=done, rate="", failures=0)
+
+    def advance(self, failures: int) -> None:
+        super().advance(failures)
+        rate = self.rate
+        self._bar.update(
+            self._task,
+            completed=self.done,
+            failures=failures,
+            rate=f"{rate:.2f}/s" if rate == rate else "",
+        )
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+def make_progress(stream: TextIO | None = None) -> PlainProgress | RichProgress:
+    """A rich bar when stderr is a terminal, plain lines otherwise."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        return RichProgress()
+    return PlainProgress(stream)

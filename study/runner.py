@@ -1,0 +1,207 @@
+"""The study runner: generate -> analyse -> store, resumable and order-independent.
+
+The unit of work is a batch of replicate indices that any process can execute from
+``(config, indices)`` alone (:func:`run_batch`); :func:`run_study` drives batches
+serially, checkpoints every finished replicate and merges the pieces into
+``results.nc`` at the end.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from models.base import Engine, FitResult
+from models.registry import build_engine
+from study.errors import StoreError
+from study.generate import Design, engine_seed
+from study.results import build_dataset, piece_from_fits
+from study.storage import Piece, Store
+from study.truth import compute_truth
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from study.config import StudyConfig
+
+#: engines built in this process, keyed by (name, options, level): compiled once each
+_ENGINE_CACHE: dict[tuple[str, str, float], Engine] = {}
+#: consolidate checkpoint pieces when there are more than this many
+CONSOLIDATE_EVERY = 200
+
+
+def get_engine(config: StudyConfig, name: str) -> Engine:
+    """The engine ``name`` configured as in ``config``, built once per process."""
+    options = config.engine_options.get(name, {})
+    key = (name, repr(sorted(options.items())), config.level)
+    if key not in _ENGINE_CACHE:
+        _ENGINE_CACHE[key] = build_engine(name, options, level=config.level)
+    return _ENGINE_CACHE[key]
+
+
+def fit_replicate(config: StudyConfig, design: Design, replicate: int) -> list[FitResult]:
+    """Generate replicate ``replicate`` and fit it with every configured engine.
+
+    An engine that raises despite its contract is recorded as a failed fit with the
+    exception text; the study goes on.
+    """
+    sample = design.sample(replicate)
+    fits = []
+    for j, name in enumerate(config.engines):
+        engine = get_engine(config, name)
+        t0 = time.perf_counter()
+        try:
+            fit = engine.fit(sample.data, seed=engine_seed(config.seed, replicate, j))
+        except Exception as err:  # errors are data, never a crashed study
+            last = traceback.extract_tb(err.__traceback__)[-1]
+            fit = FitResult.failed(
+                config.design.predictors,
+                f"{type(err).__name__}: {err} (at {Path(last.filename).name}:{last.lineno})",
+                time.perf_counter() - t0,
+            )
+        fits.append(fit)
+    return fits
+
+
+def run_batch(config: StudyConfig, indices: Sequence[int]) -> Piece:
+    """Fit replicates ``indices`` of ``config``: the unit any worker can execute."""
+    design = Design.from_study(config)
+    rows = [fit_replicate(config, design, r) for r in indices]
+    return piece_from_fits(list(indices), rows)
+
+
+class Progress(Protocol):
+    """What the runner tells a progress display."""
+
+    def start(self, total: int, done: int) -> None: ...
+    def advance(self, failures: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Silent:
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, failures: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class RunReport:
+    """What a run did."""
+
+    path: Path
+    total: int
+    done: int
+    new: int
+    failures: int
+    complete: bool
+
+
+def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict[str, object]:
+    return {
+        "study": config.name,
+        "config_hash": config.hash(),
+        "root_seed": config.seed,
+        "engines": list(config.engines),
+        "terms": terms,
+        "effects": effects,
+        "replicates": config.replicates,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> dict[str, object]:
+    """Create the run directory or check that it holds a run of the same configuration.
+
+    Returns the manifest (its replicate count raised to ``config.replicates``).
+    """
+    if store.path.exists() and not store.path.is_dir():
+        raise StoreError(f"--out {store.path} is a file; give a directory")
+    truth_terms = compute_truth(Design.from_study(config))
+    fresh = _manifest(config, truth_terms.terms, truth_terms.effects)
+    if store.exists() and overwrite:
+        store.clear()
+    if store.exists():
+        old = store.read_manifest()
+        if old["config_hash"] != config.hash():
+            raise StoreError(
+                f"{store.path} holds a run of a different configuration "
+                f"(hash {old['config_hash']}, this one {config.hash()}); "
+                "use --overwrite to replace it or --out for a new directory"
+            )
+        old["replicates"] = max(int(old["replicates"]), config.replicates)
+        store.write_manifest(old, store.config_text())
+        return old
+    if store.path.is_dir() and any(store.path.iterdir()):
+        leftovers = sorted(p.name for p in store.path.iterdir())
+        if any(p in leftovers for p in ("results.nc", "checkpoints")):
+            raise StoreError(
+                f"{store.path} has results but no manifest; use --overwrite to start afresh "
+                "or --out for a new directory"
+            )
+    store.write_manifest(fresh, config.to_toml())
+    return fresh
+
+
+def finish_run(config: StudyConfig, store: Store, manifest: dict[str, object]) -> Path | None:
+    """Consolidate the pieces and (re)write results.nc; ``None`` when nothing is done."""
+    store.consolidate()
+    piece = store.load()
+    if piece is None:
+        return None
+    truth = compute_truth(Design.from_study(config))
+
+    def build() -> xr.Dataset:
+        return build_dataset(piece, config, truth, list(config.engines), manifest)
+
+    return store.write_results(build)
+
+
+def run_study(
+    config: StudyConfig,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Run (or resume, or extend) a study; results in ``out`` (default outputs/<name>).
+
+    Every finished replicate is checkpointed at once, so an interruption (Ctrl-C,
+    kill -9) loses at most the replicate in flight, and running again resumes.
+    """
+    store = Store(out if out is not None else Path("outputs") / config.name)
+    manifest = open_run(config, store, overwrite=overwrite)
+    total = int(config.replicates)
+    existing = store.load()
+    done = set() if existing is None else {int(r) for r in existing.replicate}
+    todo = [r for r in range(total) if r not in done]
+    failures = 0 if existing is None else int((~existing.values["converged"]).sum())
+    progress = progress or _Silent()
+    progress.start(total, total - len(todo))
+    design = Design.from_study(config)
+    written = 0
+    try:
+        for r in todo:
+            fits = fit_replicate(config, design, r)
+            store.write_piece(piece_from_fits([r], [fits]))
+            written += 1
+            failures += sum(not f.converged for f in fits)
+            progress.advance(failures)
+            if written % CONSOLIDATE_EVERY == 0:
+                store.consolidate()
+    except KeyboardInterrupt:
+        progress.close()
+        finish_run(config, store, manifest)  # results.nc of what is done so far
+        raise
+    progress.close()
+    finish_run(config, store, manifest)
+    return RunReport(store.path, total, total - len(todo) + written, written, failures, True)

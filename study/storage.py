@@ -1,0 +1,214 @@
+"""The results store of one study run: manifest, checkpoint pieces, results.nc.
+
+Layout of a run directory::
+
+    study.toml          the configuration that produced it (TOML)
+    manifest.json       config hash, root seed, engines, terms, replicates requested
+    checkpoints/*.npz   independent pieces, each holding finished replicates
+    results.nc          the merged xarray Dataset (rewritten when a run completes)
+
+Every file is written atomically (a temporary file in the same directory, flushed,
+then ``os.replace``), so a kill at any moment leaves each file either absent or whole.
+Pieces are the source of truth: ``results.nc`` is rebuilt from them, and a resume
+skips the replicates they hold.  Pieces may overlap (a kill during consolidation);
+on load, duplicates of a replicate are identical and one is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from study.errors import StoreError
+
+CHECKPOINTS = "checkpoints"
+RESULTS = "results.nc"
+MANIFEST = "manifest.json"
+CONFIG = "study.toml"
+#: per (replicate, engine, term)
+TERM_VARS = ("estimate", "std_error", "ci_lower", "ci_upper", "rhat", "ess_bulk", "ess_tail")
+#: per (replicate, engine)
+FIT_VARS = ("converged", "fit_seconds", "divergences", "message")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it over ``path``.
+
+    On error the temporary file is removed and ``path`` is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        with contextlib.suppress(OSError):  # make the rename durable where supported
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+@dataclass
+class Piece:
+    """Finished replicates: arrays with leading dims (replicate, engine[, term])."""
+
+    replicate: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.replicate.shape[0])
+
+    @staticmethod
+    def concat(pieces: list[Piece]) -> Piece | None:
+        """Pieces joined and sorted by replicate, duplicates dropped."""
+        if not pieces:
+            return None
+        rep = np.concatenate([p.replicate for p in pieces])
+        _, first = np.unique(rep, return_index=True)
+        values = {k: np.concatenate([p.values[k] for p in pieces])[first] for k in pieces[0].values}
+        return Piece(rep[first], values)
+
+
+class Store:
+    """A run directory.
+
+    Parameters
+    ----------
+    path : Path
+        The run directory (``outputs/<study name>`` by default).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS
+
+    # -- manifest ---------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the directory holds a run (its manifest)."""
+        return (self.path / MANIFEST).is_file()
+
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest; :class:`StoreError` if missing or unreadable."""
+        path = self.path / MANIFEST
+        if not path.is_file():
+            raise StoreError(
+                f"{self.path} is not a results store (no {MANIFEST}); "
+                "give the directory a `study run` wrote"
+            )
+        try:
+            manifest = json.loads(path.read_text())
+            for key in ("config_hash", "engines", "terms", "effects", "replicates"):
+                if key not in manifest:
+                    raise KeyError(key)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise StoreError(
+                f"{path} is corrupt ({err}); delete the run directory or use --overwrite"
+            ) from err
+        return dict(manifest)
+
+    def write_manifest(self, manifest: dict[str, Any], config_toml: str) -> None:
+        """Write the configuration and the manifest (atomically, each)."""
+        write_text_atomic(self.path / CONFIG, config_toml)
+        write_text_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+    def config_text(self) -> str:
+        """The TOML text of the configuration that produced the run."""
+        try:
+            return (self.path / CONFIG).read_text()
+        except OSError as err:
+            raise StoreError(f"{self.path / CONFIG} cannot be read ({err})") from err
+
+    def clear(self) -> None:
+        """Remove everything a run wrote (for ``--overwrite``)."""
+        for name in (CHECKPOINTS, "posteriors"):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        for name in (RESULTS, MANIFEST, CONFIG, "summary.nc"):
+            (self.path / name).unlink(missing_ok=True)
+
+    # -- pieces -----------------------------------------------------------------------
+    def piece_files(self) -> list[Path]:
+        """Checkpoint piece files, sorted by name."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(self.checkpoints.glob("part-*.npz"))
+
+    def write_piece(self, piece: Piece) -> Path:
+        """Write a piece atomically under a unique name."""
+        first = int(piece.replicate.min())
+        name = f"part-{first:07d}-{len(piece):05d}-{uuid.uuid4().hex[:8]}.npz"
+        path = self.checkpoints / name
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            arrays: dict[str, Any] = {"replicate": piece.replicate, **piece.values}
+            np.savez(fh, **arrays)
+        return path
+
+    def read_piece(self, path: Path) -> Piece:
+        """Read one piece; :class:`StoreError` naming the file if it is corrupt."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                values = {k: npz[k] for k in npz.files if k != "replicate"}
+                replicate = npz["replicate"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise StoreError(
+                f"checkpoint {path} is corrupt ({type(err).__name__}); delete that file "
+                "and run again to recompute its replicates"
+            ) from err
+        missing = [k for k in (*TERM_VARS, *FIT_VARS) if k not in values]
+        if missing:
+            raise StoreError(f"checkpoint {path} lacks {missing}; delete that file and run again")
+        return Piece(replicate, values)
+
+    def load(self) -> Piece | None:
+        """All finished replicates, sorted, duplicates dropped (``None`` if none)."""
+        return Piece.concat([self.read_piece(p) for p in self.piece_files()])
+
+    def consolidate(self) -> None:
+        """Join all pieces into one (written first, then the old ones removed)."""
+        files = self.piece_files()
+        if len(files) <= 1:
+            return
+        joined = Piece.concat([self.read_piece(p) for p in files])
+        assert joined is not None
+        self.write_piece(joined)
+        for f in files:
+            f.unlink(missing_ok=True)
+
+    # -- results ----------------------------------------------------------------------
+    def write_results(self, build: Callable[[], Any]) -> Path:
+        """Write the Dataset returned by ``build()`` to results.nc atomically."""
+        ds = build()
+        with atomic_path(self.results_path) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+        return self.results_path

@@ -1,0 +1,211 @@
+"""Runner and storage: schema, resume after kill -9, extension, refusals, corrupt stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from study.cli import main
+from study.config import load_config
+from study.runner import run_study
+from study.storage import Store
+
+SMALL = """
+name = "small"
+replicates = 6
+seed = 7
+engines = ["reml"]
+
+[design]
+groups = 8
+group_size = 12
+beta = [1.0, 0.5]
+re_sd = [0.8, 0.4]
+re_cor = [[1.0, 0.2], [0.2, 1.0]]
+sigma = 1.0
+"""
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _comparable(ds: xr.Dataset) -> xr.Dataset:
+    return ds.drop_vars(["fit_seconds"]).drop_attrs()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> tuple[Path, xr.Dataset]:
+    tmp = tmp_path_factory.mktemp("small")
+    cfg_path = tmp / "small.toml"
+    cfg_path.write_text(SMALL)
+    report = run_study(load_config(cfg_path), tmp / "run")
+    assert report.complete and report.done == 6
+    with xr.open_dataset(report.path / "results.nc") as ds:
+        return cfg_path, ds.load()
+
+
+def test_results_schema(small_run):
+    _, ds = small_run
+    assert dict(ds.sizes) == {"replicate": 6, "engine": 1, "term": 6}
+    assert list(ds.term.values) == [
+        "(Intercept)",
+        "X",
+        "sd__(Intercept)",
+        "sd__X",
+        "cor__(Intercept).X",
+        "sd__Observation",
+    ]
+    assert list(ds.effect.values) == ["fixed"] * 2 + ["ran_pars"] * 4
+    for var in ("estimate", "std_error", "ci_lower", "ci_upper", "rhat", "ess_bulk", "ess_tail"):
+        assert ds[var].dims == ("replicate", "engine", "term")
+    for var in ("converged", "fit_seconds", "message", "divergences"):
+        assert ds[var].dims == ("replicate", "engine")
+    assert ds.converged.dtype == bool
+    # REML has no R-hat, ESS or divergences: NaN, never a made-up value
+    assert np.isnan(ds.rhat).all() and np.isnan(ds.divergences).all()
+    assert np.isfinite(ds.estimate.sel(term=["(Intercept)", "X"])).all()
+    np.testing.assert_allclose(ds.true_value.values[:2], [1.0, 0.5])
+    assert np.isfinite(ds.true_se.values[:2]).all() and np.isnan(ds.true_se.values[2:]).all()
+    assert np.isnan(ds.cond_value).all()  # random effects redrawn
+    for key in ("config", "config_hash", "root_seed", "package_versions", "created"):
+        assert key in ds.attrs
+    assert ds.attrs["root_seed"] == 7
+    np.testing.assert_array_equal(ds.seed_key.values, np.arange(6))
+    assert load_config("default").hash() != ds.attrs["config_hash"]
+
+
+def test_rerun_is_a_no_op_and_extension_adds(small_run, tmp_path):
+    cfg_path, first = small_run
+    cfg = load_config(cfg_path)
+    out = tmp_path / "ext"
+    run_study(cfg.with_replicates(4), out)
+    report = run_study(cfg.with_replicates(6), out)  # extends: replicate count not hashed
+    assert report.new == 2 and report.done == 6
+    with xr.open_dataset(out / "results.nc") as ds:
+        xr.testing.assert_identical(_comparable(ds.load()), _comparable(first))
+    again = run_study(cfg.with_replicates(6), out)
+    assert again.new == 0
+
+
+def test_different_config_is_refused(small_run, tmp_path, capsys):
+    cfg_path, _ = small_run
+    out = tmp_path / "run"
+    run_study(load_config(cfg_path).with_replicates(1), out)
+    other = tmp_path / "other.toml"
+    other.write_text(SMALL.replace("sigma = 1.0", "sigma = 2.0"))
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert main(["run", str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different configuration" in err and "--overwrite" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing lost
+    assert main(["run", str(other), "--out", str(out), "--overwrite", "--replicates", "1"]) == 0
+
+
+def test_corrupt_checkpoint_is_named(small_run, tmp_path, capsys):
+    cfg_path, _ = small_run
+    out = tmp_path / "run"
+    run_study(load_config(cfg_path).with_replicates(2), out)
+    piece = next((out / "checkpoints").iterdir())
+    piece.write_bytes(b"not a zip file")
+    assert main(["info", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and piece.name in err and "delete that file" in err
+
+
+def test_info_describes_a_run(small_run, tmp_path, capsys):
+    cfg_path, _ = small_run
+    out = tmp_path / "run"
+    run_study(load_config(cfg_path).with_replicates(3), out)
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "replicates: 3 of 3 done" in text and "reml" in text and "[design]" in text
+    assert main(["info", str(tmp_path / "nothing")]) == 2
+    assert "not a results store" in capsys.readouterr().err
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    """kill -9 mid-run, run again: same values as an uninterrupted run."""
+    cmd = [sys.executable, "-m", "study", "run", "default", "--engines", "reml"]
+    n = 14
+    killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen(
+        [*cmd, "--replicates", str(n), "--out", str(killed_dir)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ck = killed_dir / "checkpoints"
+        if ck.is_dir() and len(list(ck.glob("part-*.npz"))) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = Store(killed_dir).load()
+    assert partial is not None and 3 <= len(partial) < n, "kill came too late to test resume"
+    assert not (killed_dir / "results.nc").exists()
+    subprocess.run(
+        [*cmd, "--replicates", str(n), "--out", str(killed_dir)],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*cmd, "--replicates", str(n), "--out", str(clean_dir)],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    with (
+        xr.open_dataset(killed_dir / "results.nc") as a,
+        xr.open_dataset(clean_dir / "results.nc") as b,
+    ):
+        assert a.sizes["replicate"] == n
+        xr.testing.assert_identical(_comparable(a.load()), _comparable(b.load()))
+
+
+def test_bad_cli_input_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "default", "--engines", "lmer"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "default", "--replicates", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be a whole number >= 1" in err
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["run", "default", "--out", str(f), "--engines", "reml"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_fit_csv_json_is_tidy(capsys):
+    import json
+
+    data = Path(__file__).parent / "data" / "sleepstudy.csv"
+    assert (
+        main(["fit", str(data), "--y", "Reaction", "--x", "Days", "--group", "Subject", "--json"])
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["term"] for r in rows][:2] == ["(Intercept)", "Days"]
+    assert set(rows[0]) == {"term", "effect", "estimate", "std_error", "ci_lower", "ci_upper"}
+    # lme4 1.1-31 REML (tests/data/sleepstudy_lme4.toml)
+    assert rows[0]["estimate"] == pytest.approx(251.40510485, rel=1e-4)
+    assert rows[2]["ci_lower"] is None  # no invented intervals for variance parameters
+
+
+def test_fit_csv_errors(tmp_path, capsys):
+    data = Path(__file__).parent / "data" / "sleepstudy.csv"
+    assert main(["fit", str(data), "--y", "Reaction", "--x", "Nope", "--group", "Subject"]) == 2
+    assert "Nope" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "x.csv"), "--y", "a", "--x", "b", "--group", "c"]) == 2
+    assert "not found" in capsys.readouterr().err
