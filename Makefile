@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 REPLICATES ?= 50
-ENGINES ?= reml
+ENGINES ?= reml,bayes
 
 .PHONY: bootstrap study test test-all lint lock bench
 
@@ -12,7 +12,8 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 study: bootstrap
-	$(BIN)/study truth default
+	$(BIN)/study run default --replicates $(REPLICATES) --engines $(ENGINES)
+	$(BIN)/study summarize outputs/default
 
 test: bootstrap
 	$(BIN)/python -m pytest -q

@@ -103,6 +103,12 @@ class Engine(Protocol):
 
     name: str
 
-    def fit(self, data: LMMData, *, seed: int | None = None) -> FitResult:
-        """Fit ``data``; ``seed`` drives any randomness (ignored by deterministic engines)."""
+    def fit(
+        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+    ) -> FitResult:
+        """Fit ``data``; ``seed`` drives any randomness (ignored by deterministic engines).
+
+        With ``keep_posterior`` an engine that has draws returns them as an ArviZ
+        ``xarray.DataTree`` in ``extra["posterior"]``.
+        """
         ...

@@ -156,7 +156,9 @@ class RemlEngine:
     def __init__(self, options: RemlOptions | None = None) -> None:
         self.options = options or RemlOptions()
 
-    def fit(self, data: LMMData, *, seed: int | None = None) -> FitResult:
+    def fit(
+        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+    ) -> FitResult:
         """Fit ``data``; never raises (failures come back as ``converged=False``).
 
         Parameters
@@ -165,6 +167,8 @@ class RemlEngine:
             One dataset.
         seed : int, optional
             Ignored: the fit is deterministic.
+        keep_posterior : bool
+            Ignored: REML has no posterior.
 
         Returns
         -------

@@ -227,7 +227,8 @@ class StudyConfig:
 
     ``engine_options`` maps an engine name to its option table (``[engines.NAME]`` in
     TOML), validated by that engine; ``replicates`` is not part of :meth:`hash`, so a
-    finished run can be extended.
+    finished run can be extended.  ``keep_draws``: the full posterior of the first
+    ``keep_draws`` replicates is kept beside the results (engines with draws only).
     """
 
     name: str
@@ -237,6 +238,7 @@ class StudyConfig:
     level: float = 0.95
     engines: tuple[str, ...] = ("reml", "bayes")
     engine_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keep_draws: int = 3
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -244,6 +246,7 @@ class StudyConfig:
             raise _fail("name", self.name, "must be a non-empty name without slashes")
         _integer("replicates", self.replicates, 1)
         _integer("seed", self.seed, 0)
+        _integer("keep_draws", self.keep_draws, 0)
         level = _number("level", self.level)
         if not 0 < level < 1:
             raise _fail("level", level, "must be between 0 and 1 (e.g. 0.95)")
@@ -302,7 +305,7 @@ def _replace(cfg: StudyConfig, **changes: Any) -> StudyConfig:
     return new
 
 
-_TOP_KEYS = {"name", "replicates", "seed", "level", "engines", "design"}
+_TOP_KEYS = {"name", "replicates", "seed", "level", "engines", "design", "keep_draws"}
 _DESIGN_KEYS = {f.name for f in fields(DesignConfig)}
 _PREDICTOR_KEYS = {f.name for f in fields(PredictorSpec)}
 
@@ -420,6 +423,7 @@ def dumps_toml(cfg: StudyConfig) -> str:
         f"replicates = {cfg.replicates}",
         f"seed = {cfg.seed}",
         f"level = {cfg.level!r}",
+        f"keep_draws = {cfg.keep_draws}",
         "",
         "[design]",
     ]

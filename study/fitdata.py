@@ -52,9 +52,9 @@ def fit_csv(
     data = load_csv(path, y, predictors, group)
     options: dict[str, object] = {}
     if engine == "bayes":
-        from models.bayes_priors import scaled_priors_table
+        from models.bayes_priors import scaled_priors
 
-        options["priors"] = scaled_priors_table(data)
+        options["priors"] = scaled_priors(data)
     eng = build_engine(engine, options, level=level)
     fit = eng.fit(data, seed=seed)
     frame = fit.to_frame()
@@ -72,5 +72,10 @@ def fit_csv(
     if fit.message:
         lines.append(f"message: {fit.message}")
     if engine == "bayes":
-        lines.append(f"priors (scaled to the data): {options['priors']}")
+        from models.bayes_priors import describe_priors
+
+        priors = options["priors"]
+        assert isinstance(priors, dict)
+        lines.append("priors (scaled to the data, rstanarm-style):")
+        lines.append(describe_priors(priors, data.fixed_names))
     return "\n".join(lines)

@@ -44,19 +44,25 @@ def get_engine(config: StudyConfig, name: str) -> Engine:
     return _ENGINE_CACHE[key]
 
 
-def fit_replicate(config: StudyConfig, design: Design, replicate: int) -> list[FitResult]:
+def fit_replicate(
+    config: StudyConfig, design: Design, replicate: int, store: Store | None = None
+) -> list[FitResult]:
     """Generate replicate ``replicate`` and fit it with every configured engine.
 
     An engine that raises despite its contract is recorded as a failed fit with the
-    exception text; the study goes on.
+    exception text; the study goes on.  For the first ``config.keep_draws`` replicates
+    the engines' posteriors are written to ``store`` (``posteriors/``).
     """
     sample = design.sample(replicate)
+    keep = store is not None and replicate < config.keep_draws
     fits = []
     for j, name in enumerate(config.engines):
         engine = get_engine(config, name)
         t0 = time.perf_counter()
         try:
-            fit = engine.fit(sample.data, seed=engine_seed(config.seed, replicate, j))
+            fit = engine.fit(
+                sample.data, seed=engine_seed(config.seed, replicate, j), keep_posterior=keep
+            )
         except Exception as err:  # errors are data, never a crashed study
             last = traceback.extract_tb(err.__traceback__)[-1]
             fit = FitResult.failed(
@@ -64,6 +70,9 @@ def fit_replicate(config: StudyConfig, design: Design, replicate: int) -> list[F
                 f"{type(err).__name__}: {err} (at {Path(last.filename).name}:{last.lineno})",
                 time.perf_counter() - t0,
             )
+        posterior = fit.extra.pop("posterior", None)
+        if keep and store is not None and posterior is not None:
+            store.write_posterior(name, replicate, posterior)
         fits.append(fit)
     return fits
 
@@ -191,7 +200,7 @@ def run_study(
     written = 0
     try:
         for r in todo:
-            fits = fit_replicate(config, design, r)
+            fits = fit_replicate(config, design, r, store)
             store.write_piece(piece_from_fits([r], [fits]))
             written += 1
             failures += sum(not f.converged for f in fits)

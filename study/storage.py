@@ -205,6 +205,18 @@ class Store:
         for f in files:
             f.unlink(missing_ok=True)
 
+    # -- posteriors -------------------------------------------------------------------
+    def posterior_path(self, engine: str, replicate: int) -> Path:
+        """Where the kept posterior of ``engine`` for ``replicate`` lives."""
+        return self.path / "posteriors" / f"{engine}-replicate-{replicate:07d}.nc"
+
+    def write_posterior(self, engine: str, replicate: int, tree: Any) -> Path:
+        """Write a posterior (an ``xarray.DataTree``) as netCDF, atomically."""
+        path = self.posterior_path(engine, replicate)
+        with atomic_path(path) as tmp:
+            tree.to_netcdf(tmp, engine="h5netcdf")
+        return path
+
     # -- results ----------------------------------------------------------------------
     def write_results(self, build: Callable[[], Any]) -> Path:
         """Write the Dataset returned by ``build()`` to results.nc atomically."""

@@ -209,3 +209,25 @@ def test_fit_csv_errors(tmp_path, capsys):
     assert "Nope" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "x.csv"), "--y", "a", "--x", "b", "--group", "c"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_both_engines_side_by_side_with_kept_posteriors(tmp_path):
+    """reml and bayes in one Dataset; the first keep_draws posteriors kept as netCDF."""
+    cfg_path = tmp_path / "both.toml"
+    cfg_path.write_text(
+        SMALL.replace('engines = ["reml"]', 'engines = ["reml", "bayes"]\nkeep_draws = 1')
+    )
+    report = run_study(load_config(cfg_path).with_replicates(2), tmp_path / "run")
+    with xr.open_dataset(report.path / "results.nc") as ds:
+        assert list(ds.engine.values) == ["reml", "bayes"]
+        bayes = ds.sel(engine="bayes")
+        assert np.isfinite(bayes.rhat).all() and np.isfinite(bayes.ess_bulk).all()
+        assert (bayes.divergences >= 0).all()
+        assert np.isnan(ds.sel(engine="reml").rhat).all()
+        # both engines estimate the same fixed effects on the same data
+        diff = abs(bayes.estimate - ds.sel(engine="reml").estimate).sel(term=["(Intercept)", "X"])
+        assert (diff < 2 * bayes.std_error.sel(term=["(Intercept)", "X"])).all()
+    kept = sorted(p.name for p in (report.path / "posteriors").iterdir())
+    assert kept == ["bayes-replicate-0000000.nc"]
+    tree = xr.open_datatree(report.path / "posteriors" / kept[0])
+    assert "posterior" in tree.children and "sample_stats" in tree.children

@@ -1,0 +1,424 @@
+"""The Bayesian engine: a PyMC linear mixed model sampled with nutpie (or PyMC's NUTS).
+
+By default the random effects are integrated out and the likelihood is written on the
+per-group sufficient statistics (:mod:`models.bayes_model`), so a fit costs O(K q^3)
+per gradient whatever the number of rows, and the compiled model is re-used for every
+dataset of the same q (nutpie ``with_data``; a different number of groups K needs no
+recompilation either).  Latent-variable parameterizations (``"centered"``,
+``"noncentered"``) are available for comparison; their compiled models depend on K.
+
+Example
+-------
+>>> engine = BayesEngine(BayesOptions(draws=1000))      # doctest: +SKIP
+>>> result = engine.fit(data, seed=1)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models import bayes_model as bm
+from models import bayes_run
+from models.base import FitResult, term_names
+from models.bayes_run import convergence_message, summarise
+
+if TYPE_CHECKING:
+    from models.data import LMMData
+
+PARAMETERIZATIONS = ("marginal", "centered", "noncentered")
+#: compiled models of this process, shared by all engines: compile once per process
+_COMPILED: dict[tuple, Any] = {}
+_COMPILE_LOCK = threading.RLock()
+SAMPLERS = ("nutpie", "pymc")
+SCALE_FAMILIES = ("halfnormal", "halft", "exponential")
+ALGEBRAS = ("auto", "unrolled", "batched")
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {choices}; got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+
+
+def _number(
+    name: str, value: object, *, low: float, strict: bool = True, high: float | None = None
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
+    ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if high is not None:
+        ok = ok and value < high
+    if not ok:
+        bound = f"> {low}" if strict else f">= {low}"
+        if high is not None:
+            bound += f" and < {high}"
+        raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
+
+
+def _as_tuple(value: object) -> tuple[object, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def _integer(name: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class BayesPriors:
+    """Priors of the Bayesian engine (weakly informative, not data dependent).
+
+    Defaults, for data on roughly unit scale:
+
+    * fixed effects ``beta_k ~ Normal(fixed_loc=0, fixed_scale=10)``;
+    * random-effect SDs ``sd_k ~ half-Student-t(sd_df=3, scale sd_scale=2.5)``;
+    * correlation matrix of the random effects ``~ LKJ(lkj_eta=2)`` (mildly favours
+      small correlations; ``lkj_eta=1`` is uniform);
+    * residual SD ``sigma ~ half-Student-t(sigma_df=3, scale sigma_scale=2.5)``.
+
+    ``sd_family`` / ``sigma_family`` choose ``"halfnormal"`` (scale = its sigma),
+    ``"halft"`` (scale and df) or ``"exponential"`` (scale = its mean).  Rescale
+    the data, or these scales, when the data are far from unit scale.
+    ``fixed_loc``, ``fixed_scale`` and ``sd_scale`` take one number for every
+    coefficient or a list with one per coefficient (intercept first);
+    :func:`models.bayes_priors.scaled_priors` builds such lists from a dataset.
+    """
+
+    fixed_loc: float | tuple[float, ...] = 0.0
+    fixed_scale: float | tuple[float, ...] = 10.0
+    sd_family: str = "halft"
+    sd_scale: float | tuple[float, ...] = 2.5
+    sd_df: float = 3.0
+    lkj_eta: float = 2.0
+    sigma_family: str = "halft"
+    sigma_scale: float = 2.5
+    sigma_df: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("fixed_loc", "fixed_scale", "sd_scale"):
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):
+                if not value:
+                    raise ValueError(f"{name} must be a number or a non-empty list; got []")
+                object.__setattr__(self, name, tuple(value))
+        for i, v in enumerate(_as_tuple(self.fixed_loc)):
+            _number(
+                f"fixed_loc[{i}]" if isinstance(self.fixed_loc, tuple) else "fixed_loc",
+                v,
+                low=-math.inf,
+            )
+        for name in ("fixed_scale", "sd_scale"):
+            value = getattr(self, name)
+            for i, v in enumerate(_as_tuple(value)):
+                _number(f"{name}[{i}]" if isinstance(value, tuple) else name, v, low=0.0)
+        for name in ("sd_df", "lkj_eta", "sigma_scale", "sigma_df"):
+            _number(name, getattr(self, name), low=0.0)
+        _choice("sd_family", self.sd_family, SCALE_FAMILIES)
+        _choice("sigma_family", self.sigma_family, SCALE_FAMILIES)
+
+
+@dataclass(frozen=True)
+class BayesOptions:
+    """Configuration of :class:`BayesEngine`.
+
+    Parameters
+    ----------
+    parameterization : {"marginal", "centered", "noncentered"}
+        ``"marginal"``: random effects integrated out (fast).  The others keep the
+        latent u_i (centred ``u ~ MvNormal(0, D)`` or non-centred ``u = L z``).
+    sampler : {"nutpie", "pymc"}
+        nutpie (compiled once per model shape) or PyMC's NUTS (``pm.sample``).
+    chains, draws, tune, cores : int
+        Chains, draws kept per chain, tuning draws per chain, chains run in parallel.
+    target_accept : float
+        Target acceptance rate of the step-size adaptation, in (0, 1).
+    level : float
+        Probability of the credible interval.
+    point : {"mean", "median"}
+        Posterior summary reported as the estimate.
+    interval : {"eti", "hdi"}
+        Equal-tailed or highest-density interval.
+    ess_floor : float
+        Minimum bulk ESS for a fit to count as converged.
+    priors : BayesPriors
+    random_effects : bool
+        Also draw u_i (from ``u_i | theta, y`` for the marginal model), returned in
+        ``extra["random_effects"]`` with dims (chain, draw, group, effect).
+    keep_posterior : bool
+        Keep the posterior as an ArviZ DataTree in ``extra["posterior"]``.
+    algebra : {"auto", "unrolled", "batched"}
+        Marginal likelihood algebra: unrolled elementwise for ``q <= 4`` under
+        ``"auto"``, else batched linalg.
+    """
+
+    parameterization: str = "marginal"
+    sampler: str = "nutpie"
+    chains: int = 4
+    draws: int = 1000
+    tune: int = 1000
+    cores: int = 2
+    target_accept: float = 0.8
+    level: float = 0.95
+    point: str = "mean"
+    interval: str = "eti"
+    ess_floor: float = 400.0
+    priors: BayesPriors = field(default_factory=BayesPriors)
+    random_effects: bool = False
+    keep_posterior: bool = False
+    algebra: str = "auto"
+
+    def __post_init__(self) -> None:
+        _choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("point", self.point, ("mean", "median"))
+        _choice("interval", self.interval, ("eti", "hdi"))
+        _choice("algebra", self.algebra, ALGEBRAS)
+        _integer("chains", self.chains, low=1)
+        _integer("draws", self.draws, low=4)
+        _integer("tune", self.tune, low=0)
+        _integer("cores", self.cores, low=1)
+        _number("target_accept", self.target_accept, low=0.0, high=1.0)
+        _number("level", self.level, low=0.0, high=1.0)
+        _number("ess_floor", self.ess_floor, low=0.0, strict=False)
+        if not isinstance(self.priors, BayesPriors):
+            raise TypeError(f"priors must be a BayesPriors; got {type(self.priors).__name__}")
+        for name in ("random_effects", "keep_posterior"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+
+
+def resolve_seed(seed: object) -> int:
+    """The sampler seed: ``seed`` checked, or a fresh random one when ``None``.
+
+    nutpie and PyMC both take an unsigned 64-bit integer; anything else cannot be
+    passed on reproducibly and is rejected.
+    """
+    if seed is None:
+        return secrets.randbits(63)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an int or None; got {seed!r} ({type(seed).__name__})")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64); got {seed!r}")
+    return int(seed)
+
+
+def _data_problem(data: LMMData) -> str:
+    """Why ``data`` cannot be fitted, or ``""``."""
+    if data.n_groups == 0 or data.n_obs == 0:
+        return "no data: the dataset has no rows"
+    if not np.all(np.isfinite(data.y)):
+        return f"y has {int(np.sum(~np.isfinite(data.y)))} non-finite value(s) (NaN or inf)"
+    if not np.all(np.isfinite(data.X)):
+        return "X has non-finite value(s) (NaN or inf)"
+    if data.n_obs <= data.q:
+        return f"too few rows ({data.n_obs}) for {data.q} fixed effects"
+    return ""
+
+
+class BayesEngine:
+    """Bayesian LMM engine (``name = "bayes"``), see the module docstring.
+
+    Compiled models are cached per process (shared by every engine instance) per
+    (q, parameterization, sampler, algebra, priors) and, for latent models, K; an
+    engine pickles without the cache (each worker process compiles once).
+    """
+
+    name = "bayes"
+
+    def __init__(self, options: BayesOptions | None = None) -> None:
+        if options is None:
+            options = BayesOptions()
+        if not isinstance(options, BayesOptions):
+            raise TypeError(f"options must be a BayesOptions; got {type(options).__name__}")
+        self.options = options
+        self._cache = _COMPILED
+        self._lock = _COMPILE_LOCK
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"options": self.options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"])  # type: ignore[misc]
+
+    # -- compilation ---------------------------------------------------------------
+    def _algebra(self, q: int) -> str:
+        if self.options.algebra != "auto":
+            return self.options.algebra
+        return "unrolled" if q <= bm.UNROLL_MAX else "batched"
+
+    def _key(self, q: int, n_groups: int) -> tuple:
+        o = self.options
+        latent = o.parameterization != "marginal"
+        return (q, o.parameterization, o.sampler, self._algebra(q), o.priors, latent and n_groups)
+
+    def compile(self, data: LMMData) -> float:
+        """Build and compile the model for data shaped like ``data``.
+
+        Fitting calls this itself; call it ahead of time to keep compilation out of
+        the first fit's time.  Only ``data.q`` (and, for latent models, K) matter.
+
+        Parameters
+        ----------
+        data : LMMData
+            Any dataset of the shape to be fitted; its values are placeholders.
+
+        Returns
+        -------
+        float
+            Seconds spent compiling; 0.0 when the model was already cached.
+        """
+        key = self._key(data.q, data.n_groups)
+        with self._lock:
+            if key in self._cache:
+                return 0.0
+            start = time.perf_counter()
+            o = self.options
+            if o.parameterization == "marginal":
+                model = bm.build_marginal(data.q, o.priors, key[3], bm.pack_stats(data))
+            else:
+                centered = o.parameterization == "centered"
+                model = bm.build_latent(data.q, data.n_groups, o.priors, centered, data)
+            if o.sampler == "nutpie":
+                import nutpie
+
+                latent = o.parameterization != "marginal"
+                var_names = [bm.TERMS, "u"] if latent else [bm.TERMS]
+                model = nutpie.compile_pymc_model(model, var_names=var_names)
+            self._cache[key] = model
+            return time.perf_counter() - start
+
+    # -- fitting -------------------------------------------------------------------
+    def fit(
+        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+    ) -> FitResult:
+        """Sample the posterior of ``data``'s model and summarise it per term.
+
+        Parameters
+        ----------
+        data : LMMData
+        seed : int or None
+            Sampler seed (0 <= seed < 2**64); the same seed gives identical draws.
+            ``None`` draws a fresh one, stored in ``extra["seed"]``.
+        keep_posterior : bool
+            Return the posterior as a DataTree in ``extra["posterior"]`` for this fit
+            (as the ``keep_posterior`` option does for every fit).
+
+        Returns
+        -------
+        FitResult
+            Per-term posterior summaries and diagnostics.  A failing fit (bad data,
+            sampler error) is returned with ``converged=False``, NaN values and the
+            reason in ``message``: it never raises for a dataset.  ``extra`` holds
+            ``seed``, ``sampler``, ``parameterization``, ``compile_seconds`` (0 when
+            the model was cached), ``sampling_seconds`` and, when asked for,
+            ``random_effects`` and ``posterior``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Only for an invalid ``seed`` (a caller's error, not a data problem).
+        """
+        start = time.perf_counter()
+        seed = resolve_seed(seed)
+        try:
+            problem = _data_problem(data)
+            if problem:
+                return FitResult.failed(data.predictors, problem, time.perf_counter() - start)
+            return self._fit(data, seed, start, keep_posterior or self.options.keep_posterior)
+        except Exception as err:  # failures are data: record, never raise
+            message = f"{type(err).__name__}: {err}".strip()
+            return FitResult.failed(data.predictors, message, time.perf_counter() - start)
+
+    def _fit(self, data: LMMData, seed: int, start: float, keep_posterior: bool) -> FitResult:
+        o = self.options
+        compile_seconds = self.compile(data)
+        model = self._cache[self._key(data.q, data.n_groups)]
+        latent = o.parameterization != "marginal"
+        if latent:
+            arrays = {"y": data.y, "X": data.X, "group": data.group}
+        else:
+            arrays = {bm.STATS: bm.pack_stats(data)}
+        run = bayes_run.sample_nutpie if o.sampler == "nutpie" else bayes_run.sample_pymc
+        t0 = time.perf_counter()
+        draws = run(
+            model,
+            arrays,
+            chains=o.chains,
+            draws=o.draws,
+            tune=o.tune,
+            cores=o.cores,
+            seed=seed,
+            target_accept=o.target_accept,
+            latent=latent,
+        )
+        sampling_seconds = time.perf_counter() - t0
+        terms, effects = term_names(data.predictors)
+        summary = summarise(draws.terms, level=o.level, point=o.point, interval=o.interval)
+        n_div = int(draws.diverging.sum())
+        message = convergence_message(summary, n_div, terms, o.ess_floor)
+        extra: dict[str, object] = {
+            "seed": seed,
+            "sampler": o.sampler,
+            "parameterization": o.parameterization,
+            "compile_seconds": compile_seconds,
+            "sampling_seconds": sampling_seconds,
+        }
+        attrs = {"/": {"engine": self.name, **extra}}
+        u = draws.u
+        if o.random_effects and u is None:
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+            u = bm.draw_random_effects(draws.terms, data, rng)
+        if o.random_effects and u is not None:
+            extra["random_effects"] = _random_effects_array(u, data)
+        if keep_posterior:
+            keep_u = u if o.random_effects else None
+            extra["posterior"] = bayes_run.to_datatree(
+                draws, terms, keep_u, data.group_labels, list(data.fixed_names), attrs
+            )
+        return FitResult(
+            terms,
+            effects,
+            summary["estimate"],
+            summary["std_error"],
+            summary["ci_lower"],
+            summary["ci_upper"],
+            converged=not message,
+            fit_seconds=time.perf_counter() - start,
+            message=message,
+            rhat=summary["rhat"],
+            ess_bulk=summary["ess_bulk"],
+            ess_tail=summary["ess_tail"],
+            divergences=float(n_div),
+            extra=extra,
+        )
+
+
+def _random_effects_array(u: np.ndarray, data: LMMData):
+    import xarray as xr
+
+    return xr.DataArray(
+        u,
+        dims=("chain", "draw", "group", "effect"),
+        coords={"group": list(data.group_labels), "effect": list(data.fixed_names)},
+        name="u",
+    )
+
+
+__all__ = [
+    "BayesEngine",
+    "BayesOptions",
+    "BayesPriors",
+    "convergence_message",
+    "resolve_seed",
+    "summarise",
+]

@@ -1,0 +1,244 @@
+"""Running the samplers for the Bayesian engine and collecting their draws as arrays.
+
+nutpie is called with ``return_raw_trace=True``: its Arrow trace is read straight into
+NumPy arrays, because converting every fit to an ArviZ DataTree costs about as much as
+sampling the marginal model.  A DataTree is built (:func:`to_datatree`) only when the
+posterior is to be kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models.bayes_model import TERMS
+
+if TYPE_CHECKING:
+    import pymc as pm
+    import xarray as xr
+
+#: nutpie sample-stat name -> ArviZ name.
+_NUTPIE_STATS = {
+    "logp": "lp",
+    "energy": "energy",
+    "step_size": "step_size",
+    "n_steps": "n_steps",
+    "depth": "tree_depth",
+    "mean_tree_accept": "acceptance_rate",
+}
+_PYMC_STATS = ("lp", "energy", "step_size", "n_steps", "tree_depth", "acceptance_rate")
+
+
+@dataclass
+class Draws:
+    """Posterior draws after tuning, as arrays with leading (chain, draw) axes.
+
+    ``terms`` (chain, draw, T) follows ``term_names`` order; ``u`` (chain, draw, K, q)
+    holds latent random effects when the model has them; ``stats`` holds sampler
+    statistics under their ArviZ names.
+    """
+
+    terms: np.ndarray
+    diverging: np.ndarray
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    u: np.ndarray | None = None
+
+
+def _column(batch: Any, name: str) -> np.ndarray:
+    """One column of an Arrow record batch as an array, list columns reshaped."""
+    import pyarrow as pa
+
+    col = pa.array(batch.column(name))
+    meta = batch.schema.field(name).metadata or {}
+    if pa.types.is_large_list(col.type) or pa.types.is_list(col.type):
+        shape = [int(s) for s in meta.get(b"shape", b"").decode().split(",") if s]
+        return col.flatten().to_numpy().reshape(batch.num_rows, *shape)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def sample_nutpie(
+    compiled: Any,
+    data: dict[str, np.ndarray],
+    *,
+    chains: int,
+    draws: int,
+    tune: int,
+    cores: int,
+    seed: int,
+    target_accept: float,
+    latent: bool,
+) -> Draws:
+    """Sample a compiled nutpie model with new data (no recompilation).
+
+    Parameters
+    ----------
+    compiled : nutpie CompiledPyMCModel
+        From ``nutpie.compile_pymc_model``; ``with_data`` swaps the shared data
+        (any shape of the same rank) without recompiling.
+    data : dict
+        New values of the model's ``pm.Data`` variables, by name.
+    chains, draws, tune, cores, seed, target_accept
+        Passed to ``nutpie.sample`` (``seed`` fixes every chain's draws).
+    latent : bool
+        Also collect the latent random effects ``u``.
+
+    Returns
+    -------
+    Draws
+    """
+    import nutpie
+
+    res = nutpie.sample(
+        compiled.with_data(**data),
+        chains=chains,
+        draws=draws,
+        tune=tune,
+        cores=cores,
+        seed=seed,
+        progress_bar=False,
+        save_warmup=False,
+        return_raw_trace=True,
+        target_accept=target_accept,
+    )
+    draw_batches, stat_batches = res.get_arrow_trace()
+    names = [TERMS, "u"] if latent else [TERMS]
+    out: dict[str, list[np.ndarray]] = {}
+    for draw_b, stat_b in zip(draw_batches, stat_batches, strict=True):
+        keep = ~_column(stat_b, "tuning").astype(bool)
+        for name in names:
+            out.setdefault(name, []).append(_column(draw_b, name)[keep])
+        out.setdefault("diverging", []).append(_column(stat_b, "diverging")[keep].astype(bool))
+        for src, dst in _NUTPIE_STATS.items():
+            out.setdefault(dst, []).append(_column(stat_b, src)[keep])
+    arrays = {name: np.stack(values) for name, values in out.items()}
+    stats = {dst: arrays[dst] for dst in _NUTPIE_STATS.values()}
+    return Draws(arrays[TERMS], arrays["diverging"], stats, arrays.get("u"))
+
+
+def sample_pymc(
+    model: pm.Model,
+    data: dict[str, np.ndarray],
+    *,
+    chains: int,
+    draws: int,
+    tune: int,
+    cores: int,
+    seed: int,
+    target_accept: float,
+    latent: bool,
+) -> Draws:
+    """Sample with PyMC's own NUTS (``pm.sample``, which returns a DataTree).
+
+    ``pm.sample`` compiles its functions on every call; parameters as in
+    :func:`sample_nutpie`, with ``model`` a ``pm.Model`` whose data are set first.
+    """
+    import pymc as pm
+
+    var_names = [TERMS, "u"] if latent else [TERMS]
+    with model:
+        pm.set_data(data)
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tree = pm.sample(
+                draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                random_seed=seed,
+                progressbar=False,
+                target_accept=target_accept,
+                var_names=var_names,
+                compute_convergence_checks=False,
+                model=model,
+            )
+    finally:
+        logger.setLevel(level)
+    post, ss = tree["posterior"], tree["sample_stats"]
+    stats = {name: ss[name].to_numpy() for name in _PYMC_STATS if name in ss}
+    u = post["u"].to_numpy() if latent else None
+    return Draws(post[TERMS].to_numpy(), ss["diverging"].to_numpy().astype(bool), stats, u)
+
+
+def to_datatree(
+    draws: Draws,
+    terms: list[str],
+    u: np.ndarray | None,
+    groups: tuple[str, ...],
+    effects: list[str],
+    attrs: dict[str, Any],
+) -> xr.DataTree:
+    """Posterior and sample stats as an ArviZ DataTree (one variable per term)."""
+    import arviz as az
+
+    posterior: dict[str, np.ndarray] = {name: draws.terms[..., j] for j, name in enumerate(terms)}
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, Any] = {}
+    if u is not None:
+        posterior["u"] = u
+        dims["u"] = ["group", "effect"]
+        coords = {"group": list(groups), "effect": effects}
+    stats = {"diverging": draws.diverging, **draws.stats}
+    return az.from_dict(
+        {"posterior": posterior, "sample_stats": stats},
+        dims=dims,
+        coords=coords,
+        attrs=attrs,
+    )
+
+
+def summarise(
+    terms: np.ndarray, *, level: float, point: str = "mean", interval: str = "eti"
+) -> dict[str, np.ndarray]:
+    """Per-term point estimate, SD, interval and diagnostics of (chain, draw, T) draws.
+
+    ``point`` is ``"mean"`` or ``"median"``; ``interval`` ``"eti"`` (equal-tailed) or
+    ``"hdi"``, with probability ``level``.  R-hat is the rank-normalised split R-hat;
+    ESS bulk and tail (5% and 95% quantiles) follow Vehtari et al. (2021), computed
+    with arviz-stats' array functions (chain axis 0, draw axis 1).
+    """
+    import arviz as az
+
+    flat = terms.reshape(-1, terms.shape[-1])
+    alpha = (1.0 - level) / 2.0
+    if interval == "eti":
+        lower, upper = np.quantile(flat, [alpha, 1.0 - alpha], axis=0)
+    else:
+        bounds = np.asarray(az.hdi(np.ascontiguousarray(flat.T), level))
+        lower, upper = bounds[:, 0], bounds[:, 1]
+    estimate = flat.mean(axis=0) if point == "mean" else np.median(flat, axis=0)
+    return {
+        "estimate": estimate,
+        "std_error": flat.std(axis=0, ddof=1),
+        "ci_lower": lower,
+        "ci_upper": upper,
+        "rhat": np.asarray(az.rhat(terms)),
+        "ess_bulk": np.asarray(az.ess(terms, method="bulk")),
+        "ess_tail": np.asarray(az.ess(terms, method="tail", prob=(0.05, 0.95))),
+    }
+
+
+def convergence_message(
+    summary: dict[str, np.ndarray], divergences: int, terms: list[str], ess_floor: float
+) -> str:
+    """Why a fit does not count as converged, or ``""`` (R-hat, divergences, ESS)."""
+    reasons = []
+    rhat, ess = summary["rhat"], summary["ess_bulk"]
+    bad = ~(rhat <= 1.01)
+    if bad.any():
+        j = int(np.argmax(np.where(np.isnan(rhat), np.inf, rhat)))
+        reasons.append(f"max R-hat {rhat[j]:.3f} > 1.01 ({terms[j]})")
+    if divergences:
+        reasons.append(f"{divergences} divergent transition(s)")
+    low = ~(ess >= ess_floor)
+    if low.any():
+        j = int(np.argmin(np.where(np.isnan(ess), -np.inf, ess)))
+        reasons.append(f"min ESS_bulk {ess[j]:.0f} < {ess_floor:g} ({terms[j]})")
+    return "not converged: " + "; ".join(reasons) if reasons else ""
