@@ -350,17 +350,10 @@ class BayesEngine:
             arrays = {bm.STATS: bm.pack_stats(data)}
         run = bayes_run.sample_nutpie if o.sampler == "nutpie" else bayes_run.sample_pymc
         t0 = time.perf_counter()
-        draws = run(
-            model,
-            arrays,
-            chains=o.chains,
-            draws=o.draws,
-            tune=o.tune,
-            cores=o.cores,
-            seed=seed,
-            target_accept=o.target_accept,
-            latent=latent,
+        settings = bayes_run.SampleSettings(
+            o.chains, o.draws, o.tune, o.cores, seed, o.target_accept, latent
         )
+        draws = run(model, arrays, settings)
         sampling_seconds = time.perf_counter() - t0
         terms, effects = term_names(data.predictors)
         summary = summarise(draws.terms, level=o.level, point=o.point, interval=o.interval)

@@ -60,18 +60,22 @@ def _column(batch: Any, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def sample_nutpie(
-    compiled: Any,
-    data: dict[str, np.ndarray],
-    *,
-    chains: int,
-    draws: int,
-    tune: int,
-    cores: int,
-    seed: int,
-    target_accept: float,
-    latent: bool,
-) -> Draws:
+@dataclass(frozen=True)
+class SampleSettings:
+    """What both samplers take: chains, draws kept per chain, tuning draws, chains run
+    in parallel (``cores``), the seed (fixes every chain's draws), the target
+    acceptance rate, and whether to collect the latent random effects ``u``."""
+
+    chains: int
+    draws: int
+    tune: int
+    cores: int
+    seed: int
+    target_accept: float
+    latent: bool
+
+
+def sample_nutpie(compiled: Any, data: dict[str, np.ndarray], s: SampleSettings) -> Draws:
     """Sample a compiled nutpie model with new data (no recompilation).
 
     Parameters
@@ -81,10 +85,7 @@ def sample_nutpie(
         (any shape of the same rank) without recompiling.
     data : dict
         New values of the model's ``pm.Data`` variables, by name.
-    chains, draws, tune, cores, seed, target_accept
-        Passed to ``nutpie.sample`` (``seed`` fixes every chain's draws).
-    latent : bool
-        Also collect the latent random effects ``u``.
+    s : SampleSettings
 
     Returns
     -------
@@ -94,18 +95,18 @@ def sample_nutpie(
 
     res = nutpie.sample(
         compiled.with_data(**data),
-        chains=chains,
-        draws=draws,
-        tune=tune,
-        cores=cores,
-        seed=seed,
+        chains=s.chains,
+        draws=s.draws,
+        tune=s.tune,
+        cores=s.cores,
+        seed=s.seed,
         progress_bar=False,
         save_warmup=False,
         return_raw_trace=True,
-        target_accept=target_accept,
+        target_accept=s.target_accept,
     )
     draw_batches, stat_batches = res.get_arrow_trace()
-    names = [TERMS, "u"] if latent else [TERMS]
+    names = [TERMS, "u"] if s.latent else [TERMS]
     out: dict[str, list[np.ndarray]] = {}
     for draw_b, stat_b in zip(draw_batches, stat_batches, strict=True):
         keep = ~_column(stat_b, "tuning").astype(bool)
@@ -119,18 +120,7 @@ def sample_nutpie(
     return Draws(arrays[TERMS], arrays["diverging"], stats, arrays.get("u"))
 
 
-def sample_pymc(
-    model: pm.Model,
-    data: dict[str, np.ndarray],
-    *,
-    chains: int,
-    draws: int,
-    tune: int,
-    cores: int,
-    seed: int,
-    target_accept: float,
-    latent: bool,
-) -> Draws:
+def sample_pymc(model: pm.Model, data: dict[str, np.ndarray], s: SampleSettings) -> Draws:
     """Sample with PyMC's own NUTS (``pm.sample``, which returns a DataTree).
 
     ``pm.sample`` compiles its functions on every call; parameters as in
@@ -138,7 +128,7 @@ def sample_pymc(
     """
     import pymc as pm
 
-    var_names = [TERMS, "u"] if latent else [TERMS]
+    var_names = [TERMS, "u"] if s.latent else [TERMS]
     with model:
         pm.set_data(data)
     logger = logging.getLogger("pymc")
@@ -148,13 +138,13 @@ def sample_pymc(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             tree = pm.sample(
-                draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                random_seed=seed,
+                s.draws,
+                tune=s.tune,
+                chains=s.chains,
+                cores=s.cores,
+                random_seed=s.seed,
                 progressbar=False,
-                target_accept=target_accept,
+                target_accept=s.target_accept,
                 var_names=var_names,
                 compute_convergence_checks=False,
                 model=model,
@@ -163,7 +153,7 @@ def sample_pymc(
         logger.setLevel(level)
     post, ss = tree["posterior"], tree["sample_stats"]
     stats = {name: ss[name].to_numpy() for name in _PYMC_STATS if name in ss}
-    u = post["u"].to_numpy() if latent else None
+    u = post["u"].to_numpy() if s.latent else None
     return Draws(post[TERMS].to_numpy(), ss["diverging"].to_numpy().astype(bool), stats, u)
 
 

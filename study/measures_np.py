@@ -42,6 +42,13 @@ def _quiet(func: Any) -> Any:
     return wrapper
 
 
+def _paired(a: ArrayLike, b: ArrayLike, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``a`` and ``b`` (replicates last) with NaN wherever either is missing, and n."""
+    x, y = _last(a, axis), _last(b, axis)
+    both = np.isfinite(x) & np.isfinite(y)
+    return np.where(both, x, np.nan), np.where(both, y, np.nan), both.sum(-1)
+
+
 def count(x: ArrayLike, axis: int = -1) -> np.ndarray:
     """Number of finite values along ``axis``."""
     return np.isfinite(_last(x, axis)).sum(axis=-1)
@@ -113,10 +120,7 @@ def relative_error_model_se(est: ArrayLike, se: ArrayLike, axis: int = -1) -> Pa
 
     Uses the replicates where both estimate and SE are finite.
     """
-    x, s = _last(est, axis), _last(se, axis)
-    both = np.isfinite(x) & np.isfinite(s)
-    x, s = np.where(both, x, np.nan), np.where(both, s, np.nan)
-    n = both.sum(-1)
+    x, s, n = _paired(est, se, axis)
     emp, _ = empirical_se(x)
     mod, _ = model_se(s)
     ratio = mod / emp
@@ -170,10 +174,7 @@ def relative_precision(
     ``200 (EmpSE_A / EmpSE_B)^2 sqrt((1 - rho^2) / (n - 1))``, on the replicates where
     both are finite; also returns the paired correlation ``rho``.
     """
-    b, a = _last(est, axis), _last(ref, axis)
-    both = np.isfinite(a) & np.isfinite(b)
-    a, b = np.where(both, a, np.nan), np.where(both, b, np.nan)
-    n = both.sum(-1)
+    b, a, n = _paired(est, ref, axis)
     sa, _ = empirical_se(a)
     sb, _ = empirical_se(b)
     ca, cb = a - np.nanmean(a, -1)[..., None], b - np.nanmean(b, -1)[..., None]
