@@ -231,3 +231,29 @@ def test_both_engines_side_by_side_with_kept_posteriors(tmp_path):
     assert kept == ["bayes-replicate-0000000.nc"]
     tree = xr.open_datatree(report.path / "posteriors" / kept[0])
     assert "posterior" in tree.children and "sample_stats" in tree.children
+
+
+def test_summarize_partial_run_and_api(small_run, tmp_path, capsys):
+    from study.api import is_partial, measures, open_results, tidy
+
+    cfg_path, _ = small_run
+    out = tmp_path / "run"
+    run_study(load_config(cfg_path).with_replicates(3), out)
+    # pretend the run was asked for more and killed before finishing
+    manifest = Store(out).read_manifest()
+    manifest["replicates"] = 10
+    Store(out).write_manifest(manifest, Store(out).config_text())
+    (out / "results.nc").unlink()
+    ds = open_results(out)
+    assert ds.sizes["replicate"] == 3 and is_partial(ds)
+    assert main(["summarize", str(out), "--format", "markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "3 replicates of 10 requested (PARTIAL run" in text
+    assert "| term | AvgEst | TrueEst | AvgSE | TrueSE |" in text
+    with xr.open_dataset(out / "summary.nc") as s:
+        assert s["value"].dims == ("measure", "engine", "term")
+        xr.testing.assert_allclose(s["value"].load(), measures(ds)["value"])
+    frame = tidy(ds)
+    assert len(frame) == 3 * 1 * 6 and {"replicate", "engine", "term", "estimate"} <= set(frame)
+    assert main(["summarize", str(out), "--measures", "bias,nope"]) == 2
+    assert "unknown nope" in capsys.readouterr().err
