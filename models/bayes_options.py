@@ -1,0 +1,175 @@
+"""Options and priors of the Bayesian engine (frozen, validated dataclasses)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PARAMETERIZATIONS = ("marginal", "centered", "noncentered")
+SAMPLERS = ("nutpie", "pymc")
+SCALE_FAMILIES = ("halfnormal", "halft", "exponential")
+ALGEBRAS = ("auto", "unrolled", "batched")
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {choices}; got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+
+
+def _number(
+    name: str, value: object, *, low: float, strict: bool = True, high: float | None = None
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
+    ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if high is not None:
+        ok = ok and value < high
+    if not ok:
+        bound = f"> {low}" if strict else f">= {low}"
+        if high is not None:
+            bound += f" and < {high}"
+        raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
+
+
+def _as_tuple(value: object) -> tuple[object, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def _integer(name: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class BayesPriors:
+    """Priors of the Bayesian engine (weakly informative, not data dependent).
+
+    Defaults, for data on roughly unit scale:
+
+    * fixed effects ``beta_k ~ Normal(fixed_loc=0, fixed_scale=10)``;
+    * random-effect SDs ``sd_k ~ half-Student-t(sd_df=3, scale sd_scale=2.5)``;
+    * correlation matrix of the random effects ``~ LKJ(lkj_eta=2)`` (mildly favours
+      small correlations; ``lkj_eta=1`` is uniform);
+    * residual SD ``sigma ~ half-Student-t(sigma_df=3, scale sigma_scale=2.5)``.
+
+    ``sd_family`` / ``sigma_family`` choose ``"halfnormal"`` (scale = its sigma),
+    ``"halft"`` (scale and df) or ``"exponential"`` (scale = its mean).  Rescale
+    the data, or these scales, when the data are far from unit scale.
+    ``fixed_loc``, ``fixed_scale`` and ``sd_scale`` take one number for every
+    coefficient or a list with one per coefficient (intercept first);
+    :func:`models.bayes_priors.scaled_priors` builds such lists from a dataset.
+    """
+
+    fixed_loc: float | tuple[float, ...] = 0.0
+    fixed_scale: float | tuple[float, ...] = 10.0
+    sd_family: str = "halft"
+    sd_scale: float | tuple[float, ...] = 2.5
+    sd_df: float = 3.0
+    lkj_eta: float = 2.0
+    sigma_family: str = "halft"
+    sigma_scale: float = 2.5
+    sigma_df: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("fixed_loc", "fixed_scale", "sd_scale"):
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):
+                if not value:
+                    raise ValueError(f"{name} must be a number or a non-empty list; got []")
+                object.__setattr__(self, name, tuple(value))
+        for i, v in enumerate(_as_tuple(self.fixed_loc)):
+            _number(
+                f"fixed_loc[{i}]" if isinstance(self.fixed_loc, tuple) else "fixed_loc",
+                v,
+                low=-math.inf,
+            )
+        for name in ("fixed_scale", "sd_scale"):
+            value = getattr(self, name)
+            for i, v in enumerate(_as_tuple(value)):
+                _number(f"{name}[{i}]" if isinstance(value, tuple) else name, v, low=0.0)
+        for name in ("sd_df", "lkj_eta", "sigma_scale", "sigma_df"):
+            _number(name, getattr(self, name), low=0.0)
+        _choice("sd_family", self.sd_family, SCALE_FAMILIES)
+        _choice("sigma_family", self.sigma_family, SCALE_FAMILIES)
+
+
+@dataclass(frozen=True)
+class BayesOptions:
+    """Configuration of :class:`BayesEngine`.
+
+    Parameters
+    ----------
+    parameterization : {"marginal", "centered", "noncentered"}
+        ``"marginal"``: random effects integrated out (fast).  The others keep the
+        latent u_i (centred ``u ~ MvNormal(0, D)`` or non-centred ``u = L z``).
+    sampler : {"nutpie", "pymc"}
+        nutpie (compiled once per model shape) or PyMC's NUTS (``pm.sample``).
+    chains, draws, tune, cores : int
+        Chains, draws kept per chain, tuning draws per chain, chains run in parallel.
+    target_accept : float
+        Target acceptance rate of the step-size adaptation, in (0, 1).
+    level : float
+        Probability of the credible interval.
+    point : {"mean", "median"}
+        Posterior summary reported as the estimate.
+    interval : {"eti", "hdi"}
+        Equal-tailed or highest-density interval.
+    ess_floor : float
+        Minimum bulk ESS for a fit to count as converged.
+    priors : BayesPriors
+    random_effects : bool
+        Also draw u_i (from ``u_i | theta, y`` for the marginal model), returned in
+        ``extra["random_effects"]`` with dims (chain, draw, group, effect).
+    keep_posterior : bool
+        Keep the posterior as an ArviZ DataTree in ``extra["posterior"]``.
+    algebra : {"auto", "unrolled", "batched"}
+        Marginal likelihood algebra: unrolled elementwise for ``q <= 4`` under
+        ``"auto"``, else batched linalg.
+    fastmath : bool
+        Compile nutpie's log-density with Numba fastmath (about 20% less CPU per
+        fit).  Off by default: with it, a function compiled cold and one loaded from
+        PyTensor's cache can differ in the last bits, so the same seed can give
+        different draws in different processes.
+    """
+
+    parameterization: str = "marginal"
+    sampler: str = "nutpie"
+    chains: int = 4
+    draws: int = 1000
+    tune: int = 1000
+    cores: int = 2
+    target_accept: float = 0.8
+    level: float = 0.95
+    point: str = "mean"
+    interval: str = "eti"
+    ess_floor: float = 400.0
+    priors: BayesPriors = field(default_factory=BayesPriors)
+    random_effects: bool = False
+    keep_posterior: bool = False
+    algebra: str = "auto"
+    fastmath: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("point", self.point, ("mean", "median"))
+        _choice("interval", self.interval, ("eti", "hdi"))
+        _choice("algebra", self.algebra, ALGEBRAS)
+        _integer("chains", self.chains, low=1)
+        _integer("draws", self.draws, low=4)
+        _integer("tune", self.tune, low=0)
+        _integer("cores", self.cores, low=1)
+        _number("target_accept", self.target_accept, low=0.0, high=1.0)
+        _number("level", self.level, low=0.0, high=1.0)
+        _number("ess_floor", self.ess_floor, low=0.0, strict=False)
+        if not isinstance(self.priors, BayesPriors):
+            raise TypeError(f"priors must be a BayesPriors; got {type(self.priors).__name__}")
+        for name in ("random_effects", "keep_posterior", "fastmath"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
