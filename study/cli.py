@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UserError) as err:
         print(f"study: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. an output directory that cannot be written
+        print(f"study: error: {err}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("study: interrupted", file=sys.stderr)
         return 130

@@ -39,10 +39,8 @@ def describe_run(run_dir: str | Path) -> str:
                 f"median fit {med:.3f} s"
             )
             if failed:
-                first = next(
-                    int(r) for r, c in zip(piece.replicate, conv[:, j], strict=True) if not c
-                )
-                example = msg[list(piece.replicate).index(first), j] or "no message"
-                lines.append(f"         e.g. replicate {first}: {example[:120]}")
+                i = int(np.flatnonzero(~conv[:, j])[0])
+                example = msg[i, j] or "no message"
+                lines.append(f"         e.g. replicate {piece.replicate[i]}: {example[:120]}")
     lines += ["", "configuration:", store.config_text().rstrip()]
     return "\n".join(lines)

@@ -56,11 +56,6 @@ def _reduce(func: Callable[..., Any], *arrays: xr.DataArray, n_out: int = 2) -> 
     )
 
 
-def _truth_fn(func: Callable[..., mnp.Pair]) -> Callable[..., mnp.Pair]:
-    # truth arrives without the replicate dim: move it to the call's theta slot
-    return lambda est, theta, axis=-1: func(est, theta, axis=axis)
-
-
 def compute_measures(
     results: xr.Dataset,
     *,

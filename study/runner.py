@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from models.base import Engine, FitResult
+from models.base import Engine, FitResult, term_names
 from models.registry import build_engine
 from study.errors import StoreError
 from study.generate import Design, engine_seed
@@ -25,9 +25,8 @@ from study.storage import Piece, Store
 from study.truth import compute_truth
 
 if TYPE_CHECKING:
-    import xarray as xr
-
     from study.config import StudyConfig
+    from study.truth import Truth
 
 #: engines built in this process, keyed by (name, options, level): compiled once each
 _ENGINE_CACHE: dict[tuple[str, str, float], Engine] = {}
@@ -44,10 +43,19 @@ def get_engine(config: StudyConfig, name: str) -> Engine:
     return _ENGINE_CACHE[key]
 
 
+def get_engines(config: StudyConfig) -> list[Engine]:
+    """The configured engines, in ``config.engines`` order (built once per process)."""
+    return [get_engine(config, name) for name in config.engines]
+
+
 def fit_replicate(
-    config: StudyConfig, design: Design, replicate: int, store: Store | None = None
+    config: StudyConfig,
+    design: Design,
+    engines: list[Engine],
+    replicate: int,
+    store: Store | None = None,
 ) -> list[FitResult]:
-    """Generate replicate ``replicate`` and fit it with every configured engine.
+    """Generate replicate ``replicate`` and fit it with every engine of ``engines``.
 
     An engine that raises despite its contract is recorded as a failed fit with the
     exception text; the study goes on.  For the first ``config.keep_draws`` replicates
@@ -56,8 +64,7 @@ def fit_replicate(
     sample = design.sample(replicate)
     keep = store is not None and replicate < config.keep_draws
     fits = []
-    for j, name in enumerate(config.engines):
-        engine = get_engine(config, name)
+    for j, (name, engine) in enumerate(zip(config.engines, engines, strict=True)):
         t0 = time.perf_counter()
         try:
             fit = engine.fit(
@@ -80,7 +87,8 @@ def fit_replicate(
 def run_batch(config: StudyConfig, indices: Sequence[int]) -> Piece:
     """Fit replicates ``indices`` of ``config``: the unit any worker can execute."""
     design = Design.from_study(config)
-    rows = [fit_replicate(config, design, r) for r in indices]
+    engines = get_engines(config)
+    rows = [fit_replicate(config, design, engines, r) for r in indices]
     return piece_from_fits(list(indices), rows)
 
 
@@ -135,8 +143,8 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
     """
     if store.path.exists() and not store.path.is_dir():
         raise StoreError(f"--out {store.path} is a file; give a directory")
-    truth_terms = compute_truth(Design.from_study(config))
-    fresh = _manifest(config, truth_terms.terms, truth_terms.effects)
+    terms, effects = term_names(config.design.predictors)
+    fresh = _manifest(config, terms, effects)
     if store.exists() and overwrite:
         store.clear()
     if store.exists():
@@ -161,18 +169,14 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
     return fresh
 
 
-def finish_run(config: StudyConfig, store: Store, manifest: dict[str, object]) -> Path | None:
+def finish_run(
+    config: StudyConfig, store: Store, manifest: dict[str, object], truth: Truth
+) -> Path | None:
     """Consolidate the pieces and (re)write results.nc; ``None`` when nothing is done."""
-    store.consolidate()
-    piece = store.load()
+    piece = store.consolidate()
     if piece is None:
         return None
-    truth = compute_truth(Design.from_study(config))
-
-    def build() -> xr.Dataset:
-        return build_dataset(piece, config, truth, list(config.engines), manifest)
-
-    return store.write_results(build)
+    return store.write_results(build_dataset(piece, config, truth, list(config.engines), manifest))
 
 
 def run_study(
@@ -197,10 +201,12 @@ def run_study(
     progress = progress or _Silent()
     progress.start(total, total - len(todo))
     design = Design.from_study(config)
+    truth = compute_truth(design)
+    engines = get_engines(config)
     written = 0
     try:
         for r in todo:
-            fits = fit_replicate(config, design, r, store)
+            fits = fit_replicate(config, design, engines, r, store)
             store.write_piece(piece_from_fits([r], [fits]))
             written += 1
             failures += sum(not f.converged for f in fits)
@@ -209,8 +215,8 @@ def run_study(
                 store.consolidate()
     except KeyboardInterrupt:
         progress.close()
-        finish_run(config, store, manifest)  # results.nc of what is done so far
+        finish_run(config, store, manifest, truth)  # results.nc of what is done so far
         raise
     progress.close()
-    finish_run(config, store, manifest)
+    finish_run(config, store, manifest, truth)
     return RunReport(store.path, total, total - len(todo) + written, written, failures, True)

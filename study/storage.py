@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,16 +194,18 @@ class Store:
         """All finished replicates, sorted, duplicates dropped (``None`` if none)."""
         return Piece.concat([self.read_piece(p) for p in self.piece_files()])
 
-    def consolidate(self) -> None:
-        """Join all pieces into one (written first, then the old ones removed)."""
+    def consolidate(self) -> Piece | None:
+        """Join all pieces into one (written first, then the old ones removed).
+
+        Returns the joined piece (``None`` when there are no pieces).
+        """
         files = self.piece_files()
-        if len(files) <= 1:
-            return
         joined = Piece.concat([self.read_piece(p) for p in files])
-        assert joined is not None
-        self.write_piece(joined)
-        for f in files:
-            f.unlink(missing_ok=True)
+        if joined is not None and len(files) > 1:
+            self.write_piece(joined)
+            for f in files:
+                f.unlink(missing_ok=True)
+        return joined
 
     # -- posteriors -------------------------------------------------------------------
     def posterior_path(self, engine: str, replicate: int) -> Path:
@@ -218,9 +220,8 @@ class Store:
         return path
 
     # -- results ----------------------------------------------------------------------
-    def write_results(self, build: Callable[[], Any]) -> Path:
-        """Write the Dataset returned by ``build()`` to results.nc atomically."""
-        ds = build()
+    def write_results(self, ds: Any) -> Path:
+        """Write the results Dataset to results.nc atomically."""
         with atomic_path(self.results_path) as tmp:
             ds.to_netcdf(tmp, engine="h5netcdf")
         return self.results_path
