@@ -9,8 +9,8 @@ import argparse
 import statistics
 import time
 
-from study.config import load_config
-from study.generate import Design
+from study.design.config import load_config
+from study.design.generate import Design
 
 
 def main() -> None:

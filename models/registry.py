@@ -18,7 +18,7 @@ from models.base import Engine
 #: engine name -> (module, engine class, options class)
 ENGINES: dict[str, tuple[str, str, str]] = {
     "reml": ("models.reml", "RemlEngine", "RemlOptions"),
-    "bayes": ("models.bayes", "BayesEngine", "BayesOptions"),
+    "bayes": ("models.bayes.engine", "BayesEngine", "BayesOptions"),
 }
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from study.config import ConfigError, config_from_dict
+from study.design.config import ConfigError, config_from_dict
 from study.errors import StoreError
-from study.measures import MEASURES, compute_measures
-from study.storage import Store
+from study.analysis.measures import MEASURES, compute_measures
+from study.run.store import Store
 
 __all__ = ["MEASURES", "is_partial", "measures", "open_results", "tidy"]
 
@@ -31,9 +31,9 @@ def open_results(run_dir: str | Path) -> xr.Dataset:
     """
     import tomllib
 
-    from study.generate import Design
-    from study.results import build_dataset
-    from study.truth import compute_truth
+    from study.design.generate import Design
+    from study.run.results import build_dataset
+    from study.design.truth import compute_truth
 
     store = Store(run_dir)
     if not store.path.is_dir():
@@ -67,7 +67,7 @@ def is_partial(ds: xr.Dataset) -> bool:
 
 
 def measures(ds: xr.Dataset, **kwargs: object) -> xr.Dataset:
-    """Performance measures with MCSEs (see :func:`study.measures.compute_measures`)."""
+    """Performance measures with MCSEs (see :func:`study.analysis.measures.compute_measures`)."""
     return compute_measures(ds, **kwargs)  # type: ignore[arg-type]
 
 

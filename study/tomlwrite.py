@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from study.config import StudyConfig
+    from study.design.config import StudyConfig
 
 __all__ = ["dumps_toml"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from study.config import DesignConfig, PredictorSpec, StudyConfig, dumps_toml, load_config
+from study.design.config import DesignConfig, PredictorSpec, StudyConfig, dumps_toml, load_config
 
 
 @pytest.fixture

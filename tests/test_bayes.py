@@ -1,4 +1,4 @@
-"""Tests of the Bayesian engine (models.bayes, models.bayes_model, models.bayes_run).
+"""Tests of the Bayesian engine (models.bayes, models.bayes.graph, models.bayes.sample).
 
 Compiled models are session-scoped: the marginal model (q = 2) is compiled once and
 re-used for datasets with different numbers of groups; the latent non-centred model
@@ -22,7 +22,7 @@ from models.bayes import (
     resolve_seed,
     summarise,
 )
-from models.bayes_model import add_priors, marginal_loglik, pack_stats, pairs
+from models.bayes.graph import add_priors, marginal_loglik, pack_stats, pairs
 from models.data import LMMData
 
 
@@ -317,7 +317,7 @@ def test_posterior_means_close_to_reml_on_large_k(marginal_engine: BayesEngine) 
 
 
 def test_scaled_priors_follow_the_data_scale() -> None:
-    from models.bayes_priors import scaled_priors
+    from models.bayes.scaled_priors import scaled_priors
 
     rng = np.random.default_rng(0)
     base = simulate(rng, n_groups=10, n_each=6)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from study.cli import main
-from study.config import ConfigError, config_from_dict, dumps_toml, load_config
+from study.cli.main import main
+from study.design.config import ConfigError, config_from_dict, dumps_toml, load_config
 
 
 def test_presets_load(default_config, seed_config):

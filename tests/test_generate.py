@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from study.config import DesignConfig, PredictorSpec, load_config
-from study.generate import Design
+from study.design.config import DesignConfig, PredictorSpec, load_config
+from study.design.generate import Design
 
 
 def test_sufficient_statistics_match_table(small_design):
@@ -55,7 +55,7 @@ def test_replicate_independent_of_order(small_design):
 
 def test_replicate_identical_in_another_process(default_config):
     code = (
-        "from study.config import load_config; from study.generate import Design;"
+        "from study.design.config import load_config; from study.design.generate import Design;"
         "import sys; sys.stdout.write(Design.from_study(load_config('default')).sample(17)"
         ".data.y.tobytes().hex())"
     )

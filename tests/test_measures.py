@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from study import measures_np as m
-from study.measures import compute_measures
+from study.analysis import mcse as m
+from study.analysis.measures import compute_measures
 
 EST = np.array([1.0, 2.0, 3.0, 4.0])
 SE = np.array([1.0, 1.0, 2.0, 2.0])

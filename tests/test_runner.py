@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from study.cli import main
-from study.config import load_config
-from study.runner import run_study
-from study.storage import Store
+from study.cli.main import main
+from study.design.config import load_config
+from study.run.runner import run_study
+from study.run.store import Store
 
 SMALL = """
 name = "small"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study.cli import main
-from study.config import DesignConfig, PredictorSpec, load_config
-from study.generate import Design
-from study.truth import compute_truth, conditional_moments, marginal_cov
+from study.cli.main import main
+from study.design.config import DesignConfig, PredictorSpec, load_config
+from study.design.generate import Design
+from study.design.truth import compute_truth, conditional_moments, marginal_cov
 
 
 def _dense(design: Design):

@@ -63,7 +63,7 @@ class BayesPriors:
     the data, or these scales, when the data are far from unit scale.
     ``fixed_loc``, ``fixed_scale`` and ``sd_scale`` take one number for every
     coefficient or a list with one per coefficient (intercept first);
-    :func:`models.bayes_priors.scaled_priors` builds such lists from a dataset.
+    :func:`models.bayes.scaled_priors.scaled_priors` builds such lists from a dataset.
     """
 
     fixed_loc: float | tuple[float, ...] = 0.0

@@ -377,7 +377,7 @@ def load_config(spec: str | Path) -> StudyConfig:
     text: str
     name = str(spec)
     if name in PRESETS:
-        text = resources.files("study.presets").joinpath(f"{name}.toml").read_text()
+        text = resources.files("study.design.presets").joinpath(f"{name}.toml").read_text()
         default_name = name
     else:
         path = Path(spec)

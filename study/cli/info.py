@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.storage import Store
+from study.run.store import Store
 
 
 def describe_run(run_dir: str | Path) -> str:

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Protocol
 from models.base import Engine, FitResult, term_names
 from models.registry import build_engine
 from study.errors import StoreError
-from study.generate import Design, engine_seed
-from study.results import build_dataset, piece_from_fits
-from study.storage import Piece, Store
-from study.truth import compute_truth
+from study.design.generate import Design, engine_seed
+from study.run.results import build_dataset, piece_from_fits
+from study.run.store import Piece, Store
+from study.design.truth import compute_truth
 
 if TYPE_CHECKING:
-    from study.config import StudyConfig
-    from study.truth import Truth
+    from study.design.config import StudyConfig
+    from study.design.truth import Truth
 
 #: engines built in this process, keyed by (name, options, level): compiled once each
 _ENGINE_CACHE: dict[tuple[str, str, float], Engine] = {}

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from study.storage import FIT_VARS, TERM_VARS, Piece
+from study.run.store import FIT_VARS, TERM_VARS, Piece
 
 if TYPE_CHECKING:
     from models.base import FitResult
-    from study.config import StudyConfig
-    from study.truth import Truth
+    from study.design.config import StudyConfig
+    from study.design.truth import Truth
 
 PACKAGES = ("lmm-study", "numpy", "xarray", "statsmodels", "pymc", "pytensor", "nutpie", "arviz")
 

@@ -25,7 +25,7 @@ from models.data import LMMData
 if TYPE_CHECKING:
     import pandas as pd
 
-    from study.config import DesignConfig, StudyConfig
+    from study.design.config import DesignConfig, StudyConfig
 
 #: spawn keys of the study-level streams; replicate keys are 1-tuples ``(r,)``, so
 #: these 2-tuples can never coincide with one.

@@ -11,9 +11,9 @@ import xarray as xr
 
 from study.api import is_partial, open_results
 from study.errors import UserError
-from study.measures import MEASURES, compute_measures
-from study.storage import atomic_path
-from study.tables import render
+from study.analysis.measures import MEASURES, compute_measures
+from study.run.store import atomic_path
+from study.analysis.tables import render
 
 #: measures shown by default in the measure table
 DEFAULT_MEASURES = (

@@ -11,7 +11,7 @@ import pandas as pd
 from models.data import LMMData
 from models.registry import build_engine
 from study.errors import UserError
-from study.tables import render
+from study.analysis.tables import render
 
 
 def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
@@ -52,7 +52,7 @@ def fit_csv(
     data = load_csv(path, y, predictors, group)
     options: dict[str, object] = {}
     if engine == "bayes":
-        from models.bayes_priors import scaled_priors
+        from models.bayes.scaled_priors import scaled_priors
 
         options["priors"] = scaled_priors(data)
     eng = build_engine(engine, options, level=level)
@@ -72,7 +72,7 @@ def fit_csv(
     if fit.message:
         lines.append(f"message: {fit.message}")
     if engine == "bayes":
-        from models.bayes_priors import describe_priors
+        from models.bayes.scaled_priors import describe_priors
 
         priors = options["priors"]
         assert isinstance(priors, dict)

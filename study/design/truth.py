@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import term_names
-from study.generate import Design
+from study.design.generate import Design
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Performance measures over a results Dataset: the xarray layer.
 
 Each measure reduces the ``replicate`` dim of the results (design.md section 3) with
-the NumPy functions of :mod:`study.measures_np`, through ``xarray.apply_ufunc``.  The
+the NumPy functions of :mod:`study.analysis.mcse`, through ``xarray.apply_ufunc``.  The
 result is a Dataset with variables ``value`` and ``mcse`` over
 ``(measure, engine, term)``, plus ``n`` (replicates used) and per-engine counts of
 non-converged fits.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from study import measures_np as mnp
+from study.analysis import mcse as mnp
 
 #: measure name -> description (the order is the order of the summary)
 MEASURES: dict[str, str] = {

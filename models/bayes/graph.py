@@ -32,7 +32,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pymc as pm
 
-    from models.bayes import BayesPriors
+    from models.bayes.options import BayesPriors
     from models.data import LMMData
 
 #: Largest q whose q x q algebra is unrolled into elementwise operations.

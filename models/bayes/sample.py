@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.bayes_model import TERMS
+from models.bayes.graph import TERMS
 
 if TYPE_CHECKING:
     import pymc as pm

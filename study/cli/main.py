@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from study.config import ConfigError
+from study.design.config import ConfigError
 from study.errors import UserError
 
 
@@ -18,10 +18,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_truth(args: argparse.Namespace) -> int:
-    from study.config import load_config
-    from study.generate import Design
-    from study.tables import render
-    from study.truth import compute_truth
+    from study.design.config import load_config
+    from study.design.generate import Design
+    from study.analysis.tables import render
+    from study.design.truth import compute_truth
 
     cfg = load_config(args.config)
     truth = compute_truth(Design.from_study(cfg))
@@ -46,7 +46,7 @@ def _cmd_truth(args: argparse.Namespace) -> int:
 
 
 def _engines_arg(text: str) -> tuple[str, ...]:
-    from study.config import KNOWN_ENGINES
+    from study.design.config import KNOWN_ENGINES
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     bad = [n for n in names if n not in KNOWN_ENGINES]
@@ -69,9 +69,9 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from study.config import load_config
-    from study.progress import make_progress
-    from study.runner import run_study
+    from study.design.config import load_config
+    from study.cli.progress import make_progress
+    from study.run.runner import run_study
 
     cfg = load_config(args.config)
     if args.replicates is not None:
@@ -93,14 +93,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from study.inspect import describe_run
+    from study.cli.info import describe_run
 
     print(describe_run(args.run_dir))
     return 0
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from study.fitdata import fit_csv
+    from study.cli.fit import fit_csv
 
     print(
         fit_csv(
@@ -118,7 +118,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_summarize(args: argparse.Namespace) -> int:
-    from study.summarize import summarize
+    from study.analysis.summary import summarize
 
     measures = [m.strip() for m in args.measures.split(",")] if args.measures else None
     print(

@@ -1,7 +1,7 @@
 """The Bayesian engine: a PyMC linear mixed model sampled with nutpie (or PyMC's NUTS).
 
 By default the random effects are integrated out and the likelihood is written on the
-per-group sufficient statistics (:mod:`models.bayes_model`), so a fit costs O(K q^3)
+per-group sufficient statistics (:mod:`models.bayes.graph`), so a fit costs O(K q^3)
 per gradient whatever the number of rows, and the compiled model is re-used for every
 dataset of the same q (nutpie ``with_data``; a different number of groups K needs no
 recompilation either).  Latent-variable parameterizations (``"centered"``,
@@ -22,14 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models import bayes_model as bm
-from models import bayes_run
 from models.base import FitResult, term_names
-from models.bayes_options import (
-    BayesOptions,
-    BayesPriors,
-)
-from models.bayes_run import convergence_message, summarise
+from models.bayes import graph as bm
+from models.bayes import sample
+from models.bayes.options import BayesOptions
+from models.bayes.sample import convergence_message, summarise
 
 if TYPE_CHECKING:
     from models.data import LMMData
@@ -207,9 +204,9 @@ class BayesEngine:
             arrays = {"y": data.y, "X": data.X, "group": data.group}
         else:
             arrays = {bm.STATS: bm.pack_stats(data)}
-        run = bayes_run.sample_nutpie if o.sampler == "nutpie" else bayes_run.sample_pymc
+        run = sample.sample_nutpie if o.sampler == "nutpie" else sample.sample_pymc
         t0 = time.perf_counter()
-        settings = bayes_run.SampleSettings(
+        settings = sample.SampleSettings(
             o.chains, o.draws, o.tune, o.cores, seed, o.target_accept, latent
         )
         draws = run(model, arrays, settings)
@@ -234,7 +231,7 @@ class BayesEngine:
             extra["random_effects"] = _random_effects_array(u, data)
         if keep_posterior:
             keep_u = u if o.random_effects else None
-            extra["posterior"] = bayes_run.to_datatree(
+            extra["posterior"] = sample.to_datatree(
                 draws, terms, keep_u, data.group_labels, list(data.fixed_names), attrs
             )
         return FitResult(
@@ -264,13 +261,3 @@ def _random_effects_array(u: np.ndarray, data: LMMData):
         coords={"group": list(data.group_labels), "effect": list(data.fixed_names)},
         name="u",
     )
-
-
-__all__ = [
-    "BayesEngine",
-    "BayesOptions",
-    "BayesPriors",
-    "convergence_message",
-    "resolve_seed",
-    "summarise",
-]
