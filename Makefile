@@ -25,6 +25,7 @@ lint: bootstrap
 	$(BIN)/ruff check study models tests benchmarks
 	$(BIN)/ruff format --check study models tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 lock: bootstrap
 	$(BIN)/uv pip compile pyproject.toml --group dev --universal --generate-hashes \

@@ -15,10 +15,28 @@ if TYPE_CHECKING:
 
 FIXED = "fixed"
 RAN_PARS = "ran_pars"
-#: Per-term values every FitResult carries (NaN where an engine has none).
-TERM_FIELDS = ("estimate", "std_error", "ci_lower", "ci_upper")
+# The per-fit schema: what every FitResult carries, name -> description.  The study's
+# results Dataset (study/schema.py) stacks these over replicates and engines.
+#: Per-term values (NaN where an engine has none).
+TERM_FIELDS: dict[str, str] = {
+    "estimate": "point estimate (REML/ML estimate; posterior mean or median)",
+    "std_error": "standard error (model-based SE; posterior SD)",
+    "ci_lower": "lower interval limit at the study level",
+    "ci_upper": "upper interval limit at the study level",
+}
 #: Per-term diagnostics (NaN for engines without them, e.g. REML has no R-hat).
-DIAGNOSTIC_FIELDS = ("rhat", "ess_bulk", "ess_tail")
+DIAGNOSTIC_FIELDS: dict[str, str] = {
+    "rhat": "rank-normalised split R-hat (Bayesian engines only)",
+    "ess_bulk": "bulk effective sample size (Bayesian engines only)",
+    "ess_tail": "tail effective sample size (Bayesian engines only)",
+}
+#: Per-fit scalars, with their dtype kind: b(ool), f(loat), U (text).
+FIT_FIELDS: dict[str, tuple[str, str]] = {
+    "converged": ("b", "fit converged (REML: optimizer; Bayes: R-hat, divergences, ESS floor)"),
+    "fit_seconds": ("f", "wall-clock seconds of the fit"),
+    "divergences": ("f", "divergent transitions (Bayesian engines only)"),
+    "message": ("U", "warnings or error of the fit; empty when clean"),
+}
 
 
 def term_names(predictors: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:

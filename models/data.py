@@ -143,3 +143,31 @@ class LMMData:
             raise ValueError(f"response {y!r} and predictors {list(x)} must be numeric") from err
         X = np.column_stack([np.ones(len(yv)), xs])
         return cls(yv, X, codes[order], tuple(x), tuple(str(u) for u in uniq))
+
+
+def fit_problem(data: LMMData) -> str:
+    """Why no engine can fit ``data``, or ``""``: the checks every engine applies.
+
+    No rows, non-finite values, a constant response (the residual variance is not
+    estimable), a rank-deficient fixed-effects design (e.g. a constant predictor: the
+    coefficients are not identified, and a Bayesian fit would only echo its prior),
+    fewer than two groups.
+    """
+    if data.n_obs == 0:
+        return "no data: the dataset has no rows"
+    bad_y = int(np.sum(~np.isfinite(data.y)))
+    if bad_y:
+        return f"y has {bad_y} non-finite value(s) (NaN or inf); drop those rows"
+    if not np.all(np.isfinite(data.X)):
+        return "X has non-finite value(s) (NaN or inf); drop those rows"
+    if np.ptp(data.y) == 0:
+        return "y is constant: the residual variance is not estimable"
+    rank = int(np.linalg.matrix_rank(data.XtX.sum(axis=0)))
+    if rank < data.q:
+        return (
+            f"X is rank deficient (rank {rank} < {data.q} columns): the fixed effects are "
+            "not identified; drop constant or collinear predictors"
+        )
+    if data.n_groups < 2:
+        return f"need at least 2 groups, got {data.n_groups}"
+    return ""

@@ -1,8 +1,10 @@
-"""Engine registry: build an engine by name from a plain option table.
+"""Engine registry: engine names -> option classes and engine classes.
 
 This is the one place that maps the names used in configurations (``"reml"``,
 ``"bayes"``) to engine classes, so callers never import engine modules directly.
-Engine modules are imported lazily (PyMC is slow to import).
+Engine modules are imported lazily (PyMC is slow to import).  Options are validated
+once, into the engine's frozen options object (:func:`build_options`); an engine is
+then built from that object (:func:`build_engine`).
 """
 
 from __future__ import annotations
@@ -14,77 +16,112 @@ from collections.abc import Mapping
 from typing import Any
 
 from models.base import Engine
+from models.validate import OptionError, OptionTypeError, check_keys, choice
 
 #: engine name -> (module, engine class, options class)
 ENGINES: dict[str, tuple[str, str, str]] = {
     "reml": ("models.reml", "RemlEngine", "RemlOptions"),
     "bayes": ("models.bayes.engine", "BayesEngine", "BayesOptions"),
 }
-
-
-class EngineOptionsError(ValueError):
-    """An engine option table that cannot be used."""
+#: engine names, in their canonical order
+ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 
 
 def _options_class(name: str) -> type:
-    if name not in ENGINES:
-        raise EngineOptionsError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
+    choice("engine", name, ENGINE_NAMES)
     module, _, options = ENGINES[name]
     return typing.cast(type, getattr(importlib.import_module(module), options))
 
 
-def _build(cls: type, table: Mapping[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``table``, recursing into nested dataclasses."""
+def _build(cls: type, table: object, **fixed: Any) -> Any:
+    """Instantiate dataclass ``cls`` from ``table`` (plus ``fixed`` settings that the
+    table may not hold), recursing into nested dataclasses.
+
+    Errors are keyed relative to ``table`` (``chains``, ``priors.sd_scale``).
+    """
     if not isinstance(table, Mapping):
-        raise EngineOptionsError(f"{where} = {table!r}: must be a table")
-    flds = {f.name: f for f in dataclasses.fields(cls)}
+        raise OptionTypeError("", table, f"must be a table of {cls.__name__} settings")
+    flds = {f.name for f in dataclasses.fields(cls)}
+    check_keys(table, flds - set(fixed), "")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
-        if key not in flds:
-            raise EngineOptionsError(
-                f"unknown option {where}.{key}; allowed: {', '.join(sorted(flds))}"
-            )
         hint = hints.get(key)
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            value = _build(hint, value, f"{where}.{key}")
+            if not isinstance(value, Mapping):
+                raise OptionTypeError(key, value, "must be a table")
+            try:
+                value = _build(hint, value)
+            except OptionError as err:
+                raise err.within(key) from err
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except EngineOptionsError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise EngineOptionsError(f"{where}: {err}") from err
+    return cls(**kwargs, **fixed)
 
 
-def build_options(name: str, table: Mapping[str, Any] | None = None, *, level: float = 0.95) -> Any:
-    """Validated options object of engine ``name`` from a plain table.
+def build_options(
+    name: str,
+    table: Mapping[str, Any] | None = None,
+    *,
+    level: float = 0.95,
+    n_coef: int | None = None,
+) -> Any:
+    """The validated, frozen options object of engine ``name`` from a plain table.
 
-    ``level`` (the interval level) is a study-wide setting and cannot be set per engine.
+    Parameters
+    ----------
+    name : str
+        An engine name (:data:`ENGINE_NAMES`).
+    table : mapping, optional
+        Option values by name (TOML ``[engines.NAME]``); missing ones take defaults.
+    level : float
+        The interval level: a study-wide setting, refused inside ``table``.
+    n_coef : int, optional
+        Number of coefficients (intercept included) of the model the options will
+        serve; when given, per-coefficient settings must match it.
+
+    Raises
+    ------
+    OptionError
+        Keyed relative to ``table`` (e.g. ``"chains = 0: must be >= 1"``).
     """
     cls = _options_class(name)
     table = dict(table or {})
     if "level" in table:
-        raise EngineOptionsError(
-            f"'level' is set for the whole study (top-level key `level`), not per engine; "
-            f"remove it from [engines.{name}]"
+        raise OptionError(
+            "",
+            table["level"],
+            "'level' is set for the whole study (top-level key `level`), not per engine; "
+            "remove it from the engine's table",
         )
-    table["level"] = level
-    return _build(cls, table, name)
+    options = _build(cls, table, level=level)
+    if n_coef is not None and hasattr(options, "check_coefficients"):
+        options.check_coefficients(n_coef)
+    return options
 
 
-def validate_options(name: str, table: Mapping[str, Any] | None, *, level: float = 0.95) -> None:
-    """Raise :class:`EngineOptionsError` if ``table`` is not valid for engine ``name``."""
-    build_options(name, table, level=level)
+def options_table(options: Any) -> dict[str, Any]:
+    """The options object as a plain table (lists for tuples; ``level`` left out)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.name == "level":
+            continue
+        out[f.name] = options_table(value) if dataclasses.is_dataclass(value) else plain(value)
+    return out
 
 
-def build_engine(
-    name: str, table: Mapping[str, Any] | None = None, *, level: float = 0.95
-) -> Engine:
-    """Construct engine ``name`` with options from ``table``."""
-    options = build_options(name, table, level=level)
+def build_engine(name: str, options: Any = None, *, level: float = 0.95) -> Engine:
+    """Construct engine ``name`` from its options object (or a plain table, validated)."""
+    if options is None or isinstance(options, Mapping):
+        options = build_options(name, options, level=level)
     module, engine_cls, _ = ENGINES[name]
     cls = getattr(importlib.import_module(module), engine_cls)
     return typing.cast(Engine, cls(options))

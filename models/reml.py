@@ -43,7 +43,8 @@ from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from models.base import FitResult, term_names
-from models.data import LMMData
+from models.data import LMMData, fit_problem
+from models.validate import OptionTypeError, choice, integer, number
 
 METHODS = ("reml", "ml")
 CI_KINDS = ("wald", "t")
@@ -84,31 +85,18 @@ class RemlOptions:
     maxiter: int = 500
 
     def __post_init__(self) -> None:
-        for name, valid in (("method", METHODS), ("ci", CI_KINDS)):
-            value = getattr(self, name)
-            if value not in valid:
-                raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
-        level = self.level
-        if isinstance(level, bool) or not isinstance(level, int | float):
-            raise TypeError(f"level must be a number, got {type(level).__name__} {level!r}")
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}; e.g. level=0.95")
+        choice("method", self.method, METHODS)
+        choice("ci", self.ci, CI_KINDS)
+        number("level", self.level, low=0.0, high=1.0)
         opts = self.optimizers
-        if isinstance(opts, str) or not isinstance(opts, tuple | list):
-            raise TypeError(
-                f"optimizers must be a tuple of names, got {opts!r}; e.g. optimizers=({opts!r},)"
+        if isinstance(opts, str) or not isinstance(opts, tuple | list) or not opts:
+            raise OptionTypeError(
+                "optimizers", opts, f"must be a non-empty list drawn from {', '.join(OPTIMIZERS)}"
             )
-        bad = [o for o in opts if o not in OPTIMIZERS]
-        if not opts or bad:
-            raise ValueError(
-                f"optimizers must be a non-empty tuple drawn from {list(OPTIMIZERS)}, "
-                f"got {tuple(opts)!r}"
-            )
+        for i, name in enumerate(opts):
+            choice(f"optimizers[{i}]", name, OPTIMIZERS)
         object.__setattr__(self, "optimizers", tuple(opts))
-        if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int):
-            raise TypeError(f"maxiter must be an int, got {self.maxiter!r}")
-        if self.maxiter < 1:
-            raise ValueError(f"maxiter must be >= 1, got {self.maxiter!r}")
+        integer("maxiter", self.maxiter, low=1)
 
     def describe(self) -> str:
         """Short description, e.g. ``"REML, 95% Wald intervals"``."""
@@ -269,16 +257,13 @@ class RemlEngine:
 
 def _check_data(data: LMMData) -> None:
     """Reject data the model cannot be fitted to (the error becomes the fit's message)."""
+    problem = fit_problem(data)
+    if problem:
+        raise ValueError(problem)
     K, N, q = data.n_groups, data.n_obs, data.q
-    if not (np.all(np.isfinite(data.y)) and np.all(np.isfinite(data.X))):
-        raise ValueError("y and X must be finite; drop rows with NaN or inf")
-    if N == 0 or np.ptp(data.y) == 0:
-        raise ValueError("y is constant: the residual variance is not estimable")
-    if np.linalg.matrix_rank(data.XtX.sum(axis=0)) < q:
-        raise ValueError(f"X is rank deficient (rank < {q} columns); drop constant predictors")
-    if K < 2 or K * q >= N:
+    if K * q >= N:
         raise ValueError(
-            f"need at least 2 groups and more rows than random effects, got K={K} groups, "
+            f"need more rows than random effects, got K={K} groups, "
             f"N={N} rows for K*q={K * q} random effects"
         )
 

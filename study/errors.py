@@ -10,5 +10,9 @@ class UserError(Exception):
     """
 
 
+class ConfigError(UserError, ValueError):
+    """A configuration that cannot be used; the message says what to change."""
+
+
 class StoreError(UserError):
     """A results store that is missing, corrupt, or does not match the request."""

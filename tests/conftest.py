@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from study.design.config import DesignConfig, PredictorSpec, StudyConfig, dumps_toml, load_config
+from study.design.config import DesignConfig, PredictorSpec, StudyConfig, load_config
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def write_config(tmp_path: Path):
 
     def _write(cfg: StudyConfig | str, name: str = "study.toml") -> Path:
         path = tmp_path / name
-        path.write_text(cfg if isinstance(cfg, str) else dumps_toml(cfg))
+        path.write_text(cfg if isinstance(cfg, str) else cfg.to_toml())
         return path
 
     return _write

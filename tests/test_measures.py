@@ -3,6 +3,9 @@ properties, and the xarray layer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -11,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from study.analysis import mcse as m
-from study.analysis.measures import compute_measures
+from study.analysis import measures as measures_mod
+from study.analysis.measures import MEASURES, compute_measures
 
 EST = np.array([1.0, 2.0, 3.0, 4.0])
 SE = np.array([1.0, 1.0, 2.0, 2.0])
@@ -181,3 +185,249 @@ def test_xarray_layer_matches_numpy_layer():
 def test_unknown_measure_is_refused():
     with pytest.raises(ValueError, match="unknown measure"):
         compute_measures(_fake_results(np.random.default_rng(2)), measures=["biass"])
+
+
+def test_unknown_reference_is_refused_only_when_needed():
+    ds = _fake_results(np.random.default_rng(3))
+    for name in ("relative_precision", "correlation_with_reference"):
+        with pytest.raises(ValueError, match=r"reference engine 'ols'.*'reml', 'bayes'"):
+            compute_measures(ds, reference="ols", measures=["bias", name])
+    # no reference-dependent measure asked for: no complaint
+    s = compute_measures(ds, reference="ols", measures=["bias", "coverage"])
+    assert list(s.measure.values) == ["bias", "coverage"]
+    # the default (all measures) does not ask for them explicitly: a run without the
+    # reference engine (e.g. bayes only) still summarizes, with NaN relative precision
+    s = compute_measures(ds.sel(engine=["bayes"]))
+    assert np.isnan(s.value.sel(measure=["relative_precision", "correlation_with_reference"])).all()
+
+
+def test_registry_matches_dispatch_table():
+    assert list(measures_mod._TABLE) == list(MEASURES)
+
+
+def _spy_on_mcse(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Wrap every public function of :mod:`study.analysis.mcse`; return the call log."""
+    calls: list[str] = []
+    for name in dir(m):
+        func = getattr(m, name)
+        if (
+            name.startswith("_")
+            or not callable(func)
+            or getattr(func, "__module__", "") != m.__name__
+        ):
+            continue
+
+        def spy(*args: Any, _name: str = name, _func: Any = func, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _func(*args, **kwargs)
+
+        monkeypatch.setattr(m, name, spy)
+    return calls
+
+
+def test_only_the_requested_measures_are_computed(monkeypatch: pytest.MonkeyPatch):
+    ds = _fake_results(np.random.default_rng(4))
+    calls = _spy_on_mcse(monkeypatch)
+    s = compute_measures(ds, measures=["bias"])
+    assert list(s.measure.values) == ["bias"]
+    assert set(calls) == {"bias", "mean_estimate"}  # bias calls mean_estimate inside
+    calls.clear()
+    compute_measures(ds, measures=["rmse", "coverage"])
+    assert set(calls) == {"rmse", "mse", "coverage"}
+    # shared pieces are computed once, however many measures use them
+    calls.clear()
+    compute_measures(ds, measures=["model_se", "modse_truese", "empse_truese", "empirical_se"])
+    assert sorted(calls) == ["empirical_se", "model_se"]
+    calls.clear()
+    compute_measures(ds, measures=["relative_precision", "correlation_with_reference"])
+    assert calls.count("relative_precision") == 1
+    assert "model_se" not in calls
+
+
+def _golden_results(cond: str = "present") -> xr.Dataset:
+    """Fixed-seed results: NaNs, non-converged fits, a zero truth, fixed and ran_pars
+    terms, three engines, and conditional truth present / all NaN / absent."""
+    rng = np.random.default_rng(20240611)
+    R, engines = 40, ["reml", "bayes", "ml"]
+    terms = ["(Intercept)", "X", "Z", "sd__(Intercept)", "sigma"]
+    truth = np.array([1.0, 0.0, -0.5, 0.8, 0.6])
+    est = truth + rng.normal(0, [[1.0], [1.2], [0.9]], (R, 3, 5))
+    se = np.abs(rng.normal(1, 0.2, (R, 3, 5)))
+    lo, hi = est - 1.96 * se, est + 1.96 * se
+    for a in (est, se, lo, hi):
+        a[rng.random(a.shape) < 0.05] = np.nan
+    est[:, 2, 2] = np.nan  # a term one engine never estimates
+    conv = rng.random((R, 3)) > 0.1
+    coords: dict[str, Any] = {
+        "replicate": np.arange(R),
+        "engine": engines,
+        "term": terms,
+        "effect": ("term", ["fixed"] * 3 + ["ran_pars"] * 2),
+        "true_value": ("term", truth),
+        "true_se": ("term", [0.9, 1.1, 1.0, np.nan, np.nan]),
+    }
+    if cond != "absent":
+        present = cond == "present"
+        coords["cond_value"] = ("term", [1.1, 0.1, np.nan, 0.7, 0.65] if present else [np.nan] * 5)
+        coords["cond_se"] = ("term", [0.8, 1.0, np.nan, 0.2, 0.1] if present else [np.nan] * 5)
+    dims = ("replicate", "engine", "term")
+    return xr.Dataset(
+        {
+            "estimate": (dims, est),
+            "std_error": (dims, se),
+            "ci_lower": (dims, lo),
+            "ci_upper": (dims, hi),
+            "converged": (("replicate", "engine"), conv),
+        },
+        coords=coords,
+        attrs={"level": 0.95, "study": "golden", "config_hash": "abc"},
+    )
+
+
+@pytest.mark.parametrize("cond", ["present", "nan", "absent"])
+@pytest.mark.parametrize("reference", ["reml", "bayes"])
+@pytest.mark.parametrize("exclude", [False, True])
+def test_identical_to_the_if_elif_implementation(cond: str, reference: str, exclude: bool):
+    ds = _golden_results(cond)
+    kw: dict[str, Any] = {"reference": reference, "exclude_nonconverged": exclude}
+    xr.testing.assert_identical(compute_measures(ds, **kw), _legacy_compute_measures(ds, **kw))
+    # subsets in the caller's order, duplicates collapsed
+    sub = ["rmse", "n", "bias", "rmse", "cond_bias", "empse_condse", "relative_precision"]
+    xr.testing.assert_identical(
+        compute_measures(ds, measures=sub, **kw), _legacy_compute_measures(ds, measures=sub, **kw)
+    )
+
+
+# --- the if/elif implementation of compute_measures this module had before the dispatch
+# table (verbatim but for the name), kept as the reference the table must reproduce.
+
+
+def _legacy_reduce(func: Callable[..., Any], *arrays: xr.DataArray, n_out: int = 2) -> Any:
+    core = [["replicate"] if "replicate" in a.dims else [] for a in arrays]
+    return xr.apply_ufunc(
+        lambda *xs: func(*xs, axis=-1),
+        *arrays,
+        input_core_dims=core,
+        output_core_dims=[[] for _ in range(n_out)],
+    )
+
+
+def _legacy_compute_measures(
+    results: xr.Dataset,
+    *,
+    reference: str = "reml",
+    exclude_nonconverged: bool = False,
+    measures: Sequence[str] | None = None,
+) -> xr.Dataset:
+    mnp, _reduce = m, _legacy_reduce
+    wanted = list(MEASURES) if measures is None else list(measures)
+    ds = results
+    conv = ds["converged"].astype(bool)
+    est, se = ds["estimate"], ds["std_error"]
+    lo, hi = ds["ci_lower"], ds["ci_upper"]
+    if exclude_nonconverged:
+        est, se, lo, hi = (v.where(conv) for v in (est, se, lo, hi))
+    theta = ds["true_value"].reset_coords(drop=True)
+    true_se = ds["true_se"].reset_coords(drop=True)
+    cond = ds["cond_value"].reset_coords(drop=True) if "cond_value" in ds.coords else None
+    cond_se = ds["cond_se"].reset_coords(drop=True) if "cond_se" in ds.coords else None
+    fixed = (ds["effect"] == "fixed").reset_coords(drop=True)
+    nan = xr.full_like(est.isel(replicate=0, drop=True), np.nan, dtype=float)
+    zero = xr.zeros_like(nan)
+
+    def pair(a: Any, b: Any) -> tuple[xr.DataArray, xr.DataArray]:
+        return (a + zero, b + zero)
+
+    emp = _reduce(mnp.empirical_se, est)
+    mod = _reduce(mnp.model_se, se)
+    out: dict[str, tuple[xr.DataArray, xr.DataArray]] = {}
+    for name in wanted:
+        if name == "n":
+            n = xr.apply_ufunc(mnp.count, est, input_core_dims=[["replicate"]], kwargs={"axis": -1})
+            out[name] = pair(n.astype(float), nan)
+        elif name == "mean_estimate":
+            out[name] = pair(*_reduce(mnp.mean_estimate, est))
+        elif name == "bias":
+            out[name] = pair(*_reduce(mnp.bias, est, theta))
+        elif name == "relative_bias":
+            out[name] = pair(*_reduce(mnp.relative_bias, est, theta))
+        elif name == "empirical_se":
+            out[name] = pair(*emp)
+        elif name == "mean_se":
+            out[name] = pair(*_reduce(mnp.mean_estimate, se))
+        elif name == "model_se":
+            out[name] = pair(*mod)
+        elif name == "relative_error_model_se":
+            out[name] = pair(*_reduce(mnp.relative_error_model_se, est, se))
+        elif name == "mse":
+            out[name] = pair(*_reduce(mnp.mse, est, theta))
+        elif name == "rmse":
+            out[name] = pair(*_reduce(mnp.rmse, est, theta))
+        elif name == "coverage":
+            out[name] = pair(*_reduce(mnp.coverage, lo, hi, theta))
+        elif name == "bias_eliminated_coverage":
+            out[name] = pair(*_reduce(mnp.bias_eliminated_coverage, est, lo, hi))
+        elif name == "interval_width":
+            out[name] = pair(*_reduce(mnp.interval_width, lo, hi))
+        elif name == "rejection":
+            v, s = _reduce(lambda a, b, axis: mnp.rejection(a, b, 0.0, axis), lo, hi)
+            out[name] = pair(v.where(fixed), s.where(fixed))
+        elif name in ("relative_precision", "correlation_with_reference"):
+            if reference in ds["engine"].values:
+                ref = est.sel(engine=reference, drop=True)
+                v, s, rho = _reduce(mnp.relative_precision, est, ref, n_out=3)
+                other = ds["engine"] != reference
+                if name == "relative_precision":
+                    out[name] = pair(v.where(other), s.where(other))
+                else:
+                    out[name] = pair(rho.where(other), nan)
+            else:
+                out[name] = pair(nan, nan)
+        elif name == "modse_truese":
+            out[name] = pair(mod[0] / true_se, mod[1] / true_se)
+        elif name == "empse_truese":
+            out[name] = pair(emp[0] / true_se, emp[1] / true_se)
+        elif name in ("cond_bias", "cond_coverage", "modse_condse", "empse_condse"):
+            if cond is None or cond_se is None or bool(np.isnan(cond).all()):
+                out[name] = pair(nan, nan)
+            elif name == "cond_bias":
+                out[name] = pair(*_reduce(mnp.bias, est, cond))
+            elif name == "cond_coverage":
+                out[name] = pair(*_reduce(mnp.coverage, lo, hi, cond))
+            elif name == "modse_condse":
+                out[name] = pair(mod[0] / cond_se, mod[1] / cond_se)
+            else:
+                out[name] = pair(emp[0] / cond_se, emp[1] / cond_se)
+        elif name == "bias_variance_scale":
+            is_sd = xr.DataArray(
+                [str(t).startswith("sd__") for t in ds["term"].values], dims="term"
+            )
+            v, s = _reduce(mnp.bias, est**2, theta**2)
+            out[name] = pair(v.where(is_sd), s.where(is_sd))
+    measure = list(out)
+    value = xr.concat([out[k][0] for k in measure], dim="measure")
+    mcse = xr.concat([out[k][1] for k in measure], dim="measure")
+    summary = xr.Dataset(
+        {
+            "value": value.transpose("measure", "engine", "term"),
+            "mcse": mcse.transpose("measure", "engine", "term"),
+            "nonconverged": (~conv).sum("replicate"),
+            "replicates": ds.sizes["replicate"],
+        },
+        coords={
+            "measure": measure,
+            "description": ("measure", [MEASURES[k] for k in measure]),
+        },
+    )
+    for c in ("effect", "true_value", "true_se", "cond_value", "cond_se"):
+        if c in ds.coords:
+            summary = summary.assign_coords({c: ds[c]})
+    summary.attrs = {
+        "reference_engine": reference,
+        "exclude_nonconverged": int(exclude_nonconverged),
+        "level": ds.attrs.get("level", np.nan),
+        "study": ds.attrs.get("study", ""),
+        "config_hash": ds.attrs.get("config_hash", ""),
+        "source": "Morris, White & Crowther (2019) Stat Med 38:2074, Table 6",
+    }
+    return summary

@@ -27,6 +27,7 @@ from models.bayes import graph as bm
 from models.bayes import sample
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
+from models.data import fit_problem
 
 if TYPE_CHECKING:
     from models.data import LMMData
@@ -49,19 +50,6 @@ def resolve_seed(seed: object) -> int:
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be in [0, 2**64); got {seed!r}")
     return int(seed)
-
-
-def _data_problem(data: LMMData) -> str:
-    """Why ``data`` cannot be fitted, or ``""``."""
-    if data.n_groups == 0 or data.n_obs == 0:
-        return "no data: the dataset has no rows"
-    if not np.all(np.isfinite(data.y)):
-        return f"y has {int(np.sum(~np.isfinite(data.y)))} non-finite value(s) (NaN or inf)"
-    if not np.all(np.isfinite(data.X)):
-        return "X has non-finite value(s) (NaN or inf)"
-    if data.n_obs <= data.q:
-        return f"too few rows ({data.n_obs}) for {data.q} fixed effects"
-    return ""
 
 
 class BayesEngine:
@@ -187,7 +175,7 @@ class BayesEngine:
         start = time.perf_counter()
         seed = resolve_seed(seed)
         try:
-            problem = _data_problem(data)
+            problem = fit_problem(data)
             if problem:
                 return FitResult.failed(data.predictors, problem, time.perf_counter() - start)
             return self._fit(data, seed, start, keep_posterior or self.options.keep_posterior)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-import numpy as np
+from models.validate import (
+    OptionError,
+    OptionTypeError,
+    boolean,
+    choice,
+    integer,
+    number,
+    numbers,
+)
 
 PARAMETERIZATIONS = ("marginal", "centered", "noncentered")
 SAMPLERS = ("nutpie", "pymc")
@@ -13,37 +20,13 @@ SCALE_FAMILIES = ("halfnormal", "halft", "exponential")
 ALGEBRAS = ("auto", "unrolled", "batched")
 
 
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {choices}; got {value!r}")
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
-
-
-def _number(
-    name: str, value: object, *, low: float, strict: bool = True, high: float | None = None
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
-    ok = math.isfinite(value) and (value > low if strict else value >= low)
-    if high is not None:
-        ok = ok and value < high
-    if not ok:
-        bound = f"> {low}" if strict else f">= {low}"
-        if high is not None:
-            bound += f" and < {high}"
-        raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
-
-
-def _as_tuple(value: object) -> tuple[object, ...]:
-    return tuple(value) if isinstance(value, list | tuple) else (value,)
-
-
-def _integer(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value!r}")
+def _per_coefficient(name: str, value: object, *, low: float | None) -> float | tuple[float, ...]:
+    """One number, or a non-empty list of numbers (one per coefficient)."""
+    if isinstance(value, list | tuple):
+        if not value:
+            raise OptionError(name, [], "must be a number or a non-empty list of numbers")
+        return numbers(name, value, low=low)
+    return number(name, value, low=low)
 
 
 @dataclass(frozen=True)
@@ -77,26 +60,26 @@ class BayesPriors:
     sigma_df: float = 3.0
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "fixed_loc", _per_coefficient("fixed_loc", self.fixed_loc, low=None))
+        for name in ("fixed_scale", "sd_scale"):
+            set_(self, name, _per_coefficient(name, getattr(self, name), low=0.0))
+        for name in ("sd_df", "lkj_eta", "sigma_scale", "sigma_df"):
+            number(name, getattr(self, name), low=0.0)
+        choice("sd_family", self.sd_family, SCALE_FAMILIES)
+        choice("sigma_family", self.sigma_family, SCALE_FAMILIES)
+
+    def check_coefficients(self, q: int) -> None:
+        """Refuse a per-coefficient list whose length is not ``q`` (intercept included)."""
         for name in ("fixed_loc", "fixed_scale", "sd_scale"):
             value = getattr(self, name)
-            if isinstance(value, list | tuple):
-                if not value:
-                    raise ValueError(f"{name} must be a number or a non-empty list; got []")
-                object.__setattr__(self, name, tuple(value))
-        for i, v in enumerate(_as_tuple(self.fixed_loc)):
-            _number(
-                f"fixed_loc[{i}]" if isinstance(self.fixed_loc, tuple) else "fixed_loc",
-                v,
-                low=-math.inf,
-            )
-        for name in ("fixed_scale", "sd_scale"):
-            value = getattr(self, name)
-            for i, v in enumerate(_as_tuple(value)):
-                _number(f"{name}[{i}]" if isinstance(value, tuple) else name, v, low=0.0)
-        for name in ("sd_df", "lkj_eta", "sigma_scale", "sigma_df"):
-            _number(name, getattr(self, name), low=0.0)
-        _choice("sd_family", self.sd_family, SCALE_FAMILIES)
-        _choice("sigma_family", self.sigma_family, SCALE_FAMILIES)
+            if isinstance(value, tuple) and len(value) != q:
+                raise OptionError(
+                    name,
+                    list(value),
+                    f"has {len(value)} values for {q} coefficients (intercept first); "
+                    f"give one number or a list of {q}",
+                )
 
 
 @dataclass(frozen=True)
@@ -156,20 +139,23 @@ class BayesOptions:
     fastmath: bool = False
 
     def __post_init__(self) -> None:
-        _choice("parameterization", self.parameterization, PARAMETERIZATIONS)
-        _choice("sampler", self.sampler, SAMPLERS)
-        _choice("point", self.point, ("mean", "median"))
-        _choice("interval", self.interval, ("eti", "hdi"))
-        _choice("algebra", self.algebra, ALGEBRAS)
-        _integer("chains", self.chains, low=1)
-        _integer("draws", self.draws, low=4)
-        _integer("tune", self.tune, low=0)
-        _integer("cores", self.cores, low=1)
-        _number("target_accept", self.target_accept, low=0.0, high=1.0)
-        _number("level", self.level, low=0.0, high=1.0)
-        _number("ess_floor", self.ess_floor, low=0.0, strict=False)
+        choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        choice("sampler", self.sampler, SAMPLERS)
+        choice("point", self.point, ("mean", "median"))
+        choice("interval", self.interval, ("eti", "hdi"))
+        choice("algebra", self.algebra, ALGEBRAS)
+        integer("chains", self.chains, low=1)
+        integer("draws", self.draws, low=4)
+        integer("tune", self.tune, low=0)
+        integer("cores", self.cores, low=1)
+        number("target_accept", self.target_accept, low=0.0, high=1.0)
+        number("level", self.level, low=0.0, high=1.0)
+        number("ess_floor", self.ess_floor, low=0.0, low_inclusive=True)
         if not isinstance(self.priors, BayesPriors):
-            raise TypeError(f"priors must be a BayesPriors; got {type(self.priors).__name__}")
+            raise OptionTypeError("priors", self.priors, "must be a BayesPriors (a table)")
         for name in ("random_effects", "keep_posterior", "fastmath"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+            boolean(name, getattr(self, name))
+
+    def check_coefficients(self, q: int) -> None:
+        """Refuse options that do not fit a model with ``q`` coefficients."""
+        self.priors.check_coefficients(q)

@@ -30,6 +30,8 @@ _NUTPIE_STATS = {
     "depth": "tree_depth",
     "mean_tree_accept": "acceptance_rate",
 }
+#: the tail-ESS probability of ``az.summary`` (arviz-stats' default ``stats.ci_prob``)
+TAIL_ESS_PROB = 0.89
 _PYMC_STATS = ("lp", "energy", "step_size", "n_steps", "tree_depth", "acceptance_rate")
 
 
@@ -190,9 +192,8 @@ def summarise(
     """Per-term point estimate, SD, interval and diagnostics of (chain, draw, T) draws.
 
     ``point`` is ``"mean"`` or ``"median"``; ``interval`` ``"eti"`` (equal-tailed) or
-    ``"hdi"``, with probability ``level``.  R-hat is the rank-normalised split R-hat;
-    ESS bulk and tail (5% and 95% quantiles) follow Vehtari et al. (2021), computed
-    with arviz-stats' array functions (chain axis 0, draw axis 1).
+    ``"hdi"``, with probability ``level``.  R-hat, ESS bulk and ESS tail are those of
+    ``az.summary`` for the same draws (see :func:`_diagnostics`).
     """
     import arviz as az
 
@@ -209,9 +210,29 @@ def summarise(
         "std_error": flat.std(axis=0, ddof=1),
         "ci_lower": lower,
         "ci_upper": upper,
-        "rhat": np.asarray(az.rhat(terms)),
-        "ess_bulk": np.asarray(az.ess(terms, method="bulk")),
-        "ess_tail": np.asarray(az.ess(terms, method="tail", prob=(0.05, 0.95))),
+        **_diagnostics(terms),
+    }
+
+
+def _diagnostics(terms: np.ndarray) -> dict[str, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of (chain, draw, T) draws.
+
+    The numbers equal ``az.summary``'s ``r_hat``, ``ess_bulk`` and ``ess_tail`` columns
+    for a DataTree of the same draws, without building one.  ``az.summary`` calls
+    ``ess(method="tail")`` with ``prob=None``, which arviz-stats replaces by
+    ``rcParams["stats.ci_prob"]`` (0.89 by default); a scalar ``p`` makes the tail ESS
+    the smaller quantile ESS at ``1 - p`` and ``p`` (0.11 and 0.89), not at 0.05 and
+    0.95.  The probability is pinned to that default (:data:`TAIL_ESS_PROB`) rather
+    than read from the rcParams, so stored results never depend on a user's arvizrc.
+    """
+    import arviz as az
+
+    axes = {"chain_axis": 0, "draw_axis": 1}  # the array layer's own default is (-2, -1)
+    prob = TAIL_ESS_PROB
+    return {
+        "rhat": np.asarray(az.rhat(terms, method="rank", **axes)),
+        "ess_bulk": np.asarray(az.ess(terms, method="bulk", **axes)),
+        "ess_tail": np.asarray(az.ess(terms, method="tail", prob=prob, **axes)),
     }
 
 

@@ -181,10 +181,3 @@ def relative_precision(
     rho = np.nansum(ca * cb, -1) / np.sqrt(np.nansum(ca**2, -1) * np.nansum(cb**2, -1))
     r2 = (sa / sb) ** 2
     return 100.0 * (r2 - 1.0), 200.0 * r2 * np.sqrt((1.0 - rho**2) / (n - 1)), rho
-
-
-@_quiet
-def ratio_to_truth(pair: Pair, truth: ArrayLike) -> Pair:
-    """``value / truth`` and ``mcse / truth`` (e.g. ModSE / TrueSE)."""
-    t = np.asarray(truth, dtype=float)
-    return pair[0] / t, pair[1] / t

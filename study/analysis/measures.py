@@ -5,11 +5,19 @@ the NumPy functions of :mod:`study.analysis.mcse`, through ``xarray.apply_ufunc`
 result is a Dataset with variables ``value`` and ``mcse`` over
 ``(measure, engine, term)``, plus ``n`` (replicates used) and per-engine counts of
 non-converged fits.
+
+Measures are dispatched by name through ``_TABLE`` (name -> function of a
+:class:`_Context`), which has the same keys, in the same order, as :data:`MEASURES`.
+Pieces several measures share (EmpSE, ModSE, the comparison with the reference engine)
+are computed lazily on the context: at most once, and only if a requested measure needs
+them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -45,6 +53,12 @@ MEASURES: dict[str, str] = {
 }
 
 
+Pair = tuple[xr.DataArray, xr.DataArray]
+
+#: measures that compare each engine with the reference engine
+_NEEDS_REFERENCE = ("relative_precision", "correlation_with_reference")
+
+
 def _reduce(func: Callable[..., Any], *arrays: xr.DataArray, n_out: int = 2) -> Any:
     """Apply ``func(*numpy arrays, axis=-1)`` reducing ``replicate``."""
     core = [["replicate"] if "replicate" in a.dims else [] for a in arrays]
@@ -53,6 +67,149 @@ def _reduce(func: Callable[..., Any], *arrays: xr.DataArray, n_out: int = 2) -> 
         *arrays,
         input_core_dims=core,
         output_core_dims=[[] for _ in range(n_out)],
+    )
+
+
+@dataclass
+class _Context:
+    """What a measure function sees: the results after the non-convergence policy,
+    the truth, the reference engine, and shared pieces computed on first use."""
+
+    est: xr.DataArray
+    se: xr.DataArray
+    lo: xr.DataArray
+    hi: xr.DataArray
+    theta: xr.DataArray  # true value, over term
+    true_se: xr.DataArray
+    cond: xr.DataArray | None  # conditional truth; None if absent or all NaN
+    cond_se: xr.DataArray | None
+    fixed: xr.DataArray  # term is a fixed effect
+    reference: str
+    nan: xr.DataArray  # NaN over (engine, term)
+
+    @cached_property
+    def emp(self) -> Pair:
+        """EmpSE and its MCSE."""
+        return _reduce(mnp.empirical_se, self.est)
+
+    @cached_property
+    def mod(self) -> Pair:
+        """ModSE and its MCSE."""
+        return _reduce(mnp.model_se, self.se)
+
+    @cached_property
+    def vs_reference(self) -> tuple[xr.DataArray, ...] | None:
+        """Relative precision, its MCSE and the correlation against the reference
+        engine, NaN for the reference itself; None without the reference engine."""
+        engine = self.est["engine"]
+        if self.reference not in engine.values:
+            return None
+        ref = self.est.sel(engine=self.reference, drop=True)
+        other = engine != self.reference
+        return tuple(
+            x.where(other) for x in _reduce(mnp.relative_precision, self.est, ref, n_out=3)
+        )
+
+
+def _n(c: _Context) -> Pair:
+    n = xr.apply_ufunc(mnp.count, c.est, input_core_dims=[["replicate"]], kwargs={"axis": -1})
+    return n.astype(float), c.nan
+
+
+def _rejection(c: _Context) -> Pair:
+    v, s = _reduce(lambda a, b, axis: mnp.rejection(a, b, 0.0, axis), c.lo, c.hi)
+    return v.where(c.fixed), s.where(c.fixed)
+
+
+def _relative_precision(c: _Context) -> Pair:
+    vs = c.vs_reference
+    return (c.nan, c.nan) if vs is None else (vs[0], vs[1])
+
+
+def _correlation_with_reference(c: _Context) -> Pair:
+    vs = c.vs_reference
+    return (c.nan if vs is None else vs[2]), c.nan
+
+
+def _ratio(pair: Pair, denominator: xr.DataArray) -> Pair:
+    """A measure and its MCSE over a known truth (e.g. ModSE / true SE)."""
+    return pair[0] / denominator, pair[1] / denominator
+
+
+def _conditional(
+    func: Callable[[_Context, xr.DataArray, xr.DataArray], Pair],
+) -> Callable[[_Context], Pair]:
+    """``func(context, cond, cond_se)``, a measure against the conditional truth; NaN
+    where the results carry none."""
+
+    def measure(c: _Context) -> Pair:
+        if c.cond is None or c.cond_se is None:
+            return c.nan, c.nan
+        return func(c, c.cond, c.cond_se)
+
+    return measure
+
+
+def _bias_variance_scale(c: _Context) -> Pair:
+    is_sd = xr.DataArray([str(t).startswith("sd__") for t in c.est["term"].values], dims="term")
+    v, s = _reduce(mnp.bias, c.est**2, c.theta**2)
+    return v.where(is_sd), s.where(is_sd)
+
+
+#: measure name -> function of the context returning ``(value, mcse)``; the functions
+#: of :mod:`study.analysis.mcse` are looked up when called
+_TABLE: dict[str, Callable[[_Context], Pair]] = {
+    "n": _n,
+    "mean_estimate": lambda c: _reduce(mnp.mean_estimate, c.est),
+    "bias": lambda c: _reduce(mnp.bias, c.est, c.theta),
+    "relative_bias": lambda c: _reduce(mnp.relative_bias, c.est, c.theta),
+    "empirical_se": lambda c: c.emp,
+    "mean_se": lambda c: _reduce(mnp.mean_estimate, c.se),
+    "model_se": lambda c: c.mod,
+    "relative_error_model_se": lambda c: _reduce(mnp.relative_error_model_se, c.est, c.se),
+    "mse": lambda c: _reduce(mnp.mse, c.est, c.theta),
+    "rmse": lambda c: _reduce(mnp.rmse, c.est, c.theta),
+    "coverage": lambda c: _reduce(mnp.coverage, c.lo, c.hi, c.theta),
+    "bias_eliminated_coverage": lambda c: _reduce(mnp.bias_eliminated_coverage, c.est, c.lo, c.hi),
+    "interval_width": lambda c: _reduce(mnp.interval_width, c.lo, c.hi),
+    "rejection": _rejection,
+    "relative_precision": _relative_precision,
+    "correlation_with_reference": _correlation_with_reference,
+    "modse_truese": lambda c: _ratio(c.mod, c.true_se),
+    "empse_truese": lambda c: _ratio(c.emp, c.true_se),
+    "cond_bias": _conditional(lambda c, cond, _: _reduce(mnp.bias, c.est, cond)),
+    "cond_coverage": _conditional(lambda c, cond, _: _reduce(mnp.coverage, c.lo, c.hi, cond)),
+    "modse_condse": _conditional(lambda c, _, cond_se: _ratio(c.mod, cond_se)),
+    "empse_condse": _conditional(lambda c, _, cond_se: _ratio(c.emp, cond_se)),
+    "bias_variance_scale": _bias_variance_scale,
+}
+if list(_TABLE) != list(MEASURES):  # the registry and the dispatch table must agree
+    raise RuntimeError("measures._TABLE and measures.MEASURES have different keys or order")
+
+
+def _context(ds: xr.Dataset, reference: str, exclude_nonconverged: bool) -> _Context:
+    """The context of :func:`compute_measures` (``ds`` has ``estimate`` etc.)."""
+    est, se = ds["estimate"], ds["std_error"]
+    lo, hi = ds["ci_lower"], ds["ci_upper"]
+    if exclude_nonconverged:
+        conv = ds["converged"].astype(bool)
+        est, se, lo, hi = (v.where(conv) for v in (est, se, lo, hi))
+    cond = ds["cond_value"].reset_coords(drop=True) if "cond_value" in ds.coords else None
+    cond_se = ds["cond_se"].reset_coords(drop=True) if "cond_se" in ds.coords else None
+    if cond is None or cond_se is None or bool(np.isnan(cond).all()):
+        cond = cond_se = None
+    return _Context(
+        est=est,
+        se=se,
+        lo=lo,
+        hi=hi,
+        theta=ds["true_value"].reset_coords(drop=True),
+        true_se=ds["true_se"].reset_coords(drop=True),
+        cond=cond,
+        cond_se=cond_se,
+        fixed=(ds["effect"] == "fixed").reset_coords(drop=True),
+        reference=reference,
+        nan=xr.full_like(est.isel(replicate=0, drop=True), np.nan, dtype=float),
     )
 
 
@@ -70,119 +227,55 @@ def compute_measures(
     results : xarray.Dataset
         A results Dataset (``study.api.open_results``).
     reference : str
-        Engine that relative precision is measured against (if present).
+        Engine that relative precision and correlation are measured against.
     exclude_nonconverged : bool
         Drop non-converged fits (default: keep them; their count is reported).
     measures : sequence of str, optional
-        Subset of :data:`MEASURES` (default all).
+        Subset of :data:`MEASURES`, in the order wanted (default all, in the order of
+        :data:`MEASURES`).  Only these are computed.
 
     Returns
     -------
     xarray.Dataset
         ``value`` and ``mcse`` over ``(measure, engine, term)``; ``nonconverged``
         over ``engine``.
+
+    Raises
+    ------
+    ValueError
+        If a measure name is unknown, or if ``measures`` names a measure against the
+        reference engine and ``reference`` is not an engine of ``results``.  With the
+        default ``measures=None`` a missing reference engine gives NaN for those
+        measures instead (e.g. a run of one engine).
     """
-    wanted = list(MEASURES) if measures is None else list(measures)
+    wanted = list(dict.fromkeys(MEASURES if measures is None else measures))
     unknown = [m for m in wanted if m not in MEASURES]
     if unknown:
         raise ValueError(f"unknown measure(s) {unknown}; choose from {', '.join(MEASURES)}")
     ds = results
-    conv = ds["converged"].astype(bool)
-    est, se = ds["estimate"], ds["std_error"]
-    lo, hi = ds["ci_lower"], ds["ci_upper"]
-    if exclude_nonconverged:
-        est, se, lo, hi = (v.where(conv) for v in (est, se, lo, hi))
-    theta = ds["true_value"].reset_coords(drop=True)
-    true_se = ds["true_se"].reset_coords(drop=True)
-    cond = ds["cond_value"].reset_coords(drop=True) if "cond_value" in ds.coords else None
-    cond_se = ds["cond_se"].reset_coords(drop=True) if "cond_se" in ds.coords else None
-    fixed = (ds["effect"] == "fixed").reset_coords(drop=True)
-    nan = xr.full_like(est.isel(replicate=0, drop=True), np.nan, dtype=float)
-    zero = xr.zeros_like(nan)
-
-    def pair(a: Any, b: Any) -> tuple[xr.DataArray, xr.DataArray]:
-        # broadcast every measure to (engine, term)
-        return (a + zero, b + zero)
-
-    emp = _reduce(mnp.empirical_se, est)
-    mod = _reduce(mnp.model_se, se)
-    out: dict[str, tuple[xr.DataArray, xr.DataArray]] = {}
-    for name in wanted:
-        if name == "n":
-            n = xr.apply_ufunc(mnp.count, est, input_core_dims=[["replicate"]], kwargs={"axis": -1})
-            out[name] = pair(n.astype(float), nan)
-        elif name == "mean_estimate":
-            out[name] = pair(*_reduce(mnp.mean_estimate, est))
-        elif name == "bias":
-            out[name] = pair(*_reduce(mnp.bias, est, theta))
-        elif name == "relative_bias":
-            out[name] = pair(*_reduce(mnp.relative_bias, est, theta))
-        elif name == "empirical_se":
-            out[name] = pair(*emp)
-        elif name == "mean_se":
-            out[name] = pair(*_reduce(mnp.mean_estimate, se))
-        elif name == "model_se":
-            out[name] = pair(*mod)
-        elif name == "relative_error_model_se":
-            out[name] = pair(*_reduce(mnp.relative_error_model_se, est, se))
-        elif name == "mse":
-            out[name] = pair(*_reduce(mnp.mse, est, theta))
-        elif name == "rmse":
-            out[name] = pair(*_reduce(mnp.rmse, est, theta))
-        elif name == "coverage":
-            out[name] = pair(*_reduce(mnp.coverage, lo, hi, theta))
-        elif name == "bias_eliminated_coverage":
-            out[name] = pair(*_reduce(mnp.bias_eliminated_coverage, est, lo, hi))
-        elif name == "interval_width":
-            out[name] = pair(*_reduce(mnp.interval_width, lo, hi))
-        elif name == "rejection":
-            v, s = _reduce(lambda a, b, axis: mnp.rejection(a, b, 0.0, axis), lo, hi)
-            out[name] = pair(v.where(fixed), s.where(fixed))
-        elif name in ("relative_precision", "correlation_with_reference"):
-            if reference in ds["engine"].values:
-                ref = est.sel(engine=reference, drop=True)
-                v, s, rho = _reduce(mnp.relative_precision, est, ref, n_out=3)
-                other = ds["engine"] != reference
-                if name == "relative_precision":
-                    out[name] = pair(v.where(other), s.where(other))
-                else:
-                    out[name] = pair(rho.where(other), nan)
-            else:
-                out[name] = pair(nan, nan)
-        elif name == "modse_truese":
-            out[name] = pair(mod[0] / true_se, mod[1] / true_se)
-        elif name == "empse_truese":
-            out[name] = pair(emp[0] / true_se, emp[1] / true_se)
-        elif name in ("cond_bias", "cond_coverage", "modse_condse", "empse_condse"):
-            if cond is None or cond_se is None or bool(np.isnan(cond).all()):
-                out[name] = pair(nan, nan)
-            elif name == "cond_bias":
-                out[name] = pair(*_reduce(mnp.bias, est, cond))
-            elif name == "cond_coverage":
-                out[name] = pair(*_reduce(mnp.coverage, lo, hi, cond))
-            elif name == "modse_condse":
-                out[name] = pair(mod[0] / cond_se, mod[1] / cond_se)
-            else:
-                out[name] = pair(emp[0] / cond_se, emp[1] / cond_se)
-        elif name == "bias_variance_scale":
-            is_sd = xr.DataArray(
-                [str(t).startswith("sd__") for t in ds["term"].values], dims="term"
-            )
-            v, s = _reduce(mnp.bias, est**2, theta**2)
-            out[name] = pair(v.where(is_sd), s.where(is_sd))
-    measure = list(out)
-    value = xr.concat([out[m][0] for m in measure], dim="measure")
-    mcse = xr.concat([out[m][1] for m in measure], dim="measure")
+    engines = [str(e) for e in ds["engine"].values]
+    needs_ref = [m for m in wanted if m in _NEEDS_REFERENCE]
+    if measures is not None and needs_ref and reference not in engines:
+        raise ValueError(
+            f"reference engine {reference!r} (for {', '.join(needs_ref)}) is not in the "
+            f"results; engines present: {', '.join(map(repr, engines))}"
+        )
+    ctx = _context(ds, reference, exclude_nonconverged)
+    zero = xr.zeros_like(ctx.nan)
+    # every measure broadcast to (engine, term)
+    out = {m: tuple(x + zero for x in _TABLE[m](ctx)) for m in wanted}
+    value = xr.concat([out[m][0] for m in wanted], dim="measure")
+    mcse = xr.concat([out[m][1] for m in wanted], dim="measure")
     summary = xr.Dataset(
         {
             "value": value.transpose("measure", "engine", "term"),
             "mcse": mcse.transpose("measure", "engine", "term"),
-            "nonconverged": (~conv).sum("replicate"),
+            "nonconverged": (~ds["converged"].astype(bool)).sum("replicate"),
             "replicates": ds.sizes["replicate"],
         },
         coords={
-            "measure": measure,
-            "description": ("measure", [MEASURES[m] for m in measure]),
+            "measure": wanted,
+            "description": ("measure", [MEASURES[m] for m in wanted]),
         },
     )
     for c in ("effect", "true_value", "true_se", "cond_value", "cond_se"):

@@ -1,10 +1,13 @@
-"""Plain-text, markdown and CSV rendering of small tables (no terminal library needed)."""
+"""Tables of a study: the report's table, the measure table, and their rendering as
+aligned text, markdown or CSV (no terminal library needed)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
+import xarray as xr
 
 
 def _cell(value: object, digits: int) -> str:
@@ -37,3 +40,92 @@ def render(frame: pd.DataFrame, fmt: str = "table", digits: int = 4) -> str:
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+#: measures shown by default in the measure table
+DEFAULT_MEASURES = (
+    "bias",
+    "empirical_se",
+    "model_se",
+    "relative_error_model_se",
+    "coverage",
+    "bias_eliminated_coverage",
+    "modse_truese",
+    "empse_truese",
+    "rmse",
+)
+
+
+def _pair_cell(value: float, mcse: float, digits: int = 4) -> str:
+    if math.isnan(value):
+        return "NA"
+    if math.isnan(mcse):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ({mcse:.{digits}f})"
+
+
+def report_table(ds: xr.Dataset, summary: xr.Dataset, engine: str) -> pd.DataFrame:
+    """The 2018 report's shape: term, AvgEst, TrueEst, AvgSE, TrueSE (+ conditional)."""
+    v = summary["value"].sel(engine=engine)
+    frame = pd.DataFrame(
+        {
+            "term": [str(t) for t in ds["term"].values],
+            "AvgEst": v.sel(measure="mean_estimate").values,
+            "TrueEst": ds["true_value"].values,
+            "AvgSE": v.sel(measure="mean_se").values,
+            "TrueSE": ds["true_se"].values,
+        }
+    )
+    if "cond_value" in ds.coords and not np.isnan(ds["cond_value"].values).all():
+        frame["CondEst"] = ds["cond_value"].values
+        frame["CondSE"] = ds["cond_se"].values
+    return frame
+
+
+def measure_table(summary: xr.Dataset, engine: str, measures: list[str]) -> pd.DataFrame:
+    """Rows = terms, columns = measures, cells "estimate (MCSE)"."""
+    v, s = summary["value"].sel(engine=engine), summary["mcse"].sel(engine=engine)
+    cols: dict[str, list[str]] = {"term": [str(t) for t in summary["term"].values]}
+    for m in measures:
+        cols[m] = [
+            _pair_cell(float(a), float(b))
+            for a, b in zip(v.sel(measure=m).values, s.sel(measure=m).values, strict=True)
+        ]
+    return pd.DataFrame(cols)
+
+
+def summary_text(
+    ds: xr.Dataset,
+    summary: xr.Dataset,
+    *,
+    fmt: str = "table",
+    measures: list[str],
+    exclude_nonconverged: bool = False,
+    partial: bool = False,
+) -> str:
+    """The text of ``study summarize``: a header, then per engine the report's table
+    and the measure table (cells "estimate (MCSE)")."""
+    n, wanted = ds.sizes["replicate"], int(ds.attrs.get("replicates_requested", 0))
+    blocks: list[str] = []
+    head = f"study {ds.attrs.get('study', '?')}: {n} replicates"
+    if partial:
+        head += f" of {wanted} requested (PARTIAL run: resume with `study run`)"
+    blocks.append(head)
+    for engine in [str(e) for e in ds["engine"].values]:
+        nc = int(summary["nonconverged"].sel(engine=engine))
+        policy = "excluded" if exclude_nonconverged else "kept"
+        title = f"engine {engine}: {nc} of {n} fits not converged ({policy})"
+        if fmt == "csv":
+            blocks.append(f"# {title}")
+        elif fmt == "markdown":
+            blocks.append(f"### {title}")
+        else:
+            blocks.append(title)
+        blocks.append(render(report_table(ds, summary, engine), fmt, digits=4))
+        blocks.append(render(measure_table(summary, engine, measures), fmt))
+    if fmt != "csv":
+        blocks.append(
+            "cells: estimate (Monte Carlo SE); measures and MCSEs as in Morris, White & "
+            "Crowther (2019), Table 6"
+        )
+    return "\n\n".join(blocks)

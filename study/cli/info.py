@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from study.run.store import Store
+
+
+def register(sub: Any) -> None:
+    """Add the ``info`` command to the ``study`` parser."""
+    p = sub.add_parser("info", help="describe what a results store holds")
+    p.add_argument("run_dir", help="a run directory written by `study run`")
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Print what a run directory holds."""
+    print(describe_run(args.run_dir))
+    return 0
 
 
 def describe_run(run_dir: str | Path) -> str:

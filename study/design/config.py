@@ -1,58 +1,51 @@
-"""Study configuration: frozen dataclasses loaded from TOML and validated.
+"""Study configuration: frozen dataclasses loaded from TOML and validated once.
 
-A configuration is given as a preset name (``seed``, ``default``: TOML files shipped in
-``study/presets``) or as a path to a TOML file.  Every problem raises
-:class:`ConfigError` (a ``ValueError``) whose message names the key, echoes the value
-and says what is allowed; the CLI prints it as one line and exits with code 2.
+A configuration is a preset name (``seed``, ``default``: TOML files shipped in
+``study/design/presets``) or the path of a TOML file.  Everything is checked at load,
+engine options included (into each engine's typed options object, against the
+design's number of coefficients), in the one style of :mod:`models.validate`; every
+problem raises :class:`ConfigError` whose one-line message names the key, echoes the
+value and says what to write instead.  The CLI prints it and exits with code 2.
+
+Engines are chosen in one way: an ``[engines]`` table whose ``run`` list names them
+(default: every engine), with ``[engines.NAME]`` tables for their options.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
+import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomli_w
 
-from study.tomlwrite import dumps_toml
+from models.registry import ENGINE_NAMES, build_options, options_table
+from models.validate import (
+    OptionError,
+    boolean,
+    check_keys,
+    choice,
+    fail,
+    integer,
+    number,
+    numbers,
+)
+from study.errors import ConfigError
 
 PRESETS = ("default", "seed")
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
-KNOWN_ENGINES = ("reml", "bayes")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message says what to change."""
-
-
-def _fail(key: str, value: object, rule: str) -> ConfigError:
-    return ConfigError(f"{key} = {value!r}: {rule}")
-
-
-def _number(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(key, value, "must be a number")
-    if not math.isfinite(value):
-        raise _fail(key, value, "must be finite")
-    return float(value)
-
-
-def _integer(key: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(key, value, f"must be an integer >= {minimum}")
-    if value < minimum:
-        raise _fail(key, value, f"must be >= {minimum}")
-    return value
-
-
-def _numbers(key: str, value: object) -> tuple[float, ...]:
-    if not isinstance(value, list | tuple):
-        raise _fail(key, value, "must be a list of numbers")
-    return tuple(_number(f"{key}[{i}]", v) for i, v in enumerate(value))
+#: the largest replicate count a study may ask for (its results must fit in memory:
+#: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
+MAX_REPLICATES = 1_000_000
+#: field metadata marking settings that do not change any replicate's results
+NOT_HASHED = {"hashed": False}
 
 
 @dataclass(frozen=True)
@@ -70,18 +63,14 @@ class PredictorSpec:
     sd: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.distribution not in DISTRIBUTIONS:
-            raise _fail(
-                "design.predictor.distribution",
-                self.distribution,
-                f"must be one of {', '.join(DISTRIBUTIONS)}",
-            )
+        choice("design.predictor.distribution", self.distribution, DISTRIBUTIONS)
         for name in ("low", "high", "mean", "sd"):
-            object.__setattr__(self, name, _number(f"design.predictor.{name}", getattr(self, name)))
+            value = number(f"design.predictor.{name}", getattr(self, name))
+            object.__setattr__(self, name, value)
         if self.distribution != "normal" and not self.low < self.high:
-            raise _fail("design.predictor.high", self.high, f"must be > low ({self.low})")
-        if self.distribution == "normal" and not self.sd > 0:
-            raise _fail("design.predictor.sd", self.sd, "must be > 0")
+            raise fail("design.predictor.high", self.high, f"must be > low ({self.low:g})")
+        if self.distribution == "normal":
+            number("design.predictor.sd", self.sd, low=0.0)
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` predictor values."""
@@ -132,77 +121,50 @@ class DesignConfig:
     predictor: PredictorSpec = field(default_factory=PredictorSpec)
 
     def __post_init__(self) -> None:
-        groups = _integer("design.groups", self.groups, 2)
+        set_ = object.__setattr__
+        groups = integer("design.groups", self.groups, low=2)
         if isinstance(self.group_size, list | tuple):
             sizes = tuple(
-                _integer(f"design.group_size[{i}]", v, 1) for i, v in enumerate(self.group_size)
+                integer(f"design.group_size[{i}]", v, low=1) for i, v in enumerate(self.group_size)
             )
             if len(sizes) != groups:
-                raise _fail(
+                raise fail(
                     "design.group_size",
                     list(sizes),
                     f"must be one number or a list of {groups} (one per group)",
                 )
-            group_size: int | tuple[int, ...] = sizes
+            set_(self, "group_size", sizes)
         else:
-            group_size = _integer("design.group_size", self.group_size, 1)
-        if not isinstance(self.predictors, list | tuple) or not self.predictors:
-            raise _fail("design.predictors", self.predictors, "must be a list of >= 1 names")
-        predictors = tuple(self.predictors)
+            set_(self, "group_size", integer("design.group_size", self.group_size, low=1))
+        predictors = self.predictors
+        if (
+            isinstance(predictors, str)
+            or not isinstance(predictors, list | tuple)
+            or not predictors
+        ):
+            raise fail("design.predictors", predictors, "must be a list of >= 1 names")
         for i, name in enumerate(predictors):
             if not isinstance(name, str) or not name.isidentifier():
-                raise _fail(f"design.predictors[{i}]", name, "must be an identifier-like name")
+                raise fail(f"design.predictors[{i}]", name, "must be an identifier-like name")
         if len(set(predictors)) != len(predictors):
-            raise _fail("design.predictors", list(predictors), "names must be distinct")
+            raise fail("design.predictors", list(predictors), "names must be distinct")
+        set_(self, "predictors", tuple(predictors))
         q = len(predictors) + 1
-        beta = _numbers("design.beta", self.beta)
+        beta = numbers("design.beta", self.beta)
         if len(beta) != q:
-            raise _fail(
-                "design.beta",
-                list(beta),
-                f"must have {q} values (intercept then {', '.join(predictors)})",
-            )
-        re_sd = _numbers("design.re_sd", self.re_sd)
+            names = ", ".join(predictors)
+            raise fail("design.beta", list(beta), f"must have {q} values (intercept then {names})")
+        re_sd = numbers("design.re_sd", self.re_sd, low=0.0)
         if len(re_sd) != q:
-            raise _fail("design.re_sd", list(re_sd), f"must have {q} values (intercept first)")
-        for i, s in enumerate(re_sd):
-            if not s > 0:
-                raise _fail(f"design.re_sd[{i}]", s, "must be > 0")
-        if not isinstance(self.re_cor, list | tuple) or len(self.re_cor) != q:
-            raise _fail("design.re_cor", self.re_cor, f"must be a {q} x {q} correlation matrix")
-        re_cor = tuple(_numbers(f"design.re_cor[{i}]", row) for i, row in enumerate(self.re_cor))
-        cor = np.array(re_cor)
-        if cor.shape != (q, q):
-            raise _fail("design.re_cor", self.re_cor, f"must be a {q} x {q} correlation matrix")
-        if not np.allclose(np.diag(cor), 1.0) or not np.allclose(cor, cor.T):
-            raise _fail("design.re_cor", self.re_cor, "must be symmetric with ones on the diagonal")
-        if np.linalg.eigvalsh(cor).min() <= 1e-10:
-            raise _fail(
-                "design.re_cor",
-                [list(r) for r in re_cor],
-                "must be positive definite (all eigenvalues > 0); |correlations| < 1",
-            )
-        sigma = _number("design.sigma", self.sigma)
-        if not sigma > 0:
-            raise _fail("design.sigma", sigma, "must be > 0")
-        repeats = _integer("design.repeats", self.repeats, 1)
-        if not isinstance(self.fixed_random_effects, bool):
-            raise _fail(
-                "design.fixed_random_effects", self.fixed_random_effects, "must be true or false"
-            )
+            raise fail("design.re_sd", list(re_sd), f"must have {q} values (intercept first)")
+        set_(self, "beta", beta)
+        set_(self, "re_sd", re_sd)
+        set_(self, "re_cor", _correlation(self.re_cor, q))
+        set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
+        set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
+        boolean("design.fixed_random_effects", self.fixed_random_effects)
         if not isinstance(self.predictor, PredictorSpec):
-            raise _fail("design.predictor", self.predictor, "must be a table")
-        for name, value in (
-            ("groups", groups),
-            ("group_size", group_size),
-            ("predictors", predictors),
-            ("beta", beta),
-            ("re_sd", re_sd),
-            ("re_cor", re_cor),
-            ("sigma", sigma),
-            ("repeats", repeats),
-        ):
-            object.__setattr__(self, name, value)
+            raise fail("design.predictor", self.predictor, "must be a table")
 
     @property
     def q(self) -> int:
@@ -223,158 +185,205 @@ class DesignConfig:
         return sd[:, None] * np.array(self.re_cor) * sd[None, :]
 
 
+def _correlation(value: object, q: int) -> tuple[tuple[float, ...], ...]:
+    """A q x q correlation matrix: symmetric, unit diagonal, positive definite."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or len(value) != q:
+        raise fail("design.re_cor", value, f"must be a {q} x {q} correlation matrix")
+    rows = tuple(numbers(f"design.re_cor[{i}]", row) for i, row in enumerate(value))
+    cor = np.array(rows, dtype=object)
+    if cor.shape != (q, q):
+        raise fail("design.re_cor", value, f"must be a {q} x {q} correlation matrix")
+    cor = cor.astype(float)
+    if not np.allclose(np.diag(cor), 1.0) or not np.allclose(cor, cor.T):
+        raise fail("design.re_cor", value, "must be symmetric with ones on the diagonal")
+    if np.linalg.eigvalsh(cor).min() <= 1e-10:
+        raise fail(
+            "design.re_cor",
+            [list(r) for r in rows],
+            "must be positive definite (all eigenvalues > 0); |correlations| < 1",
+        )
+    return rows
+
+
 @dataclass(frozen=True)
 class StudyConfig:
-    """A whole study: name, design, replicate count, engines, seed.
+    """A whole study: name, design, replicate count, seed, engines and their options.
 
-    ``engine_options`` maps an engine name to its option table (``[engines.NAME]`` in
-    TOML), validated by that engine; ``replicates`` is not part of :meth:`hash`, so a
-    finished run can be extended.  ``keep_draws``: the full posterior of the first
+    ``engines`` names the engines run, in the order of the results' ``engine``
+    coordinate; ``engine_options`` holds each one's validated options object (from
+    :func:`models.registry.build_options`).  Settings that never change a replicate's
+    results (``name``, ``replicates``, ``keep_draws``) are left out of :meth:`hash`,
+    so a finished run can be extended.  ``keep_draws``: the full posterior of the first
     ``keep_draws`` replicates is kept beside the results (engines with draws only).
     """
 
-    name: str
+    name: str = field(metadata=NOT_HASHED)
     design: DesignConfig
-    replicates: int = 200
+    replicates: int = field(default=200, metadata=NOT_HASHED)
     seed: int = 20181101
     level: float = 0.95
-    engines: tuple[str, ...] = ("reml", "bayes")
-    engine_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    keep_draws: int = 3
-    source: str = ""
+    engines: tuple[str, ...] = ENGINE_NAMES
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    keep_draws: int = field(default=3, metadata=NOT_HASHED)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\"):
-            raise _fail("name", self.name, "must be a non-empty name without slashes")
-        _integer("replicates", self.replicates, 1)
-        _integer("seed", self.seed, 0)
-        _integer("keep_draws", self.keep_draws, 0)
-        level = _number("level", self.level)
-        if not 0 < level < 1:
-            raise _fail("level", level, "must be between 0 and 1 (e.g. 0.95)")
-        if not isinstance(self.engines, list | tuple) or not self.engines:
-            raise _fail("engines", self.engines, f"must be a non-empty list from {KNOWN_ENGINES}")
-        for e in self.engines:
-            if e not in KNOWN_ENGINES:
-                raise _fail("engines", list(self.engines), f"each must be one of {KNOWN_ENGINES}")
-        if len(set(self.engines)) != len(self.engines):
-            raise _fail("engines", list(self.engines), "names must be distinct")
-        object.__setattr__(self, "engines", tuple(self.engines))
-        for key in self.engine_options:
-            if key not in KNOWN_ENGINES:
-                raise _fail(f"engines.{key}", "{...}", f"unknown engine; known: {KNOWN_ENGINES}")
+        name = self.name
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
+            raise fail("name", name, "must be a non-empty name without slashes")
+        integer("replicates", self.replicates, low=1, high=MAX_REPLICATES)
+        integer("seed", self.seed, low=0)
+        integer("keep_draws", self.keep_draws, low=0)
+        object.__setattr__(self, "level", number("level", self.level, low=0.0, high=1.0))
+        engines = self.engines
+        if isinstance(engines, str) or not isinstance(engines, list | tuple) or not engines:
+            raise fail("engines.run", engines, f"must be a non-empty list from {ENGINE_NAMES}")
+        for i, e in enumerate(engines):
+            choice(f"engines.run[{i}]", e, ENGINE_NAMES)
+        if len(set(engines)) != len(engines):
+            raise fail("engines.run", list(engines), "names must be distinct")
+        object.__setattr__(self, "engines", tuple(engines))
+        # every engine run gets a validated options object (defaults where none given)
+        options = dict(self.engine_options)
+        for name in self.engines:
+            given = options.get(name)
+            if given is None or isinstance(given, Mapping):
+                try:
+                    given = build_options(name, given, level=self.level, n_coef=self.design.q)
+                except OptionError as err:
+                    raise err.within(f"engines.{name}") from err
+            options[name] = given
+        object.__setattr__(self, "engine_options", options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain TOML-ready tables (every setting explicit)."""
+        d = self.design
+        design = {f.name: _plain(getattr(d, f.name)) for f in fields(d) if f.name != "predictor"}
+        design["predictor"] = dataclasses.asdict(d.predictor)
+        engines: dict[str, Any] = {"run": list(self.engines)}
+        for name in self.engines:
+            engines[name] = options_table(self.engine_options[name])
+        return {
+            "name": self.name,
+            "replicates": self.replicates,
+            "seed": self.seed,
+            "level": self.level,
+            "keep_draws": self.keep_draws,
+            "design": design,
+            "engines": engines,
+        }
 
     def to_toml(self) -> str:
-        """The configuration as TOML text (the ``source`` text when loaded from a file)."""
-        return self.source or dumps_toml(self)
+        """The configuration as TOML, read back identically by :func:`load_config`."""
+        return tomli_w.dumps(self.to_dict())
+
+    def hashed_settings(self) -> dict[str, Any]:
+        """Every setting that determines a replicate's results (what :meth:`hash` hashes).
+
+        Derived from the fields themselves: all but those marked ``NOT_HASHED``.
+        """
+        table = self.to_dict()
+        for f in fields(self):
+            if f.metadata.get("hashed", True) is False:
+                table.pop(f.name, None)
+        return table
 
     def hash(self) -> str:
-        """Hash of everything that determines a replicate's results (not ``replicates``)."""
-        d = self.design
-        key = repr(
-            (
-                self.seed,
-                self.level,
-                d.groups,
-                d.group_size,
-                d.predictors,
-                d.beta,
-                d.re_sd,
-                d.re_cor,
-                d.sigma,
-                d.repeats,
-                d.fixed_random_effects,
-                tuple(getattr(d.predictor, f.name) for f in fields(d.predictor)),
-                sorted((k, repr(sorted(v.items()))) for k, v in self.engine_options.items()),
-            )
-        )
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        """Hash of :meth:`hashed_settings` (engines, their order and options included)."""
+        text = json.dumps(self.hashed_settings(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_replicates(self, n: int) -> StudyConfig:
         """A copy with another replicate count."""
-        return _replace(self, replicates=n)
+        return dataclasses.replace(self, replicates=n)
 
     def with_engines(self, engines: tuple[str, ...]) -> StudyConfig:
-        """A copy with another engine list."""
-        return _replace(self, engines=engines)
+        """A copy that runs ``engines`` (options kept for those configured)."""
+        return dataclasses.replace(self, engines=engines)
 
 
-def _replace(cfg: StudyConfig, **changes: Any) -> StudyConfig:
-    import dataclasses
-
-    new = dataclasses.replace(cfg, **changes)
-    object.__setattr__(new, "source", dumps_toml(new))
-    return new
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
-_TOP_KEYS = {"name", "replicates", "seed", "level", "engines", "design", "keep_draws"}
+def differences(a: Mapping[str, Any], b: Mapping[str, Any], where: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested tables, as ``key: a -> b``."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        full = f"{where}.{key}" if where else str(key)
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            out += differences(va, vb, full)
+        elif va != vb:
+            out.append(f"{full}: {va!r} -> {vb!r}")
+    return out
+
+
+_TOP_KEYS = {"name", "replicates", "seed", "level", "keep_draws", "design", "engines"}
 _DESIGN_KEYS = {f.name for f in fields(DesignConfig)}
 _PREDICTOR_KEYS = {f.name for f in fields(PredictorSpec)}
+_ENGINES_HINT = (
+    'choose engines with an [engines] table: `[engines]` then `run = ["reml", "bayes"]`, '
+    "and set options in [engines.reml] / [engines.bayes]"
+)
 
 
-def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            prefix = f"{where}." if where else ""
-            scope = f" in [{where}]" if where else ""
-            raise ConfigError(
-                f"unknown key {prefix}{key!s}; allowed keys{scope}: {', '.join(sorted(allowed))}"
+def _table(key: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(key, value, "must be a table")
+    return dict(value)
+
+
+def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``(engines run, option tables)`` from the ``[engines]`` table."""
+    if isinstance(raw, list):
+        raise fail("engines", raw, f"is not a list here; {_ENGINES_HINT}")
+    table = _table("engines", raw)
+    check_keys(table, {"run", *ENGINE_NAMES}, "engines")
+    run = table.pop("run", list(ENGINE_NAMES))
+    for name, opts in table.items():
+        _table(f"engines.{name}", opts)
+        if isinstance(run, list) and name not in run:
+            raise fail(
+                "engines.run",
+                run,
+                f"does not include {name!r}, which [engines.{name}] configures; "
+                f"add it to engines.run or remove the [engines.{name}] table",
             )
+    return (tuple(run) if isinstance(run, list) else run), table
 
 
-def config_from_dict(raw: dict[str, Any], *, default_name: str, source: str = "") -> StudyConfig:
-    """Build a validated :class:`StudyConfig` from a parsed TOML table."""
-    raw = dict(raw)
-    engines_table = raw.pop("engines", ["reml", "bayes"])
-    engine_options: dict[str, dict[str, Any]] = {}
-    if isinstance(engines_table, dict):
-        # [engines.reml] / [engines.bayes] tables: the keys are the engines to run, unless
-        # an explicit `run = [...]` list says otherwise
-        engines_table = dict(engines_table)
-        run = engines_table.pop("run", None)
-        for name, opts in engines_table.items():
-            if not isinstance(opts, dict):
-                raise _fail(f"engines.{name}", opts, "must be a table of engine options")
-            engine_options[name] = opts
-        engines_list = run if run is not None else list(engine_options)
-    else:
-        engines_list = engines_table
-    _check_keys(raw, _TOP_KEYS - {"engines"}, "")
-    design_raw = raw.pop("design", {})
-    if not isinstance(design_raw, dict):
-        raise _fail("design", design_raw, "must be a table")
-    design_raw = dict(design_raw)
-    _check_keys(design_raw, _DESIGN_KEYS, "design")
-    pred_raw = design_raw.pop("predictor", {})
-    if not isinstance(pred_raw, dict):
-        raise _fail("design.predictor", pred_raw, "must be a table")
-    _check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
-    design = DesignConfig(**design_raw, predictor=PredictorSpec(**pred_raw))
-    cfg = StudyConfig(
-        name=raw.pop("name", default_name),
-        design=design,
-        engines=tuple(engines_list) if isinstance(engines_list, list) else engines_list,
-        engine_options=engine_options,
-        **raw,
-    )
-    _validate_engine_options(cfg)
-    object.__setattr__(cfg, "source", source or dumps_toml(cfg))
-    return cfg
+def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfig:
+    """Build a validated :class:`StudyConfig` from a parsed TOML table.
 
-
-def _validate_engine_options(cfg: StudyConfig) -> None:
-    from models.registry import EngineOptionsError, validate_options
-
-    for name, opts in cfg.engine_options.items():
-        try:
-            validate_options(name, opts, level=cfg.level)
-        except EngineOptionsError as err:
-            raise ConfigError(f"engines.{name}: {err}") from err
+    Raises
+    ------
+    ConfigError
+        One line naming the key, the value and the fix.
+    """
+    try:
+        raw = dict(raw)
+        check_keys(raw, _TOP_KEYS, "")
+        design_raw = _table("design", raw.pop("design", {}))
+        check_keys(design_raw, _DESIGN_KEYS, "design")
+        pred_raw = _table("design.predictor", design_raw.pop("predictor", {}))
+        check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
+        engines, options = _engines(raw.pop("engines", {}))
+        design = DesignConfig(**design_raw, predictor=PredictorSpec(**pred_raw))
+        return StudyConfig(
+            name=raw.pop("name", default_name),
+            design=design,
+            engines=engines,
+            engine_options=options,
+            **raw,
+        )
+    except OptionError as err:
+        raise ConfigError(str(err)) from err
 
 
 def load_config(spec: str | Path) -> StudyConfig:
     """Load a preset by name (``seed``, ``default``) or a TOML file by path."""
-    text: str
     name = str(spec)
     if name in PRESETS:
         text = resources.files("study.design.presets").joinpath(f"{name}.toml").read_text()
@@ -393,11 +402,14 @@ def load_config(spec: str | Path) -> StudyConfig:
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config {name!r} cannot be read ({err}); check the file") from err
         default_name = path.stem
+    return config_from_text(text, default_name=default_name, label=name)
+
+
+def config_from_text(text: str, *, default_name: str, label: str) -> StudyConfig:
+    """Parse and validate TOML ``text`` (``label`` names it in errors)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config {name!r} is not valid TOML ({err}); fix the syntax") from err
-    try:
-        return config_from_dict(raw, default_name=default_name, source=text)
-    except TypeError as err:  # e.g. a scalar where a table was expected
-        raise ConfigError(f"config {name!r}: {err}") from err
+        hint = f"; {_ENGINES_HINT}" if "'engines'" in str(err) else "; fix the syntax"
+        raise ConfigError(f"config {label!r} is not valid TOML ({err}){hint}") from err
+    return config_from_dict(raw, default_name=default_name)

@@ -1,15 +1,9 @@
 """Data generator: a study's fixed design and its replicates.
 
-Streams (all from the root seed, never from global state):
-
-* the X design: ``SeedSequence(root, spawn_key=DESIGN_KEY)``, drawn once per study;
-* random effects reused in every replicate (``fixed_random_effects``):
-  ``SeedSequence(root, spawn_key=FIXED_U_KEY)``;
-* replicate ``r``: ``SeedSequence(root, spawn_key=(r,))``, which draws the random
-  effects (unless fixed) and then the residual noise.
-
-So replicate ``r``'s data depend only on ``(root, r)``: the same in any process,
-order or split of the study.
+Every stream comes from the seed policy (:mod:`study.design.seeds`): the X design is
+drawn once per study, fixed random effects (if any) once, and replicate ``r`` draws
+its random effects (unless fixed) and then its residual noise from its own stream, so
+its data depend only on ``(root seed, r)``.
 """
 
 from __future__ import annotations
@@ -21,34 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.data import LMMData
+from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from study.design.config import DesignConfig, StudyConfig
-
-#: spawn keys of the study-level streams; replicate keys are 1-tuples ``(r,)``, so
-#: these 2-tuples can never coincide with one.
-DESIGN_KEY = (0, 1)
-FIXED_U_KEY = (0, 2)
-
-
-def replicate_seed_sequence(root: int, replicate: int) -> np.random.SeedSequence:
-    """The seed sequence of replicate ``replicate`` (its data and any sampler seed)."""
-    if replicate < 0:
-        raise ValueError(f"replicate = {replicate}: must be >= 0")
-    return np.random.SeedSequence(root, spawn_key=(replicate,))
-
-
-def replicate_rng(root: int, replicate: int) -> np.random.Generator:
-    """Generator of replicate ``replicate``'s data."""
-    return np.random.default_rng(replicate_seed_sequence(root, replicate))
-
-
-def engine_seed(root: int, replicate: int, engine_index: int = 0) -> int:
-    """A 32-bit integer seed for an engine's sampler, derived from the replicate's key."""
-    ss = np.random.SeedSequence(root, spawn_key=(replicate, 1, engine_index))
-    return int(ss.generate_state(1, np.uint32)[0])
 
 
 @dataclass(frozen=True)
@@ -92,7 +64,7 @@ class Design:
         self.root_seed = int(root_seed)
         sizes = config.sizes
         p = len(config.predictors)
-        rng = np.random.default_rng(np.random.SeedSequence(self.root_seed, spawn_key=DESIGN_KEY))
+        rng = design_rng(self.root_seed)
         # one row of predictor values per subject, drawn group by group
         subjects = config.predictor.draw(rng, int(sizes.sum()) * p).reshape(-1, p)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
@@ -110,10 +82,7 @@ class Design:
         self.beta = np.array(config.beta)
         self.fixed_u: np.ndarray | None = None
         if config.fixed_random_effects:
-            rng_u = np.random.default_rng(
-                np.random.SeedSequence(self.root_seed, spawn_key=FIXED_U_KEY)
-            )
-            self.fixed_u = self._draw_u(rng_u)
+            self.fixed_u = self._draw_u(fixed_u_rng(self.root_seed))
 
     @classmethod
     def from_study(cls, config: StudyConfig) -> Design:

@@ -1,11 +1,8 @@
-"""The results Dataset (design.md section 3): built from fit results and checkpoints.
+"""The results Dataset (:mod:`study.run.schema`): built from fits and checkpoints, opened.
 
-dims ``replicate``, ``engine``, ``term``; per term coordinates ``effect``,
-``true_value``, ``true_se`` (marginal truth) and ``cond_value``, ``cond_se`` (truth
-conditional on fixed random effects, NaN when they are redrawn); data variables
-``estimate``, ``std_error``, ``ci_lower``, ``ci_upper``, ``rhat``, ``ess_bulk``,
-``ess_tail`` (replicate, engine, term) and ``converged``, ``fit_seconds``,
-``divergences``, ``message`` (replicate, engine); ``seed_key`` (replicate).
+``build_dataset`` turns a run's joined checkpoint piece, its configuration and the
+analytic truth into the Dataset; ``open_results`` does that for a run directory
+(even a partial, interrupted one) and is what analysis scripts call.
 """
 
 from __future__ import annotations
@@ -13,12 +10,26 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from study.run.store import FIT_VARS, TERM_VARS, Piece
+from study.design.config import config_from_text
+from study.design.generate import Design
+from study.design.truth import compute_truth
+from study.errors import ConfigError, StoreError
+from study.run.store import Piece, Store
+from study.schema import (
+    DTYPES,
+    FIT_VARS,
+    REPLICATE_VARS,
+    TERM_COORDS,
+    TERM_VARS,
+    dims_of,
+    missing_from,
+)
 
 if TYPE_CHECKING:
     from models.base import FitResult
@@ -27,31 +38,13 @@ if TYPE_CHECKING:
 
 PACKAGES = ("lmm-study", "numpy", "xarray", "statsmodels", "pymc", "pytensor", "nutpie", "arviz")
 
-DESCRIPTIONS = {
-    "estimate": "point estimate (REML/ML estimate; posterior mean or median)",
-    "std_error": "standard error (model-based SE; posterior SD)",
-    "ci_lower": "lower interval limit at the study level",
-    "ci_upper": "upper interval limit at the study level",
-    "rhat": "rank-normalised split R-hat (Bayesian engines only)",
-    "ess_bulk": "bulk effective sample size (Bayesian engines only)",
-    "ess_tail": "tail effective sample size (Bayesian engines only)",
-    "converged": "fit converged (REML: optimizer; Bayes: R-hat, divergences, ESS floor)",
-    "fit_seconds": "wall-clock seconds of the fit",
-    "divergences": "divergent transitions (Bayesian engines only)",
-    "message": "warnings or error of the fit; empty when clean",
-    "seed_key": "replicate r's data come from SeedSequence(root_seed, spawn_key=(r,))",
-}
-
 
 def piece_from_fits(replicates: list[int], fits: list[list[FitResult]]) -> Piece:
     """Stack ``fits[i][j]`` (replicate i, engine j) into a checkpoint piece."""
-    values: dict[str, np.ndarray] = {}
-    for var in TERM_VARS:
-        values[var] = np.array([[getattr(f, var) for f in row] for row in fits], dtype=float)
-    values["converged"] = np.array([[f.converged for f in row] for row in fits], dtype=bool)
-    values["fit_seconds"] = np.array([[f.fit_seconds for f in row] for row in fits], dtype=float)
-    values["divergences"] = np.array([[f.divergences for f in row] for row in fits], dtype=float)
-    values["message"] = np.array([[f.message for f in row] for row in fits], dtype=np.str_)
+    values: dict[str, np.ndarray] = {
+        var: np.array([[getattr(f, var) for f in row] for row in fits], dtype=DTYPES[var])
+        for var in (*TERM_VARS, *FIT_VARS)
+    }
     return Piece(np.array(replicates, dtype=np.int64), values)
 
 
@@ -67,42 +60,34 @@ def package_versions() -> dict[str, str]:
 
 
 def build_dataset(
-    piece: Piece, config: StudyConfig, truth: Truth, engines: list[str], meta: dict[str, Any]
+    piece: Piece, config: StudyConfig, truth: Truth, meta: dict[str, Any]
 ) -> xr.Dataset:
     """The results Dataset of a run from its (joined) piece, truth and configuration."""
-    terms = truth.terms
-    dims3 = ("replicate", "engine", "term")
-    dims2 = ("replicate", "engine")
     data_vars: dict[str, Any] = {}
-    for var in TERM_VARS:
-        data_vars[var] = (dims3, piece.values[var], {"description": DESCRIPTIONS[var]})
-    for var in FIT_VARS:
+    for var, desc in {**TERM_VARS, **FIT_VARS}.items():
         arr = piece.values[var]
-        if var == "message":
-            arr = arr.astype(object)
-        data_vars[var] = (dims2, arr, {"description": DESCRIPTIONS[var]})
+        data_vars[var] = (
+            dims_of(var),
+            arr.astype(object) if var == "message" else arr,
+            {"description": desc},
+        )
     data_vars["seed_key"] = (
-        ("replicate",),
+        dims_of("seed_key"),
         piece.replicate.copy(),
-        {"description": DESCRIPTIONS["seed_key"]},
+        {"description": REPLICATE_VARS["seed_key"]},
     )
-    coords = {
+    truth_values = {
+        "effect": np.array(truth.effects, dtype=object),
+        "true_value": truth.value,
+        "true_se": truth.se,
+        "cond_value": truth.cond_value,
+        "cond_se": truth.cond_se,
+    }
+    coords: dict[str, Any] = {
         "replicate": piece.replicate,
-        "engine": np.array(engines, dtype=object),
-        "term": np.array(terms, dtype=object),
-        "effect": ("term", np.array(truth.effects, dtype=object)),
-        "true_value": ("term", truth.value, {"description": "marginal true value"}),
-        "true_se": ("term", truth.se, {"description": "marginal true SE (GLS, known V)"}),
-        "cond_value": (
-            "term",
-            truth.cond_value,
-            {"description": "E[beta_hat | u] for fixed random effects; NaN if redrawn"},
-        ),
-        "cond_se": (
-            "term",
-            truth.cond_se,
-            {"description": "SD[beta_hat | u] for fixed random effects; NaN if redrawn"},
-        ),
+        "engine": np.array(config.engines, dtype=object),
+        "term": np.array(truth.terms, dtype=object),
+        **{c: ("term", truth_values[c], {"description": d}) for c, d in TERM_COORDS.items()},
     }
     attrs = {
         "title": f"lmm-study results: {config.name}",
@@ -117,3 +102,61 @@ def build_dataset(
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def stored_config(store: Store) -> StudyConfig:
+    """The configuration a run directory was written with."""
+    try:
+        return config_from_text(
+            store.config_text(), default_name=store.path.name, label=str(store.config_path)
+        )
+    except ConfigError as err:
+        raise StoreError(
+            f"{store.config_path} is not a valid config ({err}); "
+            "rerun with --overwrite or use another --out"
+        ) from err
+
+
+def open_results(run_dir: str | Path) -> xr.Dataset:
+    """The results Dataset of a run directory, loaded into memory.
+
+    Built from the checkpoint pieces (so a run that was interrupted, even by kill -9,
+    shows every replicate it finished); falls back to ``results.nc`` alone.
+    ``ds.attrs["replicates_requested"]`` against ``ds.sizes["replicate"]`` tells
+    whether the run is partial (see :func:`is_partial`).
+
+    Raises
+    ------
+    StoreError
+        The directory is missing, holds no results, or a file in it is corrupt.
+    """
+    store = Store(run_dir)
+    if not store.path.is_dir():
+        raise StoreError(f"{run_dir}: no such run directory; give a directory `study run` wrote")
+    if store.exists() and store.piece_files():
+        manifest = store.read_manifest()
+        config = stored_config(store)
+        piece = store.load()
+        assert piece is not None
+        return build_dataset(piece, config, compute_truth(Design.from_study(config)), manifest)
+    if store.results_path.is_file():
+        try:
+            with xr.open_dataset(store.results_path) as ds:
+                loaded = ds.load()
+        except (OSError, ValueError) as err:
+            raise StoreError(
+                f"{store.results_path} is corrupt ({err}); delete it and run `study run` again"
+            ) from err
+        missing = missing_from(set(map(str, loaded.variables)))
+        if missing:
+            raise StoreError(
+                f"{store.results_path} is not a results Dataset (lacks {', '.join(missing)}); "
+                "give a file `study run` wrote"
+            )
+        return loaded
+    raise StoreError(f"{run_dir}: holds no results yet; run `study run` first")
+
+
+def is_partial(ds: xr.Dataset) -> bool:
+    """Whether fewer replicates are present than the run asked for."""
+    return int(ds.sizes["replicate"]) < int(ds.attrs.get("replicates_requested", 0))

@@ -14,32 +14,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.base import Engine, FitResult, term_names
 from models.registry import build_engine
-from study.errors import StoreError
-from study.design.generate import Design, engine_seed
-from study.run.results import build_dataset, piece_from_fits
-from study.run.store import Piece, Store
+from study.design.config import differences
+from study.design.generate import Design
+from study.design.seeds import engine_seed
 from study.design.truth import compute_truth
+from study.errors import StoreError
+from study.run.results import build_dataset, piece_from_fits, stored_config
+from study.run.store import Piece, Store
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
     from study.design.truth import Truth
 
-#: engines built in this process, keyed by (name, options, level): compiled once each
-_ENGINE_CACHE: dict[tuple[str, str, float], Engine] = {}
+#: engines built in this process, keyed by (name, options object): compiled once each
+_ENGINE_CACHE: dict[tuple[str, Any], Engine] = {}
 #: consolidate checkpoint pieces when there are more than this many
 CONSOLIDATE_EVERY = 200
 
 
 def get_engine(config: StudyConfig, name: str) -> Engine:
     """The engine ``name`` configured as in ``config``, built once per process."""
-    options = config.engine_options.get(name, {})
-    key = (name, repr(sorted(options.items())), config.level)
+    options = config.engine_options[name]
+    key = (name, options)
     if key not in _ENGINE_CACHE:
-        _ENGINE_CACHE[key] = build_engine(name, options, level=config.level)
+        _ENGINE_CACHE[key] = build_engine(name, options)
     return _ENGINE_CACHE[key]
 
 
@@ -64,11 +66,11 @@ def fit_replicate(
     sample = design.sample(replicate)
     keep = store is not None and replicate < config.keep_draws
     fits = []
-    for j, (name, engine) in enumerate(zip(config.engines, engines, strict=True)):
+    for name, engine in zip(config.engines, engines, strict=True):
         t0 = time.perf_counter()
         try:
             fit = engine.fit(
-                sample.data, seed=engine_seed(config.seed, replicate, j), keep_posterior=keep
+                sample.data, seed=engine_seed(config.seed, replicate, name), keep_posterior=keep
             )
         except Exception as err:  # errors are data, never a crashed study
             last = traceback.extract_tb(err.__traceback__)[-1]
@@ -150,9 +152,15 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
     if store.exists():
         old = store.read_manifest()
         if old["config_hash"] != config.hash():
+            try:
+                changed = differences(
+                    stored_config(store).hashed_settings(), config.hashed_settings()
+                )
+            except StoreError:
+                changed = []
+            what = "; ".join(changed[:3]) if changed else f"hash {old['config_hash']}"
             raise StoreError(
-                f"{store.path} holds a run of a different configuration "
-                f"(hash {old['config_hash']}, this one {config.hash()}); "
+                f"{store.path} holds a run of a different configuration ({what}); "
                 "use --overwrite to replace it or --out for a new directory"
             )
         old["replicates"] = max(int(old["replicates"]), config.replicates)
@@ -176,7 +184,7 @@ def finish_run(
     piece = store.consolidate()
     if piece is None:
         return None
-    return store.write_results(build_dataset(piece, config, truth, list(config.engines), manifest))
+    return store.write_results(build_dataset(piece, config, truth, manifest))
 
 
 def run_study(
@@ -195,11 +203,11 @@ def run_study(
     manifest = open_run(config, store, overwrite=overwrite)
     total = int(config.replicates)
     existing = store.load()
-    done = set() if existing is None else {int(r) for r in existing.replicate}
-    todo = [r for r in range(total) if r not in done]
+    done = set() if existing is None else {int(r) for r in existing.replicate if r < total}
+    todo = (r for r in range(total) if r not in done)  # lazy: never a list of every index
     failures = 0 if existing is None else int((~existing.values["converged"]).sum())
     progress = progress or _Silent()
-    progress.start(total, total - len(todo))
+    progress.start(total, len(done))
     design = Design.from_study(config)
     truth = compute_truth(design)
     engines = get_engines(config)
@@ -219,4 +227,4 @@ def run_study(
         raise
     progress.close()
     finish_run(config, store, manifest, truth)
-    return RunReport(store.path, total, total - len(todo) + written, written, failures, True)
+    return RunReport(store.path, total, len(done) + written, written, failures, True)

@@ -31,22 +31,30 @@ from typing import Any
 import numpy as np
 
 from study.errors import StoreError
+from study.schema import PIECE_VARS
 
 CHECKPOINTS = "checkpoints"
 RESULTS = "results.nc"
 MANIFEST = "manifest.json"
 CONFIG = "study.toml"
-#: per (replicate, engine, term)
-TERM_VARS = ("estimate", "std_error", "ci_lower", "ci_upper", "rhat", "ess_bulk", "ess_tail")
-#: per (replicate, engine)
-FIT_VARS = ("converged", "fit_seconds", "divergences", "message")
+SUMMARY = "summary.nc"
+POSTERIORS = "posteriors"
+
+
+def _file_mode() -> int:
+    """The mode a new file gets under the user's umask (``0o666 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path``.
 
-    On error the temporary file is removed and ``path`` is untouched.
+    On error the temporary file is removed and ``path`` is untouched.  The file gets
+    the permissions of any new file under the user's umask (not the 0600 of a
+    temporary file).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -56,6 +64,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
         with contextlib.suppress(OSError):  # make the rename durable where supported
             dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -88,6 +97,12 @@ class Piece:
         """Pieces joined and sorted by replicate, duplicates dropped."""
         if not pieces:
             return None
+        shapes = {tuple(p.values[k].shape[1:] for k in sorted(p.values)) for p in pieces}
+        if len(shapes) > 1:
+            raise StoreError(
+                "checkpoint pieces of different shapes (engines or terms differ): the run "
+                "directory mixes configurations; use --overwrite or another --out"
+            )
         rep = np.concatenate([p.replicate for p in pieces])
         _, first = np.unique(rep, return_index=True)
         values = {k: np.concatenate([p.values[k] for p in pieces])[first] for k in pieces[0].values}
@@ -113,6 +128,10 @@ class Store:
     @property
     def results_path(self) -> Path:
         return self.path / RESULTS
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
 
     # -- manifest ---------------------------------------------------------------------
     def exists(self) -> bool:
@@ -152,9 +171,9 @@ class Store:
 
     def clear(self) -> None:
         """Remove everything a run wrote (for ``--overwrite``)."""
-        for name in (CHECKPOINTS, "posteriors"):
+        for name in (CHECKPOINTS, POSTERIORS):
             shutil.rmtree(self.path / name, ignore_errors=True)
-        for name in (RESULTS, MANIFEST, CONFIG, "summary.nc"):
+        for name in (RESULTS, MANIFEST, CONFIG, SUMMARY):
             (self.path / name).unlink(missing_ok=True)
 
     # -- pieces -----------------------------------------------------------------------
@@ -165,7 +184,7 @@ class Store:
         return sorted(self.checkpoints.glob("part-*.npz"))
 
     def write_piece(self, piece: Piece) -> Path:
-        """Write a piece atomically under a unique name."""
+        """Write a piece atomically under a unique name (checkpoints/part-*.npz)."""
         first = int(piece.replicate.min())
         name = f"part-{first:07d}-{len(piece):05d}-{uuid.uuid4().hex[:8]}.npz"
         path = self.checkpoints / name
@@ -185,7 +204,7 @@ class Store:
                 f"checkpoint {path} is corrupt ({type(err).__name__}); delete that file "
                 "and run again to recompute its replicates"
             ) from err
-        missing = [k for k in (*TERM_VARS, *FIT_VARS) if k not in values]
+        missing = [k for k in PIECE_VARS if k not in values]
         if missing:
             raise StoreError(f"checkpoint {path} lacks {missing}; delete that file and run again")
         return Piece(replicate, values)
@@ -210,18 +229,23 @@ class Store:
     # -- posteriors -------------------------------------------------------------------
     def posterior_path(self, engine: str, replicate: int) -> Path:
         """Where the kept posterior of ``engine`` for ``replicate`` lives."""
-        return self.path / "posteriors" / f"{engine}-replicate-{replicate:07d}.nc"
+        return self.path / POSTERIORS / f"{engine}-replicate-{replicate:07d}.nc"
 
     def write_posterior(self, engine: str, replicate: int, tree: Any) -> Path:
         """Write a posterior (an ``xarray.DataTree``) as netCDF, atomically."""
-        path = self.posterior_path(engine, replicate)
-        with atomic_path(path) as tmp:
-            tree.to_netcdf(tmp, engine="h5netcdf")
-        return path
+        return self._write_netcdf(self.posterior_path(engine, replicate), tree)
 
     # -- results ----------------------------------------------------------------------
     def write_results(self, ds: Any) -> Path:
         """Write the results Dataset to results.nc atomically."""
-        with atomic_path(self.results_path) as tmp:
+        return self._write_netcdf(self.results_path, ds)
+
+    def write_summary(self, summary: Any) -> Path:
+        """Write the measures Dataset to summary.nc atomically."""
+        return self._write_netcdf(self.path / SUMMARY, summary)
+
+    @staticmethod
+    def _write_netcdf(path: Path, ds: Any) -> Path:
+        with atomic_path(path) as tmp:
             ds.to_netcdf(tmp, engine="h5netcdf")
-        return self.results_path
+        return path

@@ -1,0 +1,126 @@
+"""One validation style for every setting: study configuration and engine options.
+
+Every check names the key, echoes the value and states the rule, as
+``"design.sigma = -1.0: must be > 0"``.  A wrong value raises :class:`OptionError` (a
+``ValueError``); a wrong type raises :class:`OptionTypeError` (an ``OptionError`` and a
+``TypeError``), so callers may catch either the precise builtin or the one family.
+Errors raised deep inside a nested table are re-keyed on the way out with
+:meth:`OptionError.within` (``chains = 0`` becomes ``engines.bayes.chains = 0``).
+
+This module depends on nothing but the standard library: both ``models`` and the study
+configuration (``study.design.config``) use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+__all__ = [
+    "OptionError",
+    "OptionTypeError",
+    "boolean",
+    "check_keys",
+    "choice",
+    "fail",
+    "integer",
+    "number",
+    "numbers",
+]
+
+
+class OptionError(ValueError):
+    """A setting that cannot be used: ``key = value: rule``."""
+
+    def __init__(self, key: str, value: object, rule: str) -> None:
+        self.key, self.value, self.rule = key, value, rule
+        super().__init__(f"{key} = {value!r}: {rule}" if key else rule)
+
+    def within(self, where: str) -> OptionError:
+        """The same error with its key prefixed by ``where`` (``where.key``)."""
+        if not self.key:  # a message that carries its own full path
+            return self
+        return type(self)(f"{where}.{self.key}", self.value, self.rule)
+
+
+class OptionTypeError(OptionError, TypeError):
+    """A setting of the wrong type."""
+
+
+def fail(key: str, value: object, rule: str) -> OptionError:
+    """An :class:`OptionError` for ``key = value`` breaking ``rule`` (to ``raise``)."""
+    return OptionError(key, value, rule)
+
+
+def number(
+    key: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = False,
+) -> float:
+    """``value`` as a finite float, optionally ``> low`` (``>=`` if inclusive) and ``< high``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise OptionTypeError(key, value, "must be a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise OptionError(key, value, "must be finite")
+    too_low = low is not None and (v < low if low_inclusive else v <= low)
+    too_high = high is not None and v >= high
+    if too_low or too_high:
+        parts = []
+        if low is not None:
+            parts.append(f">= {low:g}" if low_inclusive else f"> {low:g}")
+        if high is not None:
+            parts.append(f"< {high:g}")
+        raise OptionError(key, value, "must be " + " and ".join(parts))
+    return v
+
+
+def integer(key: str, value: object, *, low: int, high: int | None = None) -> int:
+    """``value`` as an int ``>= low`` (and ``<= high``); floats such as 1.5 are refused."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise OptionTypeError(key, value, f"must be an integer >= {low}")
+    v = int(value)
+    if v < low:
+        raise OptionError(key, value, f"must be >= {low}")
+    if high is not None and v > high:
+        raise OptionError(key, value, f"must be <= {high:,}")
+    return v
+
+
+def choice(key: str, value: object, choices: Collection[str]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str):
+        raise OptionTypeError(key, value, f"must be one of {', '.join(choices)}")
+    if value not in choices:
+        raise OptionError(key, value, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def boolean(key: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise OptionTypeError(key, value, "must be true or false")
+    return value
+
+
+def numbers(key: str, value: object, *, low: float | None = None) -> tuple[float, ...]:
+    """A list of numbers as a tuple of floats (each checked as by :func:`number`)."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise OptionTypeError(key, value, "must be a list of numbers")
+    return tuple(number(f"{key}[{i}]", v, low=low) for i, v in enumerate(value))
+
+
+def check_keys(table: Mapping[str, Any], allowed: Collection[str], where: str) -> None:
+    """Refuse keys of ``table`` outside ``allowed``, listing the allowed ones."""
+    for key in table:
+        if key not in allowed:
+            full = f"{where}.{key}" if where else str(key)
+            scope = f" in [{where}]" if where else ""
+            raise OptionError(
+                "", key, f"unknown key {full}; allowed keys{scope}: {', '.join(sorted(allowed))}"
+            )
