@@ -1,4 +1,4 @@
-"""Benchmark of the Bayesian engine on the seed design (design.md, sections 1 and 4).
+"""Benchmark of the Bayesian engine on the seed design (docs/architecture.md; the 2018 design).
 
 Seed design: K = 40 groups of 50 subjects, X = round(Uniform(1, 20)) per subject
 (drawn once), beta = (5, 2), D = diag(1, 4), sigma = 1: 2,000 rows; with

@@ -26,7 +26,7 @@ DTYPES: dict[str, type] = {
 }
 #: variables over (replicate,)
 REPLICATE_VARS: dict[str, str] = {
-    "seed_key": "replicate r's data come from SeedSequence(root_seed, spawn_key=(r,))",
+    "seed_key": "the replicate's stream key r: its data depend only on (root_seed, r)",
 }
 #: coordinates on term: name -> description
 TERM_COORDS: dict[str, str] = {

@@ -48,13 +48,8 @@ def pairs(q: int) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(q), 2))
 
 
-def n_stat_rows(q: int) -> int:
-    """Rows of the packed statistics: n, y'y, X'y (q), upper triangle of X'X."""
-    return 2 + q + q * (q + 1) // 2
-
-
 def pack_stats(data: LMMData) -> np.ndarray:
-    """Per-group sufficient statistics packed as a ``(n_stat_rows(q), K)`` array.
+    """Per-group sufficient statistics packed as a ``(2 + q + q (q + 1) / 2, K)`` array.
 
     Rows: ``n``, ``y'y``, ``X'y[k]`` for each k, ``X'X[k, l]`` for ``k <= l``.
     """
@@ -63,18 +58,6 @@ def pack_stats(data: LMMData) -> np.ndarray:
     rows += [data.Xty[:, k] for k in range(q)]
     rows += [data.XtX[:, k, m] for k in range(q) for m in range(k, q)]
     return np.ascontiguousarray(np.stack(rows), dtype=float)
-
-
-def placeholder_stats(q: int, n_groups: int = 3) -> np.ndarray:
-    """Packed statistics of a small fixed design, to build a model before any data."""
-    from models.data import LMMData
-
-    rng = np.random.default_rng(0)
-    n_each = q + 3
-    X = np.column_stack([np.ones(n_groups * n_each), rng.normal(size=(n_groups * n_each, q - 1))])
-    y = X.sum(axis=1) + rng.normal(size=X.shape[0])
-    group = np.repeat(np.arange(n_groups), n_each)
-    return pack_stats(LMMData(y, X, group, tuple(f"x{j}" for j in range(1, q))))
 
 
 def _scale_prior(name: str, family: str, scale: Any, df: float, shape: Any = None) -> Any:
@@ -153,7 +136,7 @@ def marginal_loglik(stats: Any, beta: list[Any], sigma: Any, L: list[list[Any]],
 
     Parameters
     ----------
-    stats : TensorVariable, shape (n_stat_rows(q), K)
+    stats : TensorVariable, shape (2 + q + q (q + 1) / 2, K)
         Packed statistics (:func:`pack_stats`).
     beta, sigma, L
         Fixed effects (q scalars), residual SD, lower Cholesky factor of D (nested

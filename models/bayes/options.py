@@ -158,4 +158,7 @@ class BayesOptions:
 
     def check_coefficients(self, q: int) -> None:
         """Refuse options that do not fit a model with ``q`` coefficients."""
-        self.priors.check_coefficients(q)
+        try:
+            self.priors.check_coefficients(q)
+        except OptionError as err:
+            raise err.within("priors") from err

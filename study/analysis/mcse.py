@@ -1,7 +1,7 @@
 """Performance measures and their Monte Carlo SEs: the NumPy layer.
 
 Formulas from Morris, White & Crowther (2019), Statistics in Medicine 38:2074-2102,
-Table 6 (design.md section 5).  Every function takes arrays with the replicates along
+Table 6 (docs/architecture.md, Measures).  Every function takes arrays with the replicates along
 ``axis``, ignores NaNs (each measure's ``n`` counts the replicates it could use), and
 returns ``(estimate, mcse)`` with ``axis`` reduced.  ``theta`` (the truth) broadcasts
 against the reduced shape.  Where a measure is undefined (n too small, zero truth for a

@@ -1,6 +1,6 @@
 """Performance measures over a results Dataset: the xarray layer.
 
-Each measure reduces the ``replicate`` dim of the results (design.md section 3) with
+Each measure reduces the ``replicate`` dim of the results (study/schema.py) with
 the NumPy functions of :mod:`study.analysis.mcse`, through ``xarray.apply_ufunc``.  The
 result is a Dataset with variables ``value`` and ``mcse`` over
 ``(measure, engine, term)``, plus ``n`` (replicates used) and per-engine counts of

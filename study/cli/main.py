@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from models.validate import OptionError
 from study.cli import fit, info, run, summarize, truth
 from study.errors import UserError
 
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except UserError as err:
+    except (UserError, OptionError) as err:
         print(f"study: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output directory that cannot be written

@@ -316,8 +316,14 @@ def differences(a: Mapping[str, Any], b: Mapping[str, Any], where: str = "") -> 
         if isinstance(va, Mapping) and isinstance(vb, Mapping):
             out += differences(va, vb, full)
         elif va != vb:
-            out.append(f"{full}: {va!r} -> {vb!r}")
+            out.append(f"{full}: {_brief(va)} -> {_brief(vb)}")
     return out
+
+
+def _brief(value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    return "(a table)" if isinstance(value, Mapping) else repr(value)
 
 
 _TOP_KEYS = {"name", "replicates", "seed", "level", "keep_draws", "design", "engines"}
@@ -338,7 +344,7 @@ def _table(key: str, value: object) -> dict[str, Any]:
 def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any]]:
     """``(engines run, option tables)`` from the ``[engines]`` table."""
     if isinstance(raw, list):
-        raise fail("engines", raw, f"is not a list here; {_ENGINES_HINT}")
+        raise fail("engines", raw, f"must be a table, not a list; {_ENGINES_HINT}")
     table = _table("engines", raw)
     check_keys(table, {"run", *ENGINE_NAMES}, "engines")
     run = table.pop("run", list(ENGINE_NAMES))

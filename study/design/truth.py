@@ -7,7 +7,7 @@ With ``Z_i = X_i``, ``G_i = X_i'X_i`` and ``M_i = G_i + sigma^2 D^-1``, Woodbury
 * ``X_i'V_i^-2 X_i = (G_i - 2 G_i M_i^-1 G_i + G_i M_i^-1 G_i M_i^-1 G_i) / sigma^4``.
 
 Marginal: ``Var(beta_hat) = A = (sum_i W_i)^-1`` (GLS with known V).
-Conditional on fixed random effects u (design.md section 1):
+Conditional on fixed random effects u (docs/architecture.md):
 ``E[beta_hat | u] = beta + A sum_i W_i u_i`` (as ``X_i'V_i^-1 Z_i = W_i``) and
 ``Var(beta_hat | u) = A (sum_i sigma^2 X_i'V_i^-2 X_i) A``.
 No n_i x n_i matrix is ever formed.

@@ -1,16 +1,16 @@
 """The study runner: generate -> analyse -> store, resumable and order-independent.
 
 The unit of work is a batch of replicate indices that any process can execute from
-``(config, indices)`` alone (:func:`run_batch`); :func:`run_study` drives batches
-serially, checkpoints every finished replicate and merges the pieces into
-``results.nc`` at the end.
+``(config, indices)`` alone (:func:`run_batch`, over :func:`iter_pieces`);
+:func:`run_study` drives the replicates still to do, checkpoints every finished one
+and merges the pieces into ``results.nc`` at the end.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,12 +86,30 @@ def fit_replicate(
     return fits
 
 
-def run_batch(config: StudyConfig, indices: Sequence[int]) -> Piece:
-    """Fit replicates ``indices`` of ``config``: the unit any worker can execute."""
-    design = Design.from_study(config)
+def iter_pieces(
+    config: StudyConfig,
+    indices: Iterable[int],
+    store: Store | None = None,
+    design: Design | None = None,
+) -> Iterator[Piece]:
+    """Fit replicates ``indices`` in turn, yielding a one-replicate piece for each."""
+    design = design if design is not None else Design.from_study(config)
     engines = get_engines(config)
-    rows = [fit_replicate(config, design, engines, r) for r in indices]
-    return piece_from_fits(list(indices), rows)
+    for r in indices:
+        yield piece_from_fits([r], [fit_replicate(config, design, engines, r, store)])
+
+
+def run_batch(config: StudyConfig, indices: Sequence[int]) -> Piece:
+    """Fit replicates ``indices`` of ``config``: the unit any worker can execute.
+
+    The result depends only on ``(config, indices)``, never on which process runs
+    it or in which order batches finish.
+    """
+    if not indices:
+        raise ValueError("indices = []: give at least one replicate index")
+    piece = Piece.concat(list(iter_pieces(config, indices)))
+    assert piece is not None
+    return piece
 
 
 class Progress(Protocol):
@@ -210,14 +228,12 @@ def run_study(
     progress.start(total, len(done))
     design = Design.from_study(config)
     truth = compute_truth(design)
-    engines = get_engines(config)
     written = 0
     try:
-        for r in todo:
-            fits = fit_replicate(config, design, engines, r, store)
-            store.write_piece(piece_from_fits([r], [fits]))
+        for piece in iter_pieces(config, todo, store, design):
+            store.write_piece(piece)
             written += 1
-            failures += sum(not f.converged for f in fits)
+            failures += int((~piece.values["converged"]).sum())
             progress.advance(failures)
             if written % CONSOLIDATE_EVERY == 0:
                 store.consolidate()
