@@ -1,0 +1,172 @@
+"""The data-generating model of a study: predictor distribution, design parameters.
+
+Frozen dataclasses validated in ``__post_init__`` in the one style of
+:mod:`models.validate` (``design.sigma = -1: must be > 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.validate import boolean, choice, fail, integer, number, numbers
+
+DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """Distribution of each predictor value (drawn once per study, per subject).
+
+    ``rounded_uniform``: ``round(Uniform(low, high))`` (the report's default);
+    ``uniform``: ``Uniform(low, high)``; ``normal``: ``Normal(mean, sd)``.
+    """
+
+    distribution: str = "rounded_uniform"
+    low: float = 1.0
+    high: float = 20.0
+    mean: float = 0.0
+    sd: float = 1.0
+
+    def __post_init__(self) -> None:
+        choice("design.predictor.distribution", self.distribution, DISTRIBUTIONS)
+        for name in ("low", "high", "mean", "sd"):
+            value = number(f"design.predictor.{name}", getattr(self, name))
+            object.__setattr__(self, name, value)
+        if self.distribution != "normal" and not self.low < self.high:
+            raise fail("design.predictor.high", self.high, f"must be > low ({self.low:g})")
+        if self.distribution == "normal":
+            number("design.predictor.sd", self.sd, low=0.0)
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` predictor values."""
+        if self.distribution == "normal":
+            return rng.normal(self.mean, self.sd, size)
+        x = rng.uniform(self.low, self.high, size)
+        return np.round(x) if self.distribution == "rounded_uniform" else x
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """The data-generating model ``y_i = X_i beta + X_i u_i + e_i``.
+
+    Parameters
+    ----------
+    groups : int
+        Number of groups K (>= 2).
+    group_size : int or tuple of int
+        Subjects per group: one number for all, or one per group.
+    predictors : tuple of str
+        Predictor names (p >= 1); random slopes on all of them.
+    beta : tuple of float
+        Fixed effects, intercept first (length p + 1).
+    re_sd : tuple of float
+        Random-effect SDs, intercept first (length p + 1, each > 0).
+    re_cor : tuple of tuple of float
+        Random-effect correlation matrix ((p+1) x (p+1), positive definite).
+    sigma : float
+        Residual SD (> 0).
+    repeats : int
+        Each group's subjects are repeated this many times with new noise (the
+        report's inner loop; 1 = no repetition).
+    fixed_random_effects : bool
+        Draw u once per study and reuse it (the report's quirk) instead of redrawing.
+    predictor : PredictorSpec
+        Distribution of the predictor values.
+    """
+
+    groups: int = 40
+    group_size: int | tuple[int, ...] = 50
+    predictors: tuple[str, ...] = ("X",)
+    beta: tuple[float, ...] = (5.0, 2.0)
+    re_sd: tuple[float, ...] = (1.0, 2.0)
+    re_cor: tuple[tuple[float, ...], ...] = ((1.0, 0.0), (0.0, 1.0))
+    sigma: float = 1.0
+    repeats: int = 1
+    fixed_random_effects: bool = False
+    predictor: PredictorSpec = field(default_factory=PredictorSpec)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        groups = integer("design.groups", self.groups, low=2)
+        if isinstance(self.group_size, list | tuple):
+            sizes = tuple(
+                integer(f"design.group_size[{i}]", v, low=1) for i, v in enumerate(self.group_size)
+            )
+            if len(sizes) != groups:
+                raise fail(
+                    "design.group_size",
+                    list(sizes),
+                    f"must be one number or a list of {groups} (one per group)",
+                )
+            set_(self, "group_size", sizes)
+        else:
+            set_(self, "group_size", integer("design.group_size", self.group_size, low=1))
+        predictors = self.predictors
+        if (
+            isinstance(predictors, str)
+            or not isinstance(predictors, list | tuple)
+            or not predictors
+        ):
+            raise fail("design.predictors", predictors, "must be a list of >= 1 names")
+        for i, name in enumerate(predictors):
+            if not isinstance(name, str) or not name.isidentifier():
+                raise fail(f"design.predictors[{i}]", name, "must be an identifier-like name")
+        if len(set(predictors)) != len(predictors):
+            raise fail("design.predictors", list(predictors), "names must be distinct")
+        set_(self, "predictors", tuple(predictors))
+        q = len(predictors) + 1
+        beta = numbers("design.beta", self.beta)
+        if len(beta) != q:
+            names = ", ".join(predictors)
+            raise fail("design.beta", list(beta), f"must have {q} values (intercept then {names})")
+        re_sd = numbers("design.re_sd", self.re_sd, low=0.0)
+        if len(re_sd) != q:
+            raise fail("design.re_sd", list(re_sd), f"must have {q} values (intercept first)")
+        set_(self, "beta", beta)
+        set_(self, "re_sd", re_sd)
+        set_(self, "re_cor", _correlation(self.re_cor, q))
+        set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
+        set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
+        boolean("design.fixed_random_effects", self.fixed_random_effects)
+        if not isinstance(self.predictor, PredictorSpec):
+            raise fail("design.predictor", self.predictor, "must be a table")
+
+    @property
+    def q(self) -> int:
+        """Number of fixed (= random) effects, intercept included."""
+        return len(self.predictors) + 1
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Subjects per group, shape (K,)."""
+        if isinstance(self.group_size, tuple):
+            return np.array(self.group_size, dtype=np.int64)
+        return np.full(self.groups, self.group_size, dtype=np.int64)
+
+    @property
+    def D(self) -> np.ndarray:
+        """Random-effects covariance matrix ``diag(sd) C diag(sd)``."""
+        sd = np.array(self.re_sd)
+        return sd[:, None] * np.array(self.re_cor) * sd[None, :]
+
+
+def _correlation(value: object, q: int) -> tuple[tuple[float, ...], ...]:
+    """A q x q correlation matrix: symmetric, unit diagonal, positive definite."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or len(value) != q:
+        raise fail("design.re_cor", value, f"must be a {q} x {q} correlation matrix")
+    rows = tuple(numbers(f"design.re_cor[{i}]", row) for i, row in enumerate(value))
+    cor = np.array(rows, dtype=object)
+    if cor.shape != (q, q):
+        raise fail("design.re_cor", value, f"must be a {q} x {q} correlation matrix")
+    cor = cor.astype(float)
+    if not np.allclose(np.diag(cor), 1.0) or not np.allclose(cor, cor.T):
+        raise fail("design.re_cor", value, "must be symmetric with ones on the diagonal")
+    if np.linalg.eigvalsh(cor).min() <= 1e-10:
+        raise fail(
+            "design.re_cor",
+            [list(r) for r in rows],
+            "must be positive definite (all eigenvalues > 0); |correlations| < 1",
+        )
+    return rows
