@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from models.base import DIAGNOSTIC_FIELDS, FIT_FIELDS, TERM_FIELDS, FitResult
 from models.bayes import BayesEngine, BayesOptions
@@ -113,8 +112,8 @@ def test_1_pieces_of_different_engine_counts_are_a_store_error(tmp_path):
         "message": np.array([[""]]),
     }
     two = {k: np.concatenate([v, v], axis=1) for k, v in one.items()}
-    store.write_piece(Piece(np.array([0]), one))
-    store.write_piece(Piece(np.array([1]), two))
+    store.write_piece(Piece(np.array(["c"]), np.array([0]), one))
+    store.write_piece(Piece(np.array(["c"]), np.array([1]), two))
     with pytest.raises(StoreError, match="different shapes"):
         store.load()
 
@@ -139,7 +138,7 @@ def test_2_engine_seeds_do_not_depend_on_the_engine_order(default_config):
         runner.fit_replicate(cfg, design, [_Recorder(n, record) for n in order], 4)
         seen.append(record)
     assert seen[0] == seen[1] and seen[2]["bayes"] == seen[0]["bayes"]
-    assert seen[0]["bayes"] == engine_seed(default_config.seed, 4, "bayes")
+    assert seen[0]["bayes"] == engine_seed(default_config.seed, design.id, 4, "bayes")
     assert seen[0]["bayes"] != seen[0]["reml"]
 
 
@@ -175,19 +174,19 @@ def test_4_huge_replicate_count_is_refused_before_anything_is_written(tmp_path, 
 def test_4_runner_walks_the_replicates_lazily(small_toml, tmp_path, monkeypatch):
     """run_study never builds a per-replicate list: it asks for indices one at a time."""
     cfg = load_config(small_toml).with_replicates(MAX_REPLICATES)
-    fitted: list[int] = []
+    fitted: list[tuple[str, int]] = []
 
-    def fake_pieces(config, indices, store=None, design=None):
-        for r in indices:
-            fitted.append(r)
+    def fake_pieces(config, pairs, store=None, designs=None):
+        for pair in pairs:
+            fitted.append(pair)
             if len(fitted) == 3:
                 raise KeyboardInterrupt  # stop after three: the rest is never materialised
-            yield piece_from_fits([r], [[FitResult.failed(("X",), "fake")]])
+            yield piece_from_fits([pair], [[FitResult.failed(("X",), "fake")]])
 
     monkeypatch.setattr(runner, "iter_pieces", fake_pieces)
     with pytest.raises(KeyboardInterrupt):
         runner.run_study(cfg, tmp_path / "R")
-    assert fitted == [0, 1, 2]
+    assert [r for _, r in fitted] == [0, 1, 2]
 
 
 # -- 5. failing fits exit 1; Bayes refuses a rank-deficient design --------------------------
@@ -263,10 +262,10 @@ def test_8_schema_is_what_engines_store_and_datasets_hold(small_toml, tmp_path):
     assert all(hasattr(fit, v) for v in PIECE_VARS)
     runner.run_study(load_config(small_toml).with_replicates(2), tmp_path / "R")
     ds = open_results(tmp_path / "R")
-    assert set(ds.data_vars) == {*PIECE_VARS, "seed_key"}
+    assert set(ds.data_vars) == {*PIECE_VARS, "done"}
     assert set(TERM_COORDS) <= set(ds.coords)
     with np.load(next((tmp_path / "R" / "checkpoints").iterdir())) as npz:
-        assert set(npz.files) == {*PIECE_VARS, "replicate"}
+        assert set(npz.files) == {*PIECE_VARS, "condition", "replicate"}
     # a results.nc that lacks a schema variable is named as such
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -331,7 +330,7 @@ def test_11_docstrings_point_to_docs_in_the_repo():
             r"engines = \['reml'\]: must be a table, not a list; .*\[engines\]",
         ),
         ("[engines]\nrun = ['reml']\n[engines.bayes]\nchains = 2\n", r"add it to engines.run"),
-        ("colour = 1\n", r"allowed keys: design, engines, keep_draws"),
+        ("colour = 1\n", r"allowed keys: conditions, design, engines, keep_draws"),
         ("[engines]\nrnu = ['reml']\n", r"unknown key engines.rnu; allowed keys in \[engines\]"),
     ],
 )
@@ -372,9 +371,9 @@ def test_run_batch_equals_the_run(small_toml, tmp_path):
     cfg = load_config(small_toml)
     runner.run_study(cfg, tmp_path / "R")
     ds = open_results(tmp_path / "R")
-    piece = runner.run_batch(cfg, [2, 0])
+    cid = cfg.conditions[0].id
+    piece = runner.run_batch(cfg, [(cid, 2), (cid, 0)])
     np.testing.assert_array_equal(piece.replicate, [0, 2])
-    xr.testing.assert_equal(
-        xr.DataArray(piece.values["estimate"], dims=("replicate", "engine", "term")),
-        ds.estimate.sel(replicate=[0, 2]).drop_vars(list(ds.estimate.coords)),
+    np.testing.assert_array_equal(
+        piece.values["estimate"], ds.estimate.isel(condition=0).sel(replicate=[0, 2]).values
     )

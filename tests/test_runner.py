@@ -55,7 +55,8 @@ def small_run(tmp_path_factory) -> tuple[Path, xr.Dataset]:
 
 def test_results_schema(small_run):
     _, ds = small_run
-    assert dict(ds.sizes) == {"replicate": 6, "engine": 1, "term": 6}
+    assert dict(ds.sizes) == {"condition": 1, "replicate": 6, "engine": 1, "term": 6}
+    assert list(ds.condition.values) == ["base"]  # a study without [conditions]
     assert list(ds.term.values) == [
         "(Intercept)",
         "X",
@@ -66,20 +67,24 @@ def test_results_schema(small_run):
     ]
     assert list(ds.effect.values) == ["fixed"] * 2 + ["ran_pars"] * 4
     for var in ("estimate", "std_error", "ci_lower", "ci_upper", "rhat", "ess_bulk", "ess_tail"):
-        assert ds[var].dims == ("replicate", "engine", "term")
+        assert ds[var].dims == ("condition", "replicate", "engine", "term")
     for var in ("converged", "fit_seconds", "message", "divergences"):
-        assert ds[var].dims == ("replicate", "engine")
+        assert ds[var].dims == ("condition", "replicate", "engine")
+    assert ds.done.dims == ("condition", "replicate") and ds.done.all()
     assert ds.converged.dtype == bool
     # REML has no R-hat, ESS or divergences: NaN, never a made-up value
     assert np.isnan(ds.rhat).all() and np.isnan(ds.divergences).all()
     assert np.isfinite(ds.estimate.sel(term=["(Intercept)", "X"])).all()
-    np.testing.assert_allclose(ds.true_value.values[:2], [1.0, 0.5])
-    assert np.isfinite(ds.true_se.values[:2]).all() and np.isnan(ds.true_se.values[2:]).all()
+    assert ds.true_value.dims == ("condition", "term")
+    np.testing.assert_allclose(ds.true_value.values[0, :2], [1.0, 0.5])
+    se = ds.true_se.values[0]
+    assert np.isfinite(se[:2]).all() and np.isnan(se[2:]).all()
     assert np.isnan(ds.cond_value).all()  # random effects redrawn
     for key in ("config", "config_hash", "root_seed", "package_versions", "created"):
         assert key in ds.attrs
     assert ds.attrs["root_seed"] == 7
-    np.testing.assert_array_equal(ds.seed_key.values, np.arange(6))
+    np.testing.assert_array_equal(ds.replicate.values, np.arange(6))
+    assert ds.condition_id.values[0] == load_config(small_run[0]).conditions[0].id
     assert load_config("default").hash() != ds.attrs["config_hash"]
 
 
@@ -127,7 +132,7 @@ def test_info_describes_a_run(small_run, tmp_path, capsys):
     run_study(load_config(cfg_path).with_replicates(3), out)
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "replicates: 3 of 3 done" in text and "reml" in text and "[design]" in text
+    assert "done:       3 of 3 replicates" in text and "reml" in text and "[design]" in text
     assert main(["info", str(tmp_path / "nothing")]) == 2
     assert "not a results store" in capsys.readouterr().err
 
@@ -232,7 +237,8 @@ def test_both_engines_side_by_side_with_kept_posteriors(tmp_path):
         diff = abs(bayes.estimate - ds.sel(engine="reml").estimate).sel(term=["(Intercept)", "X"])
         assert (diff < 2 * bayes.std_error.sel(term=["(Intercept)", "X"])).all()
     kept = sorted(p.name for p in (report.path / "posteriors").iterdir())
-    assert kept == ["bayes-replicate-0000000.nc"]
+    cid = load_config(cfg_path).conditions[0].id
+    assert kept == [f"bayes-{cid}-replicate-0000000.nc"]
     tree = xr.open_datatree(report.path / "posteriors" / kept[0])
     assert "posterior" in tree.children and "sample_stats" in tree.children
 
@@ -255,7 +261,7 @@ def test_summarize_partial_run_and_api(small_run, tmp_path, capsys):
     assert "3 replicates of 10 requested (PARTIAL run" in text
     assert "| term | AvgEst | TrueEst | AvgSE | TrueSE |" in text
     with xr.open_dataset(out / "summary.nc") as s:
-        assert s["value"].dims == ("measure", "engine", "term")
+        assert s["value"].dims == ("measure", "condition", "engine", "term")
         chosen = [str(m) for m in s.measure.values]  # only what the summary shows
         xr.testing.assert_allclose(s["value"].load(), measures(ds, measures=chosen)["value"])
     frame = tidy(ds)

@@ -3,8 +3,9 @@
 Each measure reduces the ``replicate`` dim of the results (study/schema.py) with
 the NumPy functions of :mod:`study.analysis.mcse`, through ``xarray.apply_ufunc``.  The
 result is a Dataset with variables ``value`` and ``mcse`` over
-``(measure, engine, term)``, plus ``n`` (replicates used) and per-engine counts of
-non-converged fits.
+``(measure, condition, engine, term)`` (every dim of the results but ``replicate``),
+plus per condition and engine the counts of replicates fitted and of non-converged
+fits.
 
 Measures are dispatched by name through ``_TABLE`` (name -> function of a
 :class:`_Context`), which has the same keys, in the same order, as :data:`MEASURES`.
@@ -237,8 +238,10 @@ def compute_measures(
     Returns
     -------
     xarray.Dataset
-        ``value`` and ``mcse`` over ``(measure, engine, term)``; ``nonconverged``
-        over ``engine``.
+        ``value`` and ``mcse`` over ``(measure, ..., engine, term)`` (``...``: the
+        results' other dims, e.g. ``condition``); ``nonconverged`` and ``replicates``
+        (fits counted) over the same dims without ``measure`` and ``term``; the
+        results' coordinates (truth, factors of the grid) carried over.
 
     Raises
     ------
@@ -266,21 +269,21 @@ def compute_measures(
     out = {m: tuple(x + zero for x in _TABLE[m](ctx)) for m in wanted}
     value = xr.concat([out[m][0] for m in wanted], dim="measure")
     mcse = xr.concat([out[m][1] for m in wanted], dim="measure")
+    fitted = ds["done"] if "done" in ds else xr.ones_like(ds["converged"], dtype=bool)
     summary = xr.Dataset(
         {
-            "value": value.transpose("measure", "engine", "term"),
-            "mcse": mcse.transpose("measure", "engine", "term"),
-            "nonconverged": (~ds["converged"].astype(bool)).sum("replicate"),
-            "replicates": ds.sizes["replicate"],
+            "value": value.transpose("measure", ..., "engine", "term"),
+            "mcse": mcse.transpose("measure", ..., "engine", "term"),
+            "nonconverged": (~ds["converged"].astype(bool) & fitted).sum("replicate"),
+            "replicates": fitted.broadcast_like(ds["converged"]).sum("replicate"),
         },
         coords={
             "measure": wanted,
             "description": ("measure", [MEASURES[m] for m in wanted]),
         },
     )
-    for c in ("effect", "true_value", "true_se", "cond_value", "cond_se"):
-        if c in ds.coords:
-            summary = summary.assign_coords({c: ds[c]})
+    keep = [c for c in ds.coords if c not in ("replicate", "engine") and c not in summary.coords]
+    summary = summary.assign_coords({c: ds[c] for c in keep if "replicate" not in ds[c].dims})
     summary.attrs = {
         "reference_engine": reference,
         "exclude_nonconverged": int(exclude_nonconverged),

@@ -3,6 +3,7 @@ aligned text, markdown or CSV (no terminal library needed)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -94,6 +95,29 @@ def measure_table(summary: xr.Dataset, engine: str, measures: list[str]) -> pd.D
     return pd.DataFrame(cols)
 
 
+def grid_table(
+    ds: xr.Dataset, summary: xr.Dataset, engine: str, measures: list[str]
+) -> pd.DataFrame:
+    """A grid of conditions: rows = condition x term with the factor columns (rsimsum's
+    ``by``), the fits not converged, the true value and SE, then the measures."""
+    factors = [str(f) for f in json.loads(ds.attrs.get("factors", "[]"))]
+    rows: list[dict[str, object]] = []
+    for label in ds["condition"].values:
+        d, sm = ds.sel(condition=label), summary.sel(condition=label, engine=engine)
+        head = {f: d[f].item() for f in factors}
+        head["not_conv"] = int(sm["nonconverged"])
+        cells = measure_table(sm.expand_dims(engine=[engine]), engine, measures)
+        for i, term in enumerate(d["term"].values):
+            row = {**head, "term": str(term), "TrueValue": float(d["true_value"][i])}
+            row["TrueSE"] = float(d["true_se"][i])
+            rows.append(row | {m: cells[m].iloc[i] for m in measures})
+    return pd.DataFrame(rows)
+
+
+def _title(text: str, fmt: str) -> str:
+    return {"csv": f"# {text}", "markdown": f"### {text}"}.get(fmt, text)
+
+
 def summary_text(
     ds: xr.Dataset,
     summary: xr.Dataset,
@@ -103,26 +127,29 @@ def summary_text(
     exclude_nonconverged: bool = False,
     partial: bool = False,
 ) -> str:
-    """The text of ``study summarize``: a header, then per engine the report's table
-    and the measure table (cells "estimate (MCSE)")."""
+    """The text of ``study summarize``: a header, then per engine the report's table and
+    the measure table (one condition), or the grid table (several); cells
+    "estimate (MCSE)"."""
     n, wanted = ds.sizes["replicate"], int(ds.attrs.get("replicates_requested", 0))
+    n_cond = ds.sizes.get("condition", 1)
     blocks: list[str] = []
     head = f"study {ds.attrs.get('study', '?')}: {n} replicates"
+    if n_cond > 1:
+        head += f" of each of {n_cond} conditions"
     if partial:
         head += f" of {wanted} requested (PARTIAL run: resume with `study run`)"
     blocks.append(head)
+    policy = "excluded" if exclude_nonconverged else "kept"
     for engine in [str(e) for e in ds["engine"].values]:
-        nc = int(summary["nonconverged"].sel(engine=engine))
-        policy = "excluded" if exclude_nonconverged else "kept"
-        title = f"engine {engine}: {nc} of {n} fits not converged ({policy})"
-        if fmt == "csv":
-            blocks.append(f"# {title}")
-        elif fmt == "markdown":
-            blocks.append(f"### {title}")
-        else:
-            blocks.append(title)
-        blocks.append(render(report_table(ds, summary, engine), fmt, digits=4))
-        blocks.append(render(measure_table(summary, engine, measures), fmt))
+        nc = int(summary["nonconverged"].sel(engine=engine).sum())
+        fits = int(summary["replicates"].sel(engine=engine).sum())
+        blocks.append(_title(f"engine {engine}: {nc} of {fits} fits not converged ({policy})", fmt))
+        if n_cond > 1:
+            blocks.append(render(grid_table(ds, summary, engine, measures), fmt, digits=4))
+            continue
+        one, sm = ds.isel(condition=0), summary.isel(condition=0)
+        blocks.append(render(report_table(one, sm, engine), fmt, digits=4))
+        blocks.append(render(measure_table(sm, engine, measures), fmt))
     if fmt != "csv":
         blocks.append(
             "cells: estimate (Monte Carlo SE); measures and MCSEs as in Morris, White & "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import xarray as xr
 
@@ -12,7 +14,7 @@ FIT_COLUMNS = ["converged", "fit_seconds", "message"]
 
 
 def tidy(ds: xr.Dataset) -> pd.DataFrame:
-    """One row per replicate x engine x term (the broom::tidy shape plus diagnostics).
+    """One row per condition x replicate x engine x term (broom::tidy plus diagnostics).
 
     Parameters
     ----------
@@ -22,12 +24,17 @@ def tidy(ds: xr.Dataset) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns: replicate, engine, term, effect, estimate, std_error, ci_lower,
+        Columns: condition, the grid's factors (rsimsum's ``by``: e.g. groups,
+        group_size), replicate, engine, term, effect, estimate, std_error, ci_lower,
         ci_upper, rhat, ess_bulk, ess_tail, true_value, true_se, converged,
-        fit_seconds, message.
+        fit_seconds, message.  Pairs of a partial run not fitted yet are left out.
     """
+    factors = [str(f) for f in json.loads(ds.attrs.get("factors", "[]"))]
     frame = ds[TERM_COLUMNS].to_dataframe().reset_index()
-    per_fit = ds[FIT_COLUMNS].to_dataframe().reset_index()
-    frame = frame.merge(per_fit, on=["replicate", "engine"], how="left")
-    keep = ["replicate", "engine", "term", "effect", *TERM_COLUMNS, "true_value", "true_se"]
-    return frame[[*keep, *FIT_COLUMNS]]
+    keys = ["condition", "replicate", "engine"]
+    per_fit = ds[[*FIT_COLUMNS, "done"]].to_dataframe().reset_index()[[*keys, *FIT_COLUMNS, "done"]]
+    frame = frame.merge(per_fit, on=keys, how="left")
+    frame = frame[frame.pop("done").astype(bool)]
+    head = ["condition", *factors, "replicate", "engine", "term", "effect"]
+    frame = frame[[*head, *TERM_COLUMNS, "true_value", "true_se", *FIT_COLUMNS]]
+    return frame.reset_index(drop=True)

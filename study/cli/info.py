@@ -30,14 +30,16 @@ def describe_run(run_dir: str | Path) -> str:
     manifest = store.read_manifest()
     piece = store.load()
     engines = list(manifest["engines"])
-    requested = int(manifest["replicates"])
+    conditions = int(manifest.get("conditions", 1))
+    requested = int(manifest["replicates"]) * conditions
     done = 0 if piece is None else len(piece)
+    what = "replicates" if conditions == 1 else f"fits of {conditions} conditions x replicates"
     lines = [
         f"run:        {store.path}",
         f"study:      {manifest.get('study', '?')}  (config hash {manifest['config_hash']}, "
         f"root seed {manifest.get('root_seed', '?')})",
         f"created:    {manifest.get('created', '?')}",
-        f"replicates: {done} of {requested} done" + ("" if done >= requested else "  (partial)"),
+        f"done:       {done} of {requested} {what}" + ("" if done >= requested else "  (partial)"),
         f"engines:    {', '.join(engines)}",
         f"results.nc: {'present' if store.results_path.is_file() else 'not written yet'}",
     ]

@@ -24,15 +24,24 @@ class _Counter:
         self.done = 0
         self.start_done = 0
         self.failures = 0
+        self.conditions = 1
+        self.condition = ""
         self.t0 = time.monotonic()
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int, done: int, conditions: int = 1) -> None:
         self.total, self.done, self.start_done = total, done, done
+        self.conditions = conditions
         self.t0 = time.monotonic()
 
-    def advance(self, failures: int) -> None:
+    def advance(self, failures: int, condition: str = "") -> None:
         self.done += 1
         self.failures = failures
+        self.condition = condition
+
+    @property
+    def unit(self) -> str:
+        """What is counted: replicates, or (condition, replicate) fits of a grid."""
+        return "replicates" if self.conditions == 1 else f"fits ({self.conditions} conditions)"
 
     @property
     def rate(self) -> float:
@@ -45,9 +54,10 @@ class _Counter:
         eta = (self.total - self.done) / rate if rate == rate and rate > 0 else float("nan")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         rate_text = f"{rate:.2f}/s" if rate == rate else "-/s"
+        where = f", last {self.condition}" if self.conditions > 1 and self.condition else ""
         return (
-            f"{self.done}/{self.total} replicates ({pct:.0f}%), {rate_text}, "
-            f"ETA {_fmt_seconds(eta)}, failures {self.failures}"
+            f"{self.done}/{self.total} {self.unit} ({pct:.0f}%), {rate_text}, "
+            f"ETA {_fmt_seconds(eta)}, failures {self.failures}{where}"
         )
 
 
@@ -60,13 +70,13 @@ class PlainProgress(_Counter):
         self.every = every
         self._last = 0.0
 
-    def start(self, total: int, done: int) -> None:
-        super().start(total, done)
-        print(f"study: {done}/{total} replicates already done", file=self.stream, flush=True)
+    def start(self, total: int, done: int, conditions: int = 1) -> None:
+        super().start(total, done, conditions)
+        print(f"study: {done}/{total} {self.unit} already done", file=self.stream, flush=True)
         self._last = time.monotonic()
 
-    def advance(self, failures: int) -> None:
-        super().advance(failures)
+    def advance(self, failures: int, condition: str = "") -> None:
+        super().advance(failures, condition)
         now = time.monotonic()
         if now - self._last >= self.every:
             self._last = now
@@ -91,31 +101,35 @@ class RichProgress(_Counter):
         )
 
         self._bar = Progress(
-            TextColumn("[bold]replicates"),
+            TextColumn("[bold]fits"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             TextColumn("failures {task.fields[failures]}"),
+            TextColumn("{task.fields[condition]}"),
             console=Console(stderr=True),
             transient=False,
         )
         self._task: Any = None
 
-    def start(self, total: int, done: int) -> None:
-        super().start(total, done)
+    def start(self, total: int, done: int, conditions: int = 1) -> None:
+        super().start(total, done, conditions)
         self._bar.start()
-        self._task = self._bar.add_task("run", total=total, completed=done, rate="", failures=0)
+        self._task = self._bar.add_task(
+            "run", total=total, completed=done, rate="", failures=0, condition=""
+        )
 
-    def advance(self, failures: int) -> None:
-        super().advance(failures)
+    def advance(self, failures: int, condition: str = "") -> None:
+        super().advance(failures, condition)
         rate = self.rate
         self._bar.update(
             self._task,
             completed=self.done,
             failures=failures,
             rate=f"{rate:.2f}/s" if rate == rate else "",
+            condition=condition if self.conditions > 1 else "",
         )
 
     def close(self) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import pandas as pd
+
 from study.analysis.tables import render
-from study.design.config import load_config
+from study.design.conditions import factor_names, factor_values
+from study.design.config import StudyConfig, load_config
 from study.design.generate import Design
 from study.design.truth import compute_truth
 
@@ -19,25 +22,41 @@ def register(sub: Any) -> None:
     p.set_defaults(func=command)
 
 
+def truth_frame(cfg: StudyConfig) -> pd.DataFrame:
+    """One row per condition x term: the grid's factor columns, then the truth."""
+    frames = []
+    factors = factor_names(cfg.conditions)
+    for c in cfg.conditions:
+        frame = compute_truth(Design.from_study(cfg, c)).to_frame()
+        for i, name in enumerate(factors):
+            frame.insert(i, name, factor_values([c], name)[0])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 def command(args: argparse.Namespace) -> int:
-    """Print the truth of a configuration's design."""
+    """Print the truth of every condition of a configuration."""
     cfg = load_config(args.config)
-    truth = compute_truth(Design.from_study(cfg))
-    d = cfg.design
+    frame = truth_frame(cfg)
     if args.format != "table":
-        print(render(truth.to_frame(), args.format, digits=6))
+        print(render(frame, args.format, digits=6))
         return 0
+    d = cfg.design
     u_how = "fixed (drawn once)" if d.fixed_random_effects else "redrawn each replicate"
+    grid = ""
+    if cfg.multi:
+        factors = ", ".join(factor_names(cfg.conditions))
+        grid = f"{len(cfg.conditions)} conditions over {factors}; base design "
     print(
-        f"study {cfg.name!r}: K = {d.groups} groups, n_i = {d.group_size}, "
+        f"study {cfg.name!r}: {grid}K = {d.groups} groups, n_i = {d.group_size}, "
         f"repeats = {d.repeats}, random effects {u_how}"
     )
-    print(render(truth.to_frame(), "table", digits=6))
-    if truth.cond_cov is not None:
+    print(render(frame, "table", digits=6))
+    if "cond_se" in frame:
         print(
             "cond_*: truth conditional on the fixed random effects "
             "(what the replicates' spread measures)"
         )
-    if truth.report_se is not None:
+    if "report_se" in frame:
         print("report_se: the 2018 report's formula on one copy of each class (ignores repeats)")
     return 0

@@ -29,12 +29,14 @@ import tomli_w
 
 from models.registry import ENGINE_NAMES, build_options, options_table
 from models.validate import OptionError, check_keys, choice, fail, integer, number
+from study.design.conditions import Condition, design_table, expand
 from study.design.spec import DesignConfig, PredictorSpec
 from study.errors import ConfigError
 
 __all__ = [
     "MAX_REPLICATES",
     "PRESETS",
+    "Condition",
     "DesignConfig",
     "PredictorSpec",
     "StudyConfig",
@@ -44,7 +46,7 @@ __all__ = [
     "load_config",
 ]
 
-PRESETS = ("default", "seed")
+PRESETS = ("default", "seed", "small-groups")
 #: the largest replicate count a study may ask for (its results must fit in memory:
 #: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
 MAX_REPLICATES = 1_000_000
@@ -72,6 +74,9 @@ class StudyConfig:
     engines: tuple[str, ...] = ENGINE_NAMES
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     keep_draws: int = field(default=3, metadata=NOT_HASHED)
+    condition_spec: Mapping[str, Any] = field(default_factory=dict)
+    #: the designs of the study (from ``design`` and ``condition_spec``), in order
+    conditions: tuple[Condition, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         name = self.name
@@ -100,6 +105,15 @@ class StudyConfig:
                     raise err.within(f"engines.{name}") from err
             options[name] = given
         object.__setattr__(self, "engine_options", options)
+        if not isinstance(self.condition_spec, Mapping):
+            raise fail("conditions", self.condition_spec, "must be a table")
+        conditions = expand(design_table(self.design), self.condition_spec)
+        object.__setattr__(self, "conditions", conditions)
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has more than one condition."""
+        return len(self.conditions) > 1
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain TOML-ready tables (every setting explicit)."""
@@ -109,7 +123,7 @@ class StudyConfig:
         engines: dict[str, Any] = {"run": list(self.engines)}
         for name in self.engines:
             engines[name] = options_table(self.engine_options[name])
-        return {
+        table = {
             "name": self.name,
             "replicates": self.replicates,
             "seed": self.seed,
@@ -118,6 +132,9 @@ class StudyConfig:
             "design": design,
             "engines": engines,
         }
+        if self.condition_spec:
+            table["conditions"] = dict(self.condition_spec)
+        return table
 
     def to_toml(self) -> str:
         """The configuration as TOML, read back identically by :func:`load_config`."""
@@ -173,7 +190,16 @@ def _brief(value: Any) -> str:
     return "(a table)" if isinstance(value, Mapping) else repr(value)
 
 
-_TOP_KEYS = {"name", "replicates", "seed", "level", "keep_draws", "design", "engines"}
+_TOP_KEYS = {
+    "name",
+    "replicates",
+    "seed",
+    "level",
+    "keep_draws",
+    "design",
+    "engines",
+    "conditions",
+}
 _DESIGN_KEYS = {f.name for f in fields(DesignConfig)}
 _PREDICTOR_KEYS = {f.name for f in fields(PredictorSpec)}
 _ENGINES_HINT = (
@@ -223,12 +249,14 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
         pred_raw = _table("design.predictor", design_raw.pop("predictor", {}))
         check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
         engines, options = _engines(raw.pop("engines", {}))
+        conditions = _table("conditions", raw.pop("conditions", {}))
         design = DesignConfig(**design_raw, predictor=PredictorSpec(**pred_raw))
         return StudyConfig(
             name=raw.pop("name", default_name),
             design=design,
             engines=engines,
             engine_options=options,
+            condition_spec=conditions,
             **raw,
         )
     except OptionError as err:

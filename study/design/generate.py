@@ -1,9 +1,10 @@
 """Data generator: a study's fixed design and its replicates.
 
-Every stream comes from the seed policy (:mod:`study.design.seeds`): the X design is
-drawn once per study, fixed random effects (if any) once, and replicate ``r`` draws
-its random effects (unless fixed) and then its residual noise from its own stream, so
-its data depend only on ``(root seed, r)``.
+Every stream comes from the seed policy (:mod:`study.design.seeds`), keyed by the
+design's own values (its condition id): the X design is drawn once per design, fixed
+random effects (if any) once, and replicate ``r`` draws its random effects (unless
+fixed) and then its residual noise from its own stream, so its data depend only on
+``(root seed, design, r)``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.data import LMMData
+from study.design.conditions import Condition, design_id
 from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
 
 if TYPE_CHECKING:
@@ -62,9 +64,11 @@ class Design:
     def __init__(self, config: DesignConfig, root_seed: int) -> None:
         self.config = config
         self.root_seed = int(root_seed)
+        #: the condition id of this design: the key of its streams
+        self.id = design_id(config)
         sizes = config.sizes
         p = len(config.predictors)
-        rng = design_rng(self.root_seed)
+        rng = design_rng(self.root_seed, self.id)
         # one row of predictor values per subject, drawn group by group
         subjects = config.predictor.draw(rng, int(sizes.sum()) * p).reshape(-1, p)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
@@ -82,12 +86,19 @@ class Design:
         self.beta = np.array(config.beta)
         self.fixed_u: np.ndarray | None = None
         if config.fixed_random_effects:
-            self.fixed_u = self._draw_u(fixed_u_rng(self.root_seed))
+            self.fixed_u = self._draw_u(fixed_u_rng(self.root_seed, self.id))
 
     @classmethod
-    def from_study(cls, config: StudyConfig) -> Design:
-        """The design of a study configuration."""
-        return cls(config.design, config.seed)
+    def from_study(cls, config: StudyConfig, condition: Condition | None = None) -> Design:
+        """The design of ``condition`` of a study (``None``: its only condition)."""
+        if condition is None:
+            if len(config.conditions) != 1:
+                raise ValueError(
+                    f"condition = None: the study has {len(config.conditions)} conditions; "
+                    "name one of config.conditions"
+                )
+            condition = config.conditions[0]
+        return cls(condition.design, config.seed)
 
     def _draw_u(self, rng: np.random.Generator) -> np.ndarray:
         z = rng.standard_normal((self.config.groups, self.config.q))
@@ -101,7 +112,7 @@ class Design:
 
     def sample(self, replicate: int) -> Sample:
         """Generate replicate ``replicate`` (depends only on root seed and index)."""
-        rng = replicate_rng(self.root_seed, replicate)
+        rng = replicate_rng(self.root_seed, self.id, replicate)
         u = self.fixed_u if self.fixed_u is not None else self._draw_u(rng)
         e = rng.normal(0.0, self.config.sigma, self.X.shape[0])
         y = self.X @ self.beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,15 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from study.design.conditions import factor_names, factor_values
 from study.design.config import config_from_text
 from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import ConfigError, StoreError
 from study.run.store import Piece, Store
 from study.schema import (
+    CONDITION_COORDS,
     DTYPES,
     FIT_VARS,
-    REPLICATE_VARS,
+    PAIR_VARS,
+    REPLICATE_DESCRIPTION,
     TERM_COORDS,
     TERM_VARS,
     dims_of,
@@ -39,13 +43,15 @@ if TYPE_CHECKING:
 PACKAGES = ("lmm-study", "numpy", "xarray", "statsmodels", "pymc", "pytensor", "nutpie", "arviz")
 
 
-def piece_from_fits(replicates: list[int], fits: list[list[FitResult]]) -> Piece:
-    """Stack ``fits[i][j]`` (replicate i, engine j) into a checkpoint piece."""
+def piece_from_fits(pairs: list[tuple[str, int]], fits: list[list[FitResult]]) -> Piece:
+    """Stack ``fits[i][j]`` (pair i = (condition id, replicate), engine j) into a piece."""
     values: dict[str, np.ndarray] = {
         var: np.array([[getattr(f, var) for f in row] for row in fits], dtype=DTYPES[var])
         for var in (*TERM_VARS, *FIT_VARS)
     }
-    return Piece(np.array(replicates, dtype=np.int64), values)
+    condition = np.array([c for c, _ in pairs], dtype=np.str_)
+    replicate = np.array([r for _, r in pairs], dtype=np.int64)
+    return Piece(condition, replicate, values)
 
 
 def package_versions() -> dict[str, str]:
@@ -59,36 +65,66 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+#: what a (condition, replicate) pair not yet fitted holds, per fit variable
+_NOT_RUN = {"converged": False, "fit_seconds": np.nan, "divergences": np.nan, "message": "not run"}
+
+
 def build_dataset(
-    piece: Piece, config: StudyConfig, truth: Truth, meta: dict[str, Any]
+    piece: Piece, config: StudyConfig, truths: Mapping[str, Truth], meta: Mapping[str, Any]
 ) -> xr.Dataset:
-    """The results Dataset of a run from its (joined) piece, truth and configuration."""
+    """The results Dataset of a run from its (joined) piece, truths and configuration.
+
+    ``truths`` maps each condition id to its :class:`~study.design.truth.Truth`.  Pairs
+    the piece lacks (a partial run) are NaN, not converged, with ``done`` False.
+    """
+    conditions = config.conditions
+    index = {c.id: i for i, c in enumerate(conditions)}
+    unknown = sorted(set(piece.condition.tolist()) - set(index))
+    if unknown:
+        raise StoreError(
+            f"checkpoints hold conditions {unknown[:3]} that this configuration does not "
+            "have; use --overwrite or another --out"
+        )
+    replicates = np.unique(piece.replicate)
+    ci = np.array([index[c] for c in piece.condition.tolist()], dtype=np.int64)
+    ri = np.searchsorted(replicates, piece.replicate)
+    n_cond, n_rep = len(conditions), len(replicates)
+    first = truths[conditions[0].id]
     data_vars: dict[str, Any] = {}
     for var, desc in {**TERM_VARS, **FIT_VARS}.items():
-        arr = piece.values[var]
-        data_vars[var] = (
-            dims_of(var),
-            arr.astype(object) if var == "message" else arr,
-            {"description": desc},
-        )
-    data_vars["seed_key"] = (
-        dims_of("seed_key"),
-        piece.replicate.copy(),
-        {"description": REPLICATE_VARS["seed_key"]},
-    )
-    truth_values = {
-        "effect": np.array(truth.effects, dtype=object),
-        "true_value": truth.value,
-        "true_se": truth.se,
-        "cond_value": truth.cond_value,
-        "cond_se": truth.cond_se,
+        src = piece.values[var]
+        fill = _NOT_RUN.get(var, np.nan)
+        dtype = object if var == "message" else src.dtype
+        arr = np.full((n_cond, n_rep, *src.shape[1:]), fill, dtype=dtype)
+        arr[ci, ri] = src
+        data_vars[var] = (dims_of(var), arr, {"description": desc})
+    done = np.zeros((n_cond, n_rep), dtype=bool)
+    done[ci, ri] = True
+    data_vars["done"] = (dims_of("done"), done, {"description": PAIR_VARS["done"]})
+    per_condition = {
+        "true_value": [truths[c.id].value for c in conditions],
+        "true_se": [truths[c.id].se for c in conditions],
+        "cond_value": [truths[c.id].cond_value for c in conditions],
+        "cond_se": [truths[c.id].cond_se for c in conditions],
     }
     coords: dict[str, Any] = {
-        "replicate": piece.replicate,
+        "condition": np.array([c.label for c in conditions], dtype=object),
+        "replicate": ("replicate", replicates, {"description": REPLICATE_DESCRIPTION}),
         "engine": np.array(config.engines, dtype=object),
-        "term": np.array(truth.terms, dtype=object),
-        **{c: ("term", truth_values[c], {"description": d}) for c, d in TERM_COORDS.items()},
+        "term": np.array(first.terms, dtype=object),
+        "effect": ("term", np.array(first.effects, dtype=object)),
+        "condition_id": (
+            "condition",
+            np.array([c.id for c in conditions], dtype=object),
+            {"description": CONDITION_COORDS["condition_id"]},
+        ),
     }
+    for name in factor_names(conditions):
+        values = factor_values(conditions, name)
+        kind = object if any(isinstance(v, str) for v in values) else None
+        coords[name] = ("condition", np.array(values, dtype=kind), {"description": "factor"})
+    for name, rows in per_condition.items():
+        coords[name] = (("condition", "term"), np.stack(rows), {"description": TERM_COORDS[name]})
     attrs = {
         "title": f"lmm-study results: {config.name}",
         "study": config.name,
@@ -96,12 +132,18 @@ def build_dataset(
         "config_hash": config.hash(),
         "root_seed": config.seed,
         "level": config.level,
+        "factors": json.dumps(factor_names(conditions)),
         "replicates_requested": int(meta.get("replicates", config.replicates)),
         "package_versions": json.dumps(package_versions()),
         "created": meta.get("created", ""),
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def compute_truths(config: StudyConfig) -> dict[str, Truth]:
+    """The analytic truth of every condition of a study, by condition id."""
+    return {c.id: compute_truth(Design.from_study(config, c)) for c in config.conditions}
 
 
 def stored_config(store: Store) -> StudyConfig:
@@ -138,7 +180,7 @@ def open_results(run_dir: str | Path) -> xr.Dataset:
         config = stored_config(store)
         piece = store.load()
         assert piece is not None
-        return build_dataset(piece, config, compute_truth(Design.from_study(config)), manifest)
+        return build_dataset(piece, config, compute_truths(config), manifest)
     if store.results_path.is_file():
         try:
             with xr.open_dataset(store.results_path) as ds:
@@ -158,5 +200,6 @@ def open_results(run_dir: str | Path) -> xr.Dataset:
 
 
 def is_partial(ds: xr.Dataset) -> bool:
-    """Whether fewer replicates are present than the run asked for."""
-    return int(ds.sizes["replicate"]) < int(ds.attrs.get("replicates_requested", 0))
+    """Whether some (condition, replicate) pair the run asked for is not fitted yet."""
+    requested = int(ds.attrs.get("replicates_requested", 0))
+    return int(ds.sizes["replicate"]) < requested or not bool(ds["done"].all())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,10 @@ def get_engines(config: StudyConfig) -> list[Engine]:
     return [get_engine(config, name) for name in config.engines]
 
 
+#: a unit of work: (condition id, replicate index)
+Pair = tuple[str, int]
+
+
 def fit_replicate(
     config: StudyConfig,
     design: Design,
@@ -57,21 +61,20 @@ def fit_replicate(
     replicate: int,
     store: Store | None = None,
 ) -> list[FitResult]:
-    """Generate replicate ``replicate`` and fit it with every engine of ``engines``.
+    """Generate replicate ``replicate`` of ``design`` and fit it with every engine.
 
     An engine that raises despite its contract is recorded as a failed fit with the
     exception text; the study goes on.  For the first ``config.keep_draws`` replicates
-    the engines' posteriors are written to ``store`` (``posteriors/``).
+    of each condition the engines' posteriors are written to ``store`` (``posteriors/``).
     """
     sample = design.sample(replicate)
     keep = store is not None and replicate < config.keep_draws
     fits = []
     for name, engine in zip(config.engines, engines, strict=True):
         t0 = time.perf_counter()
+        seed = engine_seed(config.seed, design.id, replicate, name)
         try:
-            fit = engine.fit(
-                sample.data, seed=engine_seed(config.seed, replicate, name), keep_posterior=keep
-            )
+            fit = engine.fit(sample.data, seed=seed, keep_posterior=keep)
         except Exception as err:  # errors are data, never a crashed study
             last = traceback.extract_tb(err.__traceback__)[-1]
             fit = FitResult.failed(
@@ -81,50 +84,67 @@ def fit_replicate(
             )
         posterior = fit.extra.pop("posterior", None)
         if keep and store is not None and posterior is not None:
-            store.write_posterior(name, replicate, posterior)
+            store.write_posterior(name, design.id, replicate, posterior)
         fits.append(fit)
     return fits
 
 
+def all_pairs(config: StudyConfig, replicates: int | None = None) -> Iterator[Pair]:
+    """Every (condition id, replicate) pair of a study, replicate by replicate (so a
+    partial run has whole replicates of every condition), lazily."""
+    ids = [c.id for c in config.conditions]
+    for r in range(config.replicates if replicates is None else replicates):
+        for cid in ids:
+            yield cid, r
+
+
 def iter_pieces(
     config: StudyConfig,
-    indices: Iterable[int],
+    pairs: Iterable[Pair],
     store: Store | None = None,
-    design: Design | None = None,
+    designs: Mapping[str, Design] | None = None,
 ) -> Iterator[Piece]:
-    """Fit replicates ``indices`` in turn, yielding a one-replicate piece for each."""
-    design = design if design is not None else Design.from_study(config)
-    engines = get_engines(config)
-    for r in indices:
-        yield piece_from_fits([r], [fit_replicate(config, design, engines, r, store)])
+    """Fit ``pairs`` in turn, yielding a one-pair piece for each.
 
-
-def run_batch(config: StudyConfig, indices: Sequence[int]) -> Piece:
-    """Fit replicates ``indices`` of ``config``: the unit any worker can execute.
-
-    The result depends only on ``(config, indices)``, never on which process runs
-    it or in which order batches finish.
+    ``designs`` (condition id -> Design) saves redrawing the designs; by default they
+    are built here, once each.
     """
-    if not indices:
-        raise ValueError("indices = []: give at least one replicate index")
-    piece = Piece.concat(list(iter_pieces(config, indices)))
+    if designs is None:
+        designs = {c.id: Design.from_study(config, c) for c in config.conditions}
+    engines = get_engines(config)
+    for cid, r in pairs:
+        fits = fit_replicate(config, designs[cid], engines, r, store)
+        yield piece_from_fits([(cid, r)], [fits])
+
+
+def run_batch(config: StudyConfig, pairs: Sequence[Pair]) -> Piece:
+    """Fit the (condition id, replicate) ``pairs`` of ``config``: the unit any worker
+    can execute.
+
+    The result depends only on ``(config, pairs)``, never on which process runs it or
+    in which order batches finish.
+    """
+    if not pairs:
+        raise ValueError("pairs = []: give at least one (condition id, replicate) pair")
+    piece = Piece.concat(list(iter_pieces(config, pairs)))
     assert piece is not None
     return piece
 
 
 class Progress(Protocol):
-    """What the runner tells a progress display."""
+    """What the runner tells a progress display: ``total`` and ``done`` count
+    (condition, replicate) pairs; ``advance`` names the condition just finished."""
 
-    def start(self, total: int, done: int) -> None: ...
-    def advance(self, failures: int) -> None: ...
+    def start(self, total: int, done: int, conditions: int) -> None: ...
+    def advance(self, failures: int, condition: str) -> None: ...
     def close(self) -> None: ...
 
 
 class _Silent:
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int, done: int, conditions: int) -> None:
         pass
 
-    def advance(self, failures: int) -> None:
+    def advance(self, failures: int, condition: str) -> None:
         pass
 
     def close(self) -> None:
@@ -133,7 +153,7 @@ class _Silent:
 
 @dataclass
 class RunReport:
-    """What a run did."""
+    """What a run did (``total``, ``done``, ``new`` count (condition, replicate) pairs)."""
 
     path: Path
     total: int
@@ -152,6 +172,7 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
         "terms": terms,
         "effects": effects,
         "replicates": config.replicates,
+        "conditions": len(config.conditions),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -196,13 +217,13 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
 
 
 def finish_run(
-    config: StudyConfig, store: Store, manifest: dict[str, object], truth: Truth
+    config: StudyConfig, store: Store, manifest: dict[str, object], truths: Mapping[str, Truth]
 ) -> Path | None:
     """Consolidate the pieces and (re)write results.nc; ``None`` when nothing is done."""
     piece = store.consolidate()
     if piece is None:
         return None
-    return store.write_results(build_dataset(piece, config, truth, manifest))
+    return store.write_results(build_dataset(piece, config, truths, manifest))
 
 
 def run_study(
@@ -219,28 +240,30 @@ def run_study(
     """
     store = Store(out if out is not None else Path("outputs") / config.name)
     manifest = open_run(config, store, overwrite=overwrite)
-    total = int(config.replicates)
     existing = store.load()
-    done = set() if existing is None else {int(r) for r in existing.replicate if r < total}
-    todo = (r for r in range(total) if r not in done)  # lazy: never a list of every index
+    finished = set() if existing is None else existing.pairs()
+    total = config.replicates * len(config.conditions)
+    done = sum(1 for pair in finished if pair[1] < config.replicates)
+    todo = (p for p in all_pairs(config) if p not in finished)  # lazy, never a full list
     failures = 0 if existing is None else int((~existing.values["converged"]).sum())
     progress = progress or _Silent()
-    progress.start(total, len(done))
-    design = Design.from_study(config)
-    truth = compute_truth(design)
+    progress.start(total, done, len(config.conditions))
+    designs = {c.id: Design.from_study(config, c) for c in config.conditions}
+    labels = {c.id: c.label for c in config.conditions}
+    truths = {cid: compute_truth(design) for cid, design in designs.items()}
     written = 0
     try:
-        for piece in iter_pieces(config, todo, store, design):
+        for piece in iter_pieces(config, todo, store, designs):
             store.write_piece(piece)
             written += 1
             failures += int((~piece.values["converged"]).sum())
-            progress.advance(failures)
+            progress.advance(failures, labels[str(piece.condition[0])])
             if written % CONSOLIDATE_EVERY == 0:
                 store.consolidate()
     except KeyboardInterrupt:
         progress.close()
-        finish_run(config, store, manifest, truth)  # results.nc of what is done so far
+        finish_run(config, store, manifest, truths)  # results.nc of what is done so far
         raise
     progress.close()
-    finish_run(config, store, manifest, truth)
-    return RunReport(store.path, total, len(done) + written, written, failures, True)
+    finish_run(config, store, manifest, truths)
+    return RunReport(store.path, total, done + written, written, failures, True)

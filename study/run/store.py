@@ -84,17 +84,24 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 @dataclass
 class Piece:
-    """Finished replicates: arrays with leading dims (replicate, engine[, term])."""
+    """Finished (condition, replicate) pairs: ``condition`` (condition ids) and
+    ``replicate``, one entry per pair, and arrays with leading dims (pair, engine[, term]).
+    """
 
+    condition: np.ndarray
     replicate: np.ndarray
     values: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return int(self.replicate.shape[0])
 
+    def pairs(self) -> set[tuple[str, int]]:
+        """The (condition id, replicate) pairs it holds."""
+        return set(zip(self.condition.tolist(), self.replicate.tolist(), strict=True))
+
     @staticmethod
     def concat(pieces: list[Piece]) -> Piece | None:
-        """Pieces joined and sorted by replicate, duplicates dropped."""
+        """Pieces joined and sorted by (replicate, condition), duplicate pairs dropped."""
         if not pieces:
             return None
         shapes = {tuple(p.values[k].shape[1:] for k in sorted(p.values)) for p in pieces}
@@ -104,9 +111,13 @@ class Piece:
                 "directory mixes configurations; use --overwrite or another --out"
             )
         rep = np.concatenate([p.replicate for p in pieces])
-        _, first = np.unique(rep, return_index=True)
-        values = {k: np.concatenate([p.values[k] for p in pieces])[first] for k in pieces[0].values}
-        return Piece(rep[first], values)
+        cond = np.concatenate([p.condition for p in pieces]).astype(np.str_)
+        order = np.lexsort((cond, rep))
+        pair = np.char.add(np.char.add(cond[order], ":"), rep[order].astype(np.str_))
+        _, first = np.unique(pair, return_index=True)
+        keep = order[np.sort(first)]
+        values = {k: np.concatenate([p.values[k] for p in pieces])[keep] for k in pieces[0].values}
+        return Piece(cond[keep], rep[keep], values)
 
 
 class Store:
@@ -189,7 +200,11 @@ class Store:
         name = f"part-{first:07d}-{len(piece):05d}-{uuid.uuid4().hex[:8]}.npz"
         path = self.checkpoints / name
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            arrays: dict[str, Any] = {"replicate": piece.replicate, **piece.values}
+            arrays: dict[str, Any] = {
+                "condition": piece.condition,
+                "replicate": piece.replicate,
+                **piece.values,
+            }
             np.savez(fh, **arrays)
         return path
 
@@ -197,8 +212,9 @@ class Store:
         """Read one piece; :class:`StoreError` naming the file if it is corrupt."""
         try:
             with np.load(path, allow_pickle=False) as npz:
-                values = {k: npz[k] for k in npz.files if k != "replicate"}
+                values = {k: npz[k] for k in npz.files if k not in ("condition", "replicate")}
                 replicate = npz["replicate"]
+                condition = npz["condition"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise StoreError(
                 f"checkpoint {path} is corrupt ({type(err).__name__}); delete that file "
@@ -207,7 +223,7 @@ class Store:
         missing = [k for k in PIECE_VARS if k not in values]
         if missing:
             raise StoreError(f"checkpoint {path} lacks {missing}; delete that file and run again")
-        return Piece(replicate, values)
+        return Piece(condition, replicate, values)
 
     def load(self) -> Piece | None:
         """All finished replicates, sorted, duplicates dropped (``None`` if none)."""
@@ -227,13 +243,13 @@ class Store:
         return joined
 
     # -- posteriors -------------------------------------------------------------------
-    def posterior_path(self, engine: str, replicate: int) -> Path:
-        """Where the kept posterior of ``engine`` for ``replicate`` lives."""
-        return self.path / POSTERIORS / f"{engine}-replicate-{replicate:07d}.nc"
+    def posterior_path(self, engine: str, condition: str, replicate: int) -> Path:
+        """Where the kept posterior of ``engine`` for a (condition id, replicate) lives."""
+        return self.path / POSTERIORS / f"{engine}-{condition}-replicate-{replicate:07d}.nc"
 
-    def write_posterior(self, engine: str, replicate: int, tree: Any) -> Path:
+    def write_posterior(self, engine: str, condition: str, replicate: int, tree: Any) -> Path:
         """Write a posterior (an ``xarray.DataTree``) as netCDF, atomically."""
-        return self._write_netcdf(self.posterior_path(engine, replicate), tree)
+        return self._write_netcdf(self.posterior_path(engine, condition, replicate), tree)
 
     # -- results ----------------------------------------------------------------------
     def write_results(self, ds: Any) -> Path:
