@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from study.run.results import stored_config
 from study.run.store import Store
 
 
@@ -44,6 +45,7 @@ def describe_run(run_dir: str | Path) -> str:
         f"results.nc: {'present' if store.results_path.is_file() else 'not written yet'}",
     ]
     if piece is not None:
+        labels = {c.id: c.label for c in stored_config(store).conditions}
         conv = piece.values["converged"]
         msg = piece.values["message"]
         secs = piece.values["fit_seconds"]
@@ -58,6 +60,9 @@ def describe_run(run_dir: str | Path) -> str:
             if failed:
                 i = int(np.flatnonzero(~conv[:, j])[0])
                 example = msg[i, j] or "no message"
-                lines.append(f"         e.g. replicate {piece.replicate[i]}: {example[:120]}")
+                where = f"replicate {piece.replicate[i]}"
+                if conditions > 1:
+                    where += f" of {labels.get(str(piece.condition[i]), piece.condition[i])}"
+                lines.append(f"         e.g. {where}: {example[:120]}")
     lines += ["", "configuration:", store.config_text().rstrip()]
     return "\n".join(lines)
