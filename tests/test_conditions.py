@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -193,8 +195,26 @@ def test_dataset_factor_coordinates_tidy_and_cli(tmp_path, capsys):
     by = frame[frame.term == "X"].groupby(["groups", "group_size"]).estimate.count()
     assert by.to_dict() == {(4, 5): 2, (4, 8): 2, (6, 5): 2, (6, 8): 2}
     assert main(["summarize", str(tmp_path / "R"), "--format", "csv"]) == 0
-    out = capsys.readouterr().out
-    assert "groups,group_size,not_conv,term" in out and "2 replicates of each of 4" in out
+    long = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(long.columns) == [
+        "condition",
+        "groups",
+        "group_size",
+        "engine",
+        "term",
+        "measure",
+        "value",
+        "mcse",
+        "n",
+    ]
+    assert len(long) == 4 * 1 * 6 * 9  # conditions x engines x terms x default measures
+    x = long[(long.groups == 6) & (long.group_size == 8) & (long.term == "X")]
+    s = compute_measures(ds).sel(condition="groups=6, group_size=8", engine="reml", term="X")
+    for _, row in x.iterrows():
+        assert row.value == pytest.approx(float(s.value.sel(measure=row.measure)), nan_ok=True)
+        assert row.n == int(s.n.sel(measure=row.measure))
+    assert main(["summarize", str(tmp_path / "R")]) == 0
+    assert "2 replicates of each of 4" in capsys.readouterr().out
     assert main(["truth", "small-groups", "--format", "csv"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
     assert lines[0].startswith("groups,group_size,term") and len(lines) == 1 + 8 * 6

@@ -187,6 +187,50 @@ _TABLE: dict[str, Callable[[_Context], Pair]] = {
 if list(_TABLE) != list(MEASURES):  # the registry and the dispatch table must agree
     raise RuntimeError("measures._TABLE and measures.MEASURES have different keys or order")
 
+#: measure name -> the results it needs finite in a replicate for that replicate to
+#: count in the measure's n ("ref": the reference engine's estimate)
+_USES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        (
+            "n",
+            "mean_estimate",
+            "bias",
+            "relative_bias",
+            "empirical_se",
+            "mse",
+            "rmse",
+            "empse_truese",
+            "cond_bias",
+            "empse_condse",
+            "bias_variance_scale",
+        ),
+        ("est",),
+    ),
+    **dict.fromkeys(("mean_se", "model_se", "modse_truese", "modse_condse"), ("se",)),
+    "relative_error_model_se": ("est", "se"),
+    **dict.fromkeys(("coverage", "interval_width", "rejection", "cond_coverage"), ("lo", "hi")),
+    "bias_eliminated_coverage": ("est", "lo", "hi"),
+    **dict.fromkeys(_NEEDS_REFERENCE, ("est", "ref")),
+}
+if set(_USES) != set(MEASURES):
+    raise RuntimeError("measures._USES must name the inputs of every measure")
+
+
+def _n_used(c: _Context, measure: str) -> xr.DataArray:
+    """Replicates a measure could use: those where all its inputs are finite."""
+    mask = None
+    for name in _USES[measure]:
+        if name == "ref":
+            if c.reference not in c.est["engine"].values:
+                continue
+            arr = c.est.sel(engine=c.reference, drop=True)
+        else:
+            arr = getattr(c, name)
+        ok = np.isfinite(arr)
+        mask = ok if mask is None else mask & ok
+    assert mask is not None
+    return mask.sum("replicate")
+
 
 def _context(ds: xr.Dataset, reference: str, exclude_nonconverged: bool) -> _Context:
     """The context of :func:`compute_measures` (``ds`` has ``estimate`` etc.)."""
@@ -238,7 +282,8 @@ def compute_measures(
     Returns
     -------
     xarray.Dataset
-        ``value`` and ``mcse`` over ``(measure, ..., engine, term)`` (``...``: the
+        ``value``, ``mcse`` and ``n`` (the replicates each measure used: those where
+        all its inputs are finite) over ``(measure, ..., engine, term)`` (``...``: the
         results' other dims, e.g. ``condition``); ``nonconverged`` and ``replicates``
         (fits counted) over the same dims without ``measure`` and ``term``; the
         results' coordinates (truth, factors of the grid) carried over.
@@ -269,11 +314,13 @@ def compute_measures(
     out = {m: tuple(x + zero for x in _TABLE[m](ctx)) for m in wanted}
     value = xr.concat([out[m][0] for m in wanted], dim="measure")
     mcse = xr.concat([out[m][1] for m in wanted], dim="measure")
+    used = xr.concat([_n_used(ctx, m) + zero.astype(int) for m in wanted], dim="measure")
     fitted = ds["done"] if "done" in ds else xr.ones_like(ds["converged"], dtype=bool)
     summary = xr.Dataset(
         {
             "value": value.transpose("measure", ..., "engine", "term"),
             "mcse": mcse.transpose("measure", ..., "engine", "term"),
+            "n": used.transpose("measure", ..., "engine", "term"),
             "nonconverged": (~ds["converged"].astype(bool) & fitted).sum("replicate"),
             "replicates": fitted.broadcast_like(ds["converged"]).sum("replicate"),
         },

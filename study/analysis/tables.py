@@ -1,14 +1,56 @@
-"""Tables of a study: the report's table, the measure table, and their rendering as
-aligned text, markdown or CSV (no terminal library needed)."""
+"""Tables of a study, for people and for programs.
+
+For people (text, markdown): the 2018 report's table (AvgEst, TrueEst, AvgSE, TrueSE)
+and the measure table, cells ``estimate (MCSE)``, units in the headers, counts as
+integers, the replicates each kind of measure used, a mark where the Monte Carlo SE
+is unreliable, and text tables split to fit the terminal.  For programs (CSV): one
+long table, a row per condition x engine x term x measure with ``value``, ``mcse``
+and ``n``, which ``pandas.read_csv`` reads as it is.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+#: measures shown by default in the measure table
+DEFAULT_MEASURES = (
+    "bias",
+    "empirical_se",
+    "model_se",
+    "relative_error_model_se",
+    "coverage",
+    "bias_eliminated_coverage",
+    "modse_truese",
+    "empse_truese",
+    "rmse",
+)
+#: units shown in the header of a measure (others are on the estimate's scale or ratios)
+UNITS = {
+    "relative_bias": "fraction",
+    "relative_error_model_se": "%",
+    "relative_precision": "%",
+    "coverage": "share",
+    "bias_eliminated_coverage": "share",
+    "cond_coverage": "share",
+    "rejection": "share",
+}
+#: proportions whose binomial MCSE is 0, hence meaningless, at 0 or 1
+PROPORTIONS = ("coverage", "bias_eliminated_coverage", "cond_coverage", "rejection")
+#: fewer replicates than this make a Monte Carlo SE itself imprecise
+MIN_RELIABLE_N = 100
+UNRELIABLE = "!"
+FOOTNOTE = (
+    f"{UNRELIABLE}: Monte Carlo SE unreliable (a share of 0 or 1, or fewer than "
+    f"{MIN_RELIABLE_N} replicates)"
+)
+#: the replicate counts shown beside the measures: name -> measure whose n it is
+COUNTS = {"n_est": "bias", "n_se": "model_se", "n_ci": "coverage"}
 
 
 def _cell(value: object, digits: int) -> str:
@@ -19,10 +61,7 @@ def _cell(value: object, digits: int) -> str:
     return str(value)
 
 
-def render(frame: pd.DataFrame, fmt: str = "table", digits: int = 4) -> str:
-    """Render ``frame`` as an aligned text table, a markdown table or CSV."""
-    if fmt == "csv":
-        return frame.to_csv(index=False)
+def _render_one(frame: pd.DataFrame, fmt: str, digits: int) -> str:
     header = [str(c) for c in frame.columns]
     rows = [[_cell(v, digits) for v in row] for row in frame.itertuples(index=False)]
     if fmt == "markdown":
@@ -43,30 +82,58 @@ def render(frame: pd.DataFrame, fmt: str = "table", digits: int = 4) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-#: measures shown by default in the measure table
-DEFAULT_MEASURES = (
-    "bias",
-    "empirical_se",
-    "model_se",
-    "relative_error_model_se",
-    "coverage",
-    "bias_eliminated_coverage",
-    "modse_truese",
-    "empse_truese",
-    "rmse",
-)
+def render(
+    frame: pd.DataFrame,
+    fmt: str = "table",
+    digits: int = 4,
+    *,
+    keep: int = 1,
+    width: int | None = None,
+) -> str:
+    """Render ``frame`` as an aligned text table, a markdown table or CSV.
+
+    A text table wider than ``width`` (default: the terminal's) is split into several,
+    each repeating the first ``keep`` columns.
+    """
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    text = _render_one(frame, fmt, digits)
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    if fmt == "markdown" or len(text.splitlines()[0]) <= width or frame.shape[1] <= keep + 1:
+        return text
+    head, rest = list(frame.columns[:keep]), list(frame.columns[keep:])
+    parts: list[list[str]] = [[]]
+    for col in rest:
+        trial = frame[[*head, *parts[-1], col]]
+        if parts[-1] and len(_render_one(trial, fmt, digits).splitlines()[0]) > width:
+            parts.append([])
+        parts[-1].append(col)
+    return "\n\n".join(_render_one(frame[[*head, *p]], fmt, digits) for p in parts)
 
 
-def _pair_cell(value: float, mcse: float, digits: int = 4) -> str:
+def _pair_cell(value: float, mcse: float, unreliable: bool, digits: int = 4) -> str:
     if math.isnan(value):
         return "NA"
     if math.isnan(mcse):
         return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({mcse:.{digits}f})"
+    mark = UNRELIABLE if unreliable else ""
+    return f"{value:.{digits}f} ({mcse:.{digits}f}){mark}"
+
+
+def _header(measure: str) -> str:
+    unit = UNITS.get(measure)
+    return f"{measure} ({unit})" if unit else measure
+
+
+def _unreliable(measure: str, value: float, n: int) -> bool:
+    if n < MIN_RELIABLE_N:
+        return True
+    return measure in PROPORTIONS and value in (0.0, 1.0)
 
 
 def report_table(ds: xr.Dataset, summary: xr.Dataset, engine: str) -> pd.DataFrame:
-    """The 2018 report's shape: term, AvgEst, TrueEst, AvgSE, TrueSE (+ conditional)."""
+    """The 2018 report's shape: term, AvgEst, TrueEst, AvgSE, TrueSE (+ conditional),
+    for one condition (``ds`` and ``summary`` without a condition dim)."""
     v = summary["value"].sel(engine=engine)
     frame = pd.DataFrame(
         {
@@ -84,38 +151,64 @@ def report_table(ds: xr.Dataset, summary: xr.Dataset, engine: str) -> pd.DataFra
 
 
 def measure_table(summary: xr.Dataset, engine: str, measures: list[str]) -> pd.DataFrame:
-    """Rows = terms, columns = measures, cells "estimate (MCSE)"."""
-    v, s = summary["value"].sel(engine=engine), summary["mcse"].sel(engine=engine)
-    cols: dict[str, list[str]] = {"term": [str(t) for t in summary["term"].values]}
+    """Rows = terms, columns = the replicates used (estimates, SEs, intervals), then
+    the measures with units, cells ``estimate (MCSE)``; one condition."""
+    sel = summary.sel(engine=engine)
+    v, s, n = sel["value"], sel["mcse"], sel["n"]
+    cols: dict[str, list[object]] = {"term": [str(t) for t in summary["term"].values]}
+    for name, source in COUNTS.items():
+        if source in summary["measure"].values:
+            cols[name] = [int(x) for x in n.sel(measure=source).values]
     for m in measures:
-        cols[m] = [
-            _pair_cell(float(a), float(b))
-            for a, b in zip(v.sel(measure=m).values, s.sel(measure=m).values, strict=True)
+        cols[_header(m)] = [
+            _pair_cell(float(a), float(b), _unreliable(m, float(a), int(k)))
+            for a, b, k in zip(
+                v.sel(measure=m).values,
+                s.sel(measure=m).values,
+                n.sel(measure=m).values,
+                strict=True,
+            )
         ]
     return pd.DataFrame(cols)
+
+
+def _factors(ds: xr.Dataset) -> list[str]:
+    return [str(f) for f in json.loads(ds.attrs.get("factors", "[]"))]
 
 
 def grid_table(
     ds: xr.Dataset, summary: xr.Dataset, engine: str, measures: list[str]
 ) -> pd.DataFrame:
     """A grid of conditions: rows = condition x term with the factor columns (rsimsum's
-    ``by``), the fits not converged, the true value and SE, then the measures."""
-    factors = [str(f) for f in json.loads(ds.attrs.get("factors", "[]"))]
-    rows: list[dict[str, object]] = []
+    ``by``), the fits not converged, the true value and SE, then the measure table."""
+    frames = []
     for label in ds["condition"].values:
-        d, sm = ds.sel(condition=label), summary.sel(condition=label, engine=engine)
-        head = {f: d[f].item() for f in factors}
-        head["not_conv"] = int(sm["nonconverged"])
-        cells = measure_table(sm.expand_dims(engine=[engine]), engine, measures)
-        for i, term in enumerate(d["term"].values):
-            row = {**head, "term": str(term), "TrueValue": float(d["true_value"][i])}
-            row["TrueSE"] = float(d["true_se"][i])
-            rows.append(row | {m: cells[m].iloc[i] for m in measures})
-    return pd.DataFrame(rows)
+        d, sm = ds.sel(condition=label), summary.sel(condition=label)
+        head = {f: d[f].item() for f in _factors(ds)}
+        head["not_conv"] = int(sm["nonconverged"].sel(engine=engine))
+        cells = measure_table(sm, engine, measures)
+        cells.insert(1, "TrueValue", d["true_value"].values)
+        cells.insert(2, "TrueSE", d["true_se"].values)
+        for i, (name, value) in enumerate(head.items()):
+            cells.insert(i, name, value)
+        frames.append(cells)
+    return pd.concat(frames, ignore_index=True)
+
+
+def long_table(ds: xr.Dataset, summary: xr.Dataset) -> pd.DataFrame:
+    """One row per condition x engine x term x measure: condition, the factor columns,
+    engine, term, measure, value, mcse, n (what ``--format csv`` prints)."""
+    frame = summary[["value", "mcse", "n"]].to_dataframe().reset_index()
+    factors = _factors(ds)
+    for f in factors:
+        labels = dict(zip(ds["condition"].values, ds[f].values, strict=True))
+        frame[f] = frame["condition"].map(labels)
+    cols = ["condition", *factors, "engine", "term", "measure", "value", "mcse", "n"]
+    return frame[cols].astype({"n": int})
 
 
 def _title(text: str, fmt: str) -> str:
-    return {"csv": f"# {text}", "markdown": f"### {text}"}.get(fmt, text)
+    return f"### {text}" if fmt == "markdown" else text
 
 
 def summary_text(
@@ -127,9 +220,14 @@ def summary_text(
     exclude_nonconverged: bool = False,
     partial: bool = False,
 ) -> str:
-    """The text of ``study summarize``: a header, then per engine the report's table and
-    the measure table (one condition), or the grid table (several); cells
-    "estimate (MCSE)"."""
+    """The text of ``study summarize``.
+
+    ``csv``: :func:`long_table` of the chosen measures, nothing else.  Otherwise a
+    header, then per engine the report's table and the measure table (one condition)
+    or the grid table (several), and footnotes.
+    """
+    if fmt == "csv":
+        return long_table(ds, summary.sel(measure=measures)).to_csv(index=False)
     n, wanted = ds.sizes["replicate"], int(ds.attrs.get("replicates_requested", 0))
     n_cond = ds.sizes.get("condition", 1)
     blocks: list[str] = []
@@ -145,14 +243,15 @@ def summary_text(
         fits = int(summary["replicates"].sel(engine=engine).sum())
         blocks.append(_title(f"engine {engine}: {nc} of {fits} fits not converged ({policy})", fmt))
         if n_cond > 1:
-            blocks.append(render(grid_table(ds, summary, engine, measures), fmt, digits=4))
+            table = grid_table(ds, summary, engine, measures)
+            blocks.append(render(table, fmt, digits=4, keep=len(_factors(ds)) + 2))
             continue
         one, sm = ds.isel(condition=0), summary.isel(condition=0)
         blocks.append(render(report_table(one, sm, engine), fmt, digits=4))
         blocks.append(render(measure_table(sm, engine, measures), fmt))
-    if fmt != "csv":
-        blocks.append(
-            "cells: estimate (Monte Carlo SE); measures and MCSEs as in Morris, White & "
-            "Crowther (2019), Table 6"
-        )
+    blocks.append(
+        "cells: estimate (Monte Carlo SE); n_est, n_se, n_ci: replicates with a finite "
+        "estimate, SE, interval (what bias/EmpSE, ModSE, coverage used); measures and "
+        "MCSEs as in Morris, White & Crowther (2019), Table 6\n" + FOOTNOTE
+    )
     return "\n\n".join(blocks)

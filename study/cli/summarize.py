@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from study.analysis.measures import MEASURES, compute_measures
-from study.analysis.tables import DEFAULT_MEASURES, summary_text
+from study.analysis.tables import COUNTS, DEFAULT_MEASURES, summary_text
 from study.errors import UserError
 from study.run.results import is_partial, open_results
 from study.run.store import Store
@@ -81,7 +81,7 @@ def summarize(
             f"--reference {reference!r}: not an engine of this run; "
             f"choose one of {', '.join(engines)}"
         )
-    wanted = list(dict.fromkeys([*REPORT_MEASURES, *chosen]))
+    wanted = list(dict.fromkeys([*REPORT_MEASURES, *COUNTS.values(), *chosen]))
     summary = compute_measures(
         ds, reference=reference, exclude_nonconverged=exclude_nonconverged, measures=wanted
     )
