@@ -1,15 +1,15 @@
 """Diagnostic figures: convergence across replicates, and ArviZ plots of one posterior.
 
-Across replicates (from the results Dataset): :func:`convergence`, :func:`fit_times`,
+Across replicates (the results Dataset): :func:`convergence`, :func:`fit_times`,
 :func:`failures` (a table) and :func:`failures_figure`.  For one kept posterior (an
 ``xarray.DataTree`` from ``posteriors/``, read with ``xarray.open_datatree``):
-:func:`trace`, :func:`rank`, :func:`energy`, :func:`ess`, drawn by arviz-plots, and
-:func:`intervals`, every engine's interval of one replicate.
+:func:`trace`, :func:`rank`, :func:`energy`, :func:`ess` (drawn by arviz-plots), and
+:func:`intervals`, every engine's estimate and interval for one replicate.
 
-Every function returns a ``matplotlib.figure.Figure`` that no pyplot state refers to:
-the ArviZ figures are created by arviz-plots through ``pyplot.subplots`` (with
-interactive mode off, so no window opens), then removed from pyplot's figure manager
-and given a plain canvas.  The caller saves them (``fig.savefig``) and drops them; no
+Every function returns a ``matplotlib.figure.Figure`` that no pyplot state refers to.
+arviz-plots creates its figures with ``pyplot.subplots``; that happens with interactive
+mode off (no window opens), then the figure is taken out of pyplot's figure manager
+and given a plain canvas.  The caller saves (``fig.savefig``) and drops it: no
 ``pyplot.close`` is needed, and the global backend is never changed.
 """
 
@@ -29,42 +29,59 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from study.analysis.plots.style import TRUTH_COLOR, WIDTH, engine_color, new_figure
 
+DIMS = ("condition", "replicate", "engine")
+FOREST = ("estimate", "ci_lower", "ci_upper")
+#: each truth marked in :func:`intervals`: coordinate, line style, legend label
+TRUTHS: tuple[tuple[str, Literal["--", ":"], str], ...] = (
+    ("true_value", "--", "true value"),
+    ("cond_value", ":", "value given u"),
+)
 
-# -- selection ------------------------------------------------------------------------
+
 def _condition(ds: xr.Dataset, condition: str | None) -> tuple[xr.Dataset, str]:
-    """``ds`` restricted to ``condition`` (a label or a condition id) and its description."""
+    """``ds`` kept to ``condition`` (a label or condition id), and what was kept, in words."""
     labels = [str(c) for c in ds.condition.values]
     if condition is None:
-        if len(labels) == 1:
-            return ds, f"condition {labels[0]}"
-        return ds, f"all {len(labels)} conditions pooled"
+        pooled = f"all {len(labels)} conditions pooled"
+        return ds, f"condition {labels[0]}" if len(labels) == 1 else pooled
     ids = [str(c) for c in ds.condition_id.values] if "condition_id" in ds.coords else []
-    if condition in labels:
-        index = labels.index(condition)
-    elif condition in ids:
-        index = ids.index(condition)
-    else:
+    if condition not in labels and condition not in ids:
         raise ValueError(f"condition {condition!r} is not in the results; one of {labels}")
+    index = labels.index(condition) if condition in labels else ids.index(condition)
     return ds.isel(condition=[index]), f"condition {labels[index]}"
 
 
 def _per_fit(da: xr.DataArray, done: xr.DataArray, engine: str) -> np.ndarray:
-    """Finite values of a per-fit variable for ``engine`` over the fits that were run."""
-    values = np.asarray(da.sel(engine=engine).transpose("condition", "replicate"), dtype=float)
-    values = values[np.asarray(done.transpose("condition", "replicate"), dtype=bool)]
+    """The finite values of a per-fit variable of ``engine`` over the fits that were run."""
+    values = np.asarray(da.sel(engine=engine).transpose(*DIMS[:2]), dtype=float)
+    values = values[np.asarray(done.transpose(*DIMS[:2]), dtype=bool)]
     return values[np.isfinite(values)]
 
 
 def _over_terms(da: xr.DataArray, how: Literal["max", "min"]) -> xr.DataArray:
-    """Max or min over terms, ignoring NaN, NaN where all are NaN (and no warning)."""
-    ufunc = np.fmax if how == "max" else np.fmin
-    return da.reduce(ufunc.reduce, dim="term")
+    """Max or min over terms ignoring NaN; NaN (and no warning) where all are NaN."""
+    return da.reduce((np.fmax if how == "max" else np.fmin).reduce, dim="term")
 
 
-def _hist(ax: Any, values: np.ndarray, bins: Any, color: str, label: str | None) -> None:
-    """A histogram light-filled with a solid outline, so that engines can overlap."""
+def _hist(ax: Any, values: np.ndarray, bins: Any, color: str, label: str) -> None:
+    """A light-filled histogram with a solid outline, so that engines can overlap."""
     ax.hist(values, bins=bins, color=color, alpha=0.3, histtype="stepfilled")
     ax.hist(values, bins=bins, color=color, linewidth=1.8, histtype="step", label=label)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _violin(ax: Any, draws: np.ndarray, y: float, color: str) -> None:
+    """A faint horizontal density of the central 99% of ``draws`` at height ``y``."""
+    lo, hi = np.quantile(draws, [0.005, 0.995])
+    kept = draws[(draws >= lo) & (draws <= hi)]
+    parts = ax.violinplot(kept, [y], orientation="horizontal", widths=0.8, showextrema=False)
+    for body in parts["bodies"]:
+        body.set(facecolor=color, alpha=0.2, edgecolor="none")
+
+
+def _say(ax: Any, text: str) -> None:
+    """A message in the middle of an axis that has nothing to show."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize="large", transform=ax.transAxes)
 
 
 # -- across replicates ----------------------------------------------------------------
@@ -78,9 +95,10 @@ def convergence(
     ds : xarray.Dataset
         The results (``open_results``).
     condition : str, optional
-        A condition label or id; by default the only condition, or all pooled.
+        A condition label or id; by default the only condition, or all of them pooled.
     rhat_max, ess_min : float
-        The thresholds, drawn as vertical lines; the legend counts the fits beyond.
+        Thresholds, drawn as dashed vertical lines; each panel's title counts, per
+        engine, the fits beyond.
 
     Returns
     -------
@@ -96,14 +114,12 @@ def convergence(
         ("divergent transitions per fit", sub.divergences, None, ">"),
     ]
     fig, axes = new_figure(2, 2, height=6.5)
-    plotted: set[str] = set()
+    plotted: dict[str, None] = {}  # engines drawn, in order
     for ax, (label, da, limit, side) in zip(axes.ravel(), panels, strict=True):
+        ax.set(xlabel=label, ylabel="fits")
         shown = {e: v for e in engines if (v := _per_fit(da, sub.done, e)).size}
-        ax.set_xlabel(label)
-        ax.set_ylabel("fits")
         if not shown:
-            ax.text(0.5, 0.5, "no engine reports it", ha="center", va="center",
-                    transform=ax.transAxes, color=TRUTH_COLOR)  # fmt: skip
+            _say(ax, "no engine reports it")
             continue
         pooled = np.concatenate(list(shown.values()))
         if limit is None:  # divergences: integer counts, at least 0 to 3 shown
@@ -118,13 +134,14 @@ def convergence(
             what = f"{side} {limit:g}"
         counts = []
         for engine, values in shown.items():
-            beyond = values > (0 if limit is None else limit) if side == ">" else values < limit
+            beyond = values > (limit or 0) if side == ">" else values < (limit or 0)
             counts.append(f"{engine} {int(beyond.sum())} of {values.size}")
             _hist(ax, values, bins, engine_color(engine, engines), engine)
-            plotted.add(engine)
+            plotted[engine] = None
         ax.set_title(f"fits {what}: " + ", ".join(counts), fontsize="medium")
-    handles = [Patch(facecolor=engine_color(e, engines), alpha=0.5, edgecolor=engine_color(e, engines),
-                     label=e) for e in engines if e in plotted]  # fmt: skip
+    handles: list[Any] = [
+        Patch(color=engine_color(e, engines), alpha=0.5, label=e) for e in plotted
+    ]
     handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle="--", label="threshold"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     fig.suptitle(f"Convergence diagnostics over replicates ({where})")
@@ -134,15 +151,13 @@ def convergence(
 def fit_times(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
     """Histogram of the seconds each fit took, per engine, with the medians marked.
 
-    The x axis is logarithmic when the times span more than a factor of 20 (the first
-    Bayesian fit of a process includes compiling the model).
+    The x axis is logarithmic when the times span more than a factor of 20 (a process's
+    first Bayesian fit includes compiling the model).
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The results.
-    condition : str, optional
-        A condition label or id; by default the only condition, or all pooled.
+    ds, condition
+        As for :func:`convergence`.
 
     Returns
     -------
@@ -153,19 +168,17 @@ def fit_times(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
     times = {e: _per_fit(sub.fit_seconds, sub.done, e) for e in engines}
     times = {e: v[v > 0] for e, v in times.items() if (v > 0).any()}
     fig, ax = new_figure(height=4.0)
-    ax.set_xlabel("fit time (seconds)")
-    ax.set_ylabel("fits")
+    ax.set(xlabel="fit time (seconds)", ylabel="fits")
     fig.suptitle(f"Time per fit ({where})")
     if not times:
-        ax.text(0.5, 0.5, "no fit times recorded", ha="center", va="center", transform=ax.transAxes)
+        _say(ax, "no fit times recorded")
         return fig
     pooled = np.concatenate(list(times.values()))
-    log = pooled.max() / pooled.min() > 20
-    lo, hi = pooled.min(), pooled.max()
-    bins = np.geomspace(lo, hi * 1.0001, 40) if log else np.linspace(lo, hi * 1.0001 + 1e-9, 40)
+    lo, hi = pooled.min(), pooled.max() * 1.0001
+    log = hi / lo > 20
+    bins = np.geomspace(lo, hi, 40) if log else np.linspace(lo, hi + 1e-9, 40)
     for engine, values in times.items():
-        color = engine_color(engine, engines)
-        median = float(np.median(values))
+        color, median = engine_color(engine, engines), float(np.median(values))
         _hist(ax, values, bins, color, f"{engine}: {values.size} fits, median {median:.3g} s")
         ax.axvline(median, color=color, linestyle="--", linewidth=1.5)
     if log:
@@ -177,7 +190,7 @@ def fit_times(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
 
 
 def failures(ds: xr.Dataset) -> pd.DataFrame:
-    """The fits that were run but did not converge (or failed), one row each.
+    """The fits that were run (``done``) but failed or did not converge, one row each.
 
     Parameters
     ----------
@@ -189,16 +202,12 @@ def failures(ds: xr.Dataset) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``condition``, ``replicate``, ``engine``, ``message``.
     """
-    bad = ds.done & ~ds.converged.astype(bool)
-    message = ds.message.transpose("condition", "replicate", "engine").values
+    bad = (ds.done & ~ds.converged.astype(bool)).transpose(*DIMS).values
+    message = ds.message.transpose(*DIMS).values
+    cond, reps, engines = ds.condition.values, ds.replicate.values, ds.engine.values
     rows = [
-        {
-            "condition": str(ds.condition.values[c]),
-            "replicate": int(ds.replicate.values[r]),
-            "engine": str(ds.engine.values[e]),
-            "message": str(message[c, r, e]),
-        }
-        for c, r, e in np.argwhere(bad.transpose("condition", "replicate", "engine").values)
+        (str(cond[c]), int(reps[r]), str(engines[e]), str(message[c, r, e]))
+        for c, r, e in np.argwhere(bad)
     ]
     return pd.DataFrame(rows, columns=["condition", "replicate", "engine", "message"])
 
@@ -214,7 +223,7 @@ def failures_figure(ds: xr.Dataset) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        Each bar annotated with ``failed / run``; a plain message when none failed.
+        Each bar annotated ``failed / run``; a plain message when none failed.
     """
     engines = [str(e) for e in ds.engine.values]
     labels = [str(c) for c in ds.condition.values]
@@ -222,13 +231,11 @@ def failures_figure(ds: xr.Dataset) -> Figure:
     bad = (ds.done & ~ds.converged.astype(bool)).sum("replicate").transpose("condition", "engine")
     counts = np.asarray(bad.values, dtype=int)  # condition x engine
     grid = len(labels) > 1
-    rows = len(labels) * len(engines) if grid else len(engines)
-    fig, ax = new_figure(height=max(2.2, 1.2 + 0.4 * rows))
+    fig, ax = new_figure(height=max(2.2, 1.2 + 0.4 * len(engines) * len(labels)))
     where = "per engine and condition" if grid else f"per engine (condition {labels[0]})"
     fig.suptitle(f"Failed or non-converged fits {where}")
     if counts.sum() == 0:
-        ax.text(0.5, 0.5, f"no failed fits ({int(run.sum()) * len(engines)} fits run)",
-                ha="center", va="center", fontsize="large", transform=ax.transAxes)  # fmt: skip
+        _say(ax, f"no failed fits ({int(run.sum()) * len(engines)} fits run)")
         ax.set_axis_off()
         return fig
     ax.set_xlabel("fits that failed or did not converge (annotated: failed / run)")
@@ -236,49 +243,46 @@ def failures_figure(ds: xr.Dataset) -> Figure:
     y = np.arange(len(labels))[::-1].astype(float)  # first condition on top
     for j, engine in enumerate(engines):
         pos = y + 0.4 - height * (j + 0.5) if grid else np.array([len(engines) - 1.0 - j])
-        bars = ax.barh(pos, counts[:, j], height=height * 0.9, color=engine_color(engine, engines),
-                       label=engine)  # fmt: skip
-        ax.bar_label(bars, [f"{k} / {n}" for k, n in zip(counts[:, j], run, strict=True)],
-                     padding=3, fontsize="small")  # fmt: skip
+        color = engine_color(engine, engines)
+        bars = ax.barh(pos, counts[:, j], height=height * 0.9, color=color, label=engine)
+        texts = [f"{k} / {n}" for k, n in zip(counts[:, j], run, strict=True)]
+        ax.bar_label(bars, texts, padding=3, fontsize="small")
     if grid:
-        ax.set_yticks(y, labels)
-        ax.set_ylabel("condition")
+        ax.set(yticks=y, yticklabels=labels, ylabel="condition")
         fig.legend(title="engine", fontsize="small", loc="outside right upper")
     else:
-        ax.set_yticks(np.arange(len(engines))[::-1], engines)
-        ax.set_ylabel("engine")
+        ax.set(yticks=np.arange(len(engines))[::-1], yticklabels=engines, ylabel="engine")
     ax.set_xlim(0, counts.max() * 1.2 + 1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
 # -- one posterior (arviz-plots) -----------------------------------------------------
-def _arviz(name: str, tree: xr.DataTree, title: str, height: float, *, chains: bool = False,
-           **kwargs: Any) -> Figure:  # fmt: skip
+def _arviz(
+    name: str, tree: xr.DataTree, title: str, height: float, *, chains: bool = False, **kwargs: Any
+) -> Figure:
     """Run ``arviz_plots.<name>`` on the matplotlib backend; its Figure, detached.
 
-    arviz-plots creates the figure with ``pyplot.subplots``: interactive mode is off
-    meanwhile (no window opens), then the figure leaves pyplot's figure manager and gets
-    a plain canvas, so nothing global keeps it alive.  ``chains`` adds a chain legend.
+    ``pc.get_viz("figure")`` is the Figure behind the PlotCollection; ``chains`` adds a
+    chain legend (``pc.add_legend``).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only what arviz-plots itself imports
 
     plot = getattr(import_module("arviz_plots"), name)
-    figure_kwargs = {"figsize": (WIDTH * 1.5, height), "figsize_units": "inches",
-                     "layout": "constrained"}  # fmt: skip
-    with plt.ioff():
-        pc = plot(tree, backend="matplotlib", figure_kwargs=figure_kwargs, **kwargs)
+    size = {"figsize": (WIDTH * 1.5, height), "figsize_units": "inches", "layout": "constrained"}
+    with plt.ioff():  # no window, even under an interactive backend
+        pc = plot(tree, backend="matplotlib", figure_kwargs=size, **kwargs)
         if chains:
             pc.add_legend("chain", title="chain")
     fig: Figure = pc.get_viz("figure")
-    plt.close(fig)
-    FigureCanvasBase(fig)
+    plt.close(fig)  # out of pyplot's figure manager: the caller owns it
+    FigureCanvasBase(fig)  # a plain canvas; savefig picks the format's own
     fig.suptitle(title, fontsize="large")
     return fig
 
 
 def _rows(tree: xr.DataTree, per_row: int = 3) -> int:
-    """Rows of ``per_row`` panels needed for the posterior's variables."""
+    """Rows of ``per_row`` panels for the posterior's variables."""
     return -(-len(tree["posterior"].data_vars) // per_row)
 
 
@@ -288,50 +292,34 @@ def trace(tree: xr.DataTree, *, title: str = "posterior") -> Figure:
     Parameters
     ----------
     tree : xarray.DataTree
-        A kept posterior (groups ``posterior``, ``sample_stats``).
+        A kept posterior (groups ``posterior`` and ``sample_stats``); the same for
+        :func:`rank`, :func:`energy` and :func:`ess`.
     title : str
-        Which posterior (e.g. ``"bayes, condition base, replicate 0"``), in the title.
+        Which posterior (e.g. ``"bayes, condition base, replicate 0"``); the figure's
+        title names the plot, then this.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     height = 1.0 + 1.6 * len(tree["posterior"].data_vars)
-    return _arviz("plot_trace_dist", tree, f"Trace and density: {title}", height,
-                  chains=True, compact=False)  # fmt: skip
+    label = f"Trace and density: {title}"
+    return _arviz("plot_trace_dist", tree, label, height, chains=True, compact=False)
 
 
 def rank(tree: xr.DataTree, *, title: str = "posterior") -> Figure:
     """Fractional-rank ECDF differences per chain and term (``arviz_plots.plot_rank``).
 
-    Parameters
-    ----------
-    tree : xarray.DataTree
-        A kept posterior.
-    title : str
-        Which posterior, in the title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Parameters and return value as for :func:`trace`.
     """
-    return _arviz("plot_rank", tree, f"Rank plot (ECDF difference per chain): {title}",
-                  1.0 + 2.6 * _rows(tree), chains=True, col_wrap=3)  # fmt: skip
+    label = f"Rank plot (ECDF difference per chain): {title}"
+    return _arviz("plot_rank", tree, label, 1.0 + 2.6 * _rows(tree), chains=True, col_wrap=3)
 
 
 def energy(tree: xr.DataTree, *, title: str = "posterior") -> Figure:
     """BFMI per chain, and marginal and transition energy (``arviz_plots.plot_energy``).
 
-    Parameters
-    ----------
-    tree : xarray.DataTree
-        A kept posterior with ``sample_stats.energy``.
-    title : str
-        Which posterior, in the title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Parameters and return value as for :func:`trace` (``sample_stats.energy`` needed).
     """
     fig = _arviz("plot_energy", tree, f"Energy and BFMI: {title}", 4.0)
     fig.axes[0].set_xlabel("BFMI (dashed: 0.3)")
@@ -350,10 +338,8 @@ def ess(
 
     Parameters
     ----------
-    tree : xarray.DataTree
-        A kept posterior.
-    title : str
-        Which posterior, in the title.
+    tree, title
+        As for :func:`trace`.
     kind : {"local", "quantile", "evolution"}
         Local or quantile ESS across the distribution, or bulk and tail ESS as draws
         accumulate.
@@ -365,19 +351,20 @@ def ess(
     matplotlib.figure.Figure
     """
     height = 1.0 + 2.6 * _rows(tree)
-    ref = Line2D([], [], color="0.3", linestyle="-.", label=f"ESS {ess_min:g}")
     if kind == "evolution":
-        visuals = {"ess_bulk": {"color": "C0"}, "ess_bulk_line": {"color": "C0"},
-                   "ess_tail": {"color": "C1"}, "ess_tail_line": {"color": "C1"}}  # fmt: skip
-        fig = _arviz("plot_ess_evolution", tree, f"ESS as draws accumulate: {title}", height,
-                     col_wrap=3, min_ess=ess_min, visuals=visuals)  # fmt: skip
-        handles = [Line2D([], [], color=c, marker="o", label=f"{m} ESS")
-                   for c, m in (("C0", "bulk"), ("C1", "tail"))]  # fmt: skip
+        pairs = (("bulk", "C0"), ("tail", "C1"))
+        visuals = {f"ess_{m}{s}": {"color": c} for m, c in pairs for s in ("", "_line")}
+        label = f"ESS as draws accumulate: {title}"
+        fig = _arviz(
+            "plot_ess_evolution", tree, label, height, col_wrap=3, min_ess=ess_min, visuals=visuals
+        )
+        handles = [Line2D([], [], color=c, marker="o", label=f"{m} ESS") for m, c in pairs]
     else:
-        fig = _arviz("plot_ess", tree, f"{kind.capitalize()} ESS: {title}", height,
-                     col_wrap=3, kind=kind, min_ess=ess_min)  # fmt: skip
+        label = f"{kind.capitalize()} ESS: {title}"
+        fig = _arviz("plot_ess", tree, label, height, col_wrap=3, kind=kind, min_ess=ess_min)
         handles = [Line2D([], [], color="C0", marker="o", linestyle="none", label=f"{kind} ESS")]
-    fig.legend(handles=[*handles, ref], loc="outside right upper", fontsize="small")
+    handles.append(Line2D([], [], color="0.3", linestyle="-.", label=f"ESS {ess_min:g}"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     return fig
 
 
@@ -396,83 +383,59 @@ def intervals(
     condition : str, optional
         A condition label or id; required when there are several.
     tree : xarray.DataTree, optional
-        That replicate's kept posterior: its draws are drawn as a faint density behind
-        the Bayesian engine's interval.
+        That replicate's kept posterior: the central 99% of its draws are shown as a
+        faint density behind its engine's interval (engine from ``tree.attrs``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One axis per term; the true value (and the conditional one, when finite) as
-        vertical lines.  Terms without any interval still show the estimates.
+        One axis per term; the true value (and the value given the random effects,
+        when finite) as vertical lines; terms without an interval show the estimates.
     """
     if condition is None and ds.sizes["condition"] > 1:
         raise ValueError(f"choose a condition: one of {[str(c) for c in ds.condition.values]}")
     sub, where = _condition(ds, condition)
     one = sub.isel(condition=0).sel(replicate=replicate)
-    engines = [str(e) for e in one.engine.values]
-    terms = [str(t) for t in one.term.values]
+    engines, terms = [str(e) for e in one.engine.values], [str(t) for t in one.term.values]
     failed = {e for e in engines if not bool(one.converged.sel(engine=e))}
-    posterior = tree["posterior"] if tree is not None and "posterior" in tree else None
-    fig, axes = new_figure(len(terms), 1, height=0.9 + 0.85 * len(terms) * max(1, len(engines) / 2),
-                           squeeze=False)  # fmt: skip
+    post = tree["posterior"] if tree is not None and "posterior" in tree else None
+    drawn = str(tree.attrs.get("engine", "bayes")) if tree is not None and post is not None else ""
+    height = 0.9 + 0.85 * len(terms) * max(1.0, len(engines) / 2)
+    fig, axes = new_figure(len(terms), 1, height=height, squeeze=False)
     ys = np.arange(len(engines))[::-1].astype(float)  # first engine on top
+    kinds: set[str] = set()
     for ax, term in zip(axes[:, 0], terms, strict=True):
         row = one.sel(term=term)
         for y, engine in zip(ys, engines, strict=True):
             color = engine_color(engine, engines)
-            est, lo, hi = (
-                float(row[v].sel(engine=engine)) for v in ("estimate", "ci_lower", "ci_upper")
-            )
-            if posterior is not None and engine == "bayes" and term in posterior:
-                draws = np.asarray(posterior[term], dtype=float).ravel()
-                draws = draws[
-                    (draws >= np.quantile(draws, 0.005)) & (draws <= np.quantile(draws, 0.995))
-                ]
-                parts = ax.violinplot(draws, positions=[y], orientation="horizontal", widths=0.8,
-                                      showextrema=False)  # fmt: skip
-                for body in parts["bodies"]:
-                    body.set(facecolor=color, alpha=0.2, edgecolor="none")
+            est, lo, hi = (float(row[v].sel(engine=engine)) for v in FOREST)
+            if post is not None and engine == drawn and term in post:
+                _violin(ax, np.asarray(post[term], dtype=float).ravel(), y, color)
             if np.isfinite(lo) and np.isfinite(hi):
-                ax.plot([lo, hi], [y, y], color=color, linewidth=2.5, solid_capstyle="butt",
-                        gid=f"interval:{engine}")  # fmt: skip
+                ax.hlines(y, lo, hi, color=color, lw=2.5, gid=f"interval:{engine}")
             ax.plot([est], [y], "o", color=color, markersize=6, gid=f"estimate:{engine}")
-        truth = float(row.true_value) if "true_value" in row.coords else np.nan
-        cond = float(row.cond_value) if "cond_value" in row.coords else np.nan
-        if np.isfinite(truth):
-            ax.axvline(truth, color=TRUTH_COLOR, linestyle="--", linewidth=1.2, gid="true_value")
-        if np.isfinite(cond):
-            ax.axvline(cond, color=TRUTH_COLOR, linestyle=":", linewidth=1.2, gid="cond_value")
+        for name, style, _ in TRUTHS:
+            value = float(row[name]) if name in row.coords else np.nan
+            if np.isfinite(value):
+                ax.axvline(value, color=TRUTH_COLOR, linestyle=style, lw=1.2, gid=name)
+                kinds.add(name)
         ax.set_yticks(ys, [e + ("*" if e in failed else "") for e in engines])
         ax.set_ylim(ys.min() - 0.6, ys.max() + 0.6)
         ax.set_ylabel(term, rotation=0, ha="right", va="center", fontweight="bold")
-        for label, engine in zip(ax.get_yticklabels(), engines, strict=True):
-            label.set_color(engine_color(engine, engines))
+        for text, engine in zip(ax.get_yticklabels(), engines, strict=True):
+            text.set_color(engine_color(engine, engines))
     note = "; * = did not converge" if failed else ""
     axes[-1, 0].set_xlabel(f"value (each row its own scale; a dot alone: no interval{note})")
-    level = float(ds.attrs.get("level", 0.95))
-    handles = [
-        Line2D([], [], color=engine_color(e, engines), marker="o", linewidth=2.5, label=e)
-        for e in engines
+    handles: list[Any] = [
+        Line2D([], [], color=engine_color(e, engines), marker="o", lw=2.5, label=e) for e in engines
     ]
-    handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle="--", label="true value"))
-    if np.isfinite(one.cond_value.values).any() if "cond_value" in one.coords else False:
-        handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle=":", label="value given u"))
-    if posterior is not None:
-        handles.append(Line2D([], [], color=engine_color("bayes", engines), alpha=0.3,
-                              linewidth=8, label="posterior draws (central 99%)"))  # fmt: skip
+    for name, style, label in TRUTHS:
+        if name in kinds:
+            handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle=style, label=label))
+    if drawn:
+        label = f"{drawn} posterior draws (central 99%)"
+        handles.append(Patch(color=engine_color(drawn, engines), alpha=0.3, label=label))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
+    level = float(ds.attrs.get("level", 0.95))
     fig.suptitle(f"Replicate {replicate} ({where}): estimates and {level:.0%} intervals")
     return fig
-
-
-__all__ = [
-    "convergence",
-    "energy",
-    "ess",
-    "failures",
-    "failures_figure",
-    "fit_times",
-    "intervals",
-    "rank",
-    "trace",
-]

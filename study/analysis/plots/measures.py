@@ -3,8 +3,10 @@
 Each function takes the results Dataset (``study.run.results.open_results``) or its
 summary (:func:`study.analysis.measures.compute_measures`) and returns a Figure made
 with :func:`style.new_figure` (object API, no pyplot).  Per-condition figures take
-``condition`` (a label; ``None``: the only condition); the grid figures need several.
-Error bars are +-1.96 Monte Carlo SEs; truth and nominal values are grey lines.
+``condition``, a condition label (``None``: the only one); the grid figures need several
+conditions.  Every function raises ``ValueError``, naming what is available, for an
+unknown condition, engine, term or measure.  Error bars are +-1.96 Monte Carlo SEs;
+truth, nominal and reference values are grey lines; each engine has its colour.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from study.analysis.plots import style
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
-_GREY = style.TRUTH_COLOR
-_MISS = "#000000"  # zip plot: intervals that miss the truth
+_GREY, _MISS = style.TRUTH_COLOR, "#000000"  # truth / reference; zip plot: missing intervals
 #: reference value of a measure: a number, or "level" (the nominal level)
 _REFERENCE: dict[str, float | str] = {
     **dict.fromkeys(("coverage", "bias_eliminated_coverage", "cond_coverage"), "level"),
@@ -48,15 +49,13 @@ _LABELS = {
 
 def _select(obj: Any, condition: str | None) -> tuple[Any, str]:
     """``obj`` at one condition (dim dropped) and its label."""
-    if "condition" not in obj.dims:
-        return obj, str(obj["condition"].item()) if "condition" in obj.coords else ""
-    labels = [str(c) for c in obj["condition"].values]
+    labels = [str(c) for c in np.atleast_1d(obj["condition"].values)]
     if condition is None and len(labels) == 1:
         condition = labels[0]
     if condition not in labels:
         what = "several conditions: pass condition=" if condition is None else repr(condition)
         raise ValueError(f"{what} is not one condition; available: {', '.join(map(repr, labels))}")
-    return obj.sel(condition=condition), condition
+    return (obj.sel(condition=condition) if "condition" in obj.dims else obj), condition
 
 
 def _engines(obj: Any, *check: str) -> list[str]:
@@ -68,15 +67,11 @@ def _engines(obj: Any, *check: str) -> list[str]:
 
 
 def _terms(obj: Any, term: str | None = None, *, fixed: bool = True) -> list[str]:
-    terms = [str(t) for t in obj["term"].values]
+    terms, effects = [str(t) for t in obj["term"].values], obj["effect"].values
     if term is not None and term not in terms:
         raise ValueError(f"term {term!r} is not in the results; terms: {terms}")
-    effects = obj["effect"].values
-    return (
-        [term]
-        if term
-        else [t for t, e in zip(terms, effects, strict=True) if e == "fixed" or not fixed]
-    )
+    keep = [t for t, e in zip(terms, effects, strict=True) if e == "fixed" or not fixed]
+    return [term] if term else keep
 
 
 def _measure(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:
@@ -91,9 +86,9 @@ def _label(s: xr.Dataset, measure: str) -> str:
 
 
 def _title(fig: Figure, what: str, label: str = "", n: int = 0) -> None:
-    extra = ("" if label in ("", "base") else label) + (f" ({n} replicates)" if n else "")
+    extra = ", ".join([label] * (label not in ("", "base")) + [f"{n} replicates"] * (n > 0))
     sep = "\n" if len(what) + len(extra) > 75 else " | "
-    fig.suptitle(what + (sep + extra.strip() if extra else ""), fontsize=11)
+    fig.suptitle(what + (sep + extra if extra else ""), fontsize=11)
 
 
 def _legend(fig: Figure, handles: Sequence[Any], ncols: int = 4) -> None:
@@ -101,31 +96,27 @@ def _legend(fig: Figure, handles: Sequence[Any], ncols: int = 4) -> None:
 
 
 def _handles(engines: Sequence[str], *refs: tuple[str, str], marker: str = "o") -> list[Any]:
-    """Legend entries: one per engine, then ``(label, linestyle)`` grey lines."""
-    dots = [
-        Line2D([], [], color=style.engine_color(e, engines), marker=marker, ls="", label=e)
-        for e in engines
-    ]
+    """Legend entries: a marker per engine, then ``(label, linestyle)`` grey lines."""
+    dots = [Line2D([], [], marker=marker, ls="", label=e) for e in engines]
+    for dot, e in zip(dots, engines, strict=True):
+        dot.set_color(style.engine_color(e, engines))
     return dots + [Line2D([], [], color=_GREY, ls=ls, label=lab) for lab, ls in refs]
 
 
-def _forest(
-    ax: Any, value: xr.DataArray, mcse: xr.DataArray, rows: Sequence[str], gid: str
-) -> None:
-    """Horizontal forest plot of ``value`` (engine x row): first row on top, engines
+def _forest(ax: Any, value: Any, mcse: Any, rows: Sequence[str], gid: str) -> None:
+    """Horizontal forest plot of ``value`` (engine x row), first row on top, engines
     dodged; one point artist (gid ``gid|engine|row``) per finite value."""
     engines = _engines(value)
     offsets = np.linspace(0.18, -0.18, len(engines)) if len(engines) > 1 else [0.0]
     for off, eng in zip(offsets, engines, strict=True):
         v, m = value.sel(engine=eng).values, mcse.sel(engine=eng).values
+        kw = {"fmt": "o", "ms": 5, "capsize": 2, "color": style.engine_color(eng, engines)}
         for i, row in enumerate(rows):
             if math.isfinite(v[i]):
                 err = [[Z * m[i]]] if math.isfinite(m[i]) else None
-                color = style.engine_color(eng, engines)
-                bars = ax.errorbar(
-                    [v[i]], [-i + off], xerr=err, fmt="o", ms=5, color=color, capsize=2
+                ax.errorbar([v[i]], [-i + off], xerr=err, **kw).lines[0].set_gid(
+                    f"{gid}|{eng}|{row}"
                 )
-                bars.lines[0].set_gid(f"{gid}|{eng}|{row}")
     ax.set_yticks(-np.arange(len(rows)), rows)
     ax.set_ylim(-len(rows) + 0.5, 0.5)
     ax.grid(axis="x", alpha=0.3)
@@ -145,13 +136,8 @@ def coverage(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
     -------
     matplotlib.figure.Figure
         A point (+-1.96 MCSE) per (engine, term) with finite coverage, for the fixed
-        effects and any term with an interval; the nominal level (dashed) and the band
-        ``level +- 1.96 sqrt(level (1 - level) / n)``, ``n`` replicates.
-
-    Raises
-    ------
-    ValueError
-        If ``condition`` is not one condition of ``summary``.
+        effects and any term with intervals; the nominal level (dashed) and the band
+        ``level +- 1.96 sqrt(level (1 - level) / n)``, n replicates (shaded).
     """
     s, label = _select(summary, condition)
     value, mcse = _measure(s, "coverage")
@@ -189,15 +175,9 @@ def zip_plot(
     Returns
     -------
     matplotlib.figure.Figure
-        Per term, every interval with a finite SE as a horizontal segment at the
-        fractional centile of ``|z| = |estimate - true| / SE``, covering and missing
-        intervals in two colours, the truth, the nominal level (dashed) and the
-        coverage +-1.96 MCSE (dotted).
-
-    Raises
-    ------
-    ValueError
-        If the engine, term or condition is not in ``ds``.
+        Per term, each interval with a finite SE as a segment at the fractional centile
+        of ``|estimate - true| / SE``, covering and missing intervals in two colours,
+        the truth, the nominal level (dashed) and coverage +-1.96 MCSE (dotted).
     """
     d, label = _select(ds, condition)
     color = style.engine_color(engine, _engines(d, engine))
@@ -223,8 +203,7 @@ def zip_plot(
         for bound in (p - half, p + half) if n else ():
             ax.axhline(100 * bound, color=_GREY, ls=":", lw=1.2)
         ax.set_title(f"{t}: coverage {p:.1%} (n = {n})", fontsize=10)
-        ax.set_xlabel(f"{level:.0%} interval for {t}")
-        ax.set_ylim(0, 100)
+        ax.set(xlabel=f"{level:.0%} interval for {t}", ylim=(0, 100))
     axes[0, 0].set_ylabel("Fractional centile of |estimate - true| / SE")
     _title(fig, f"Zip plot of the {engine} intervals", label)
     handles = [
@@ -250,14 +229,9 @@ def calibration(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A panel per fixed-effect term: ModSE/TrueSE and EmpSE/TrueSE (and ModSE/CondSE,
-        EmpSE/CondSE when the random effects are fixed) per engine, +-1.96 MCSE bars,
-        a line at 1; a log axis when the ratios span more than a factor 4.
-
-    Raises
-    ------
-    ValueError
-        If ``condition`` is not one condition of ``summary``.
+        A panel per fixed-effect term: ModSE/TrueSE, EmpSE/TrueSE (and ModSE/CondSE,
+        EmpSE/CondSE when the random effects are fixed) per engine, +-1.96 MCSE, a
+        line at 1; a log axis when the ratios span more than a factor 4.
     """
     s, label = _select(summary, condition)
     terms, names = _terms(s), ["modse_truese", "empse_truese"]
@@ -266,8 +240,7 @@ def calibration(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
     pairs = [_measure(s, m) for m in names]
     fig, axes = style.new_figure(1, len(terms), height=1.9 + 0.45 * len(names), squeeze=False)
     for ax, t in zip(axes[0], terms, strict=True):
-        value = xr.concat([v.sel(term=t) for v, _ in pairs], "row").T
-        mcse = xr.concat([m.sel(term=t) for _, m in pairs], "row").T
+        value, mcse = (xr.concat([p[k].sel(term=t) for p in pairs], "row").T for k in (0, 1))
         ax.axvline(1.0, color=_GREY, ls="--", lw=1)
         _forest(ax, value, mcse, [_LABELS[m] for m in names], f"calibration|{t}")
         v = value.values[np.isfinite(value.values) & (value.values > 0)]
@@ -275,10 +248,8 @@ def calibration(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(t, fontsize=10)
-        ax.set_xlabel(
-            "Ratio (1 = calibrated)" + (", log scale" if ax.get_xscale() == "log" else "")
-        )
+        log = ", log scale" if ax.get_xscale() == "log" else ""
+        ax.set(title=t, xlabel=f"Ratio (1 = calibrated){log}")
     for ax in axes[0, 1:]:
         ax.tick_params(labelleft=False)
     _title(fig, "Calibration of the SEs against the analytic truth (+-1.96 MCSE)", label)
@@ -299,12 +270,7 @@ def bias_relerr(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        Two forest panels sharing the term axis, +-1.96 MCSE bars, a line at 0.
-
-    Raises
-    ------
-    ValueError
-        If ``condition`` is not one condition of ``summary``.
+        Two forest panels sharing the term axis, +-1.96 MCSE bars and a line at 0.
     """
     s, label = _select(summary, condition)
     pairs = [_measure(s, m) for m in ("bias", "relative_error_model_se")]
@@ -338,7 +304,8 @@ def engines_compared(
     ds : xarray.Dataset
         A results Dataset.
     a, b : str
-        The engines compared (differences are ``b - a``).
+        The engines compared (differences are ``b - a``); ``ValueError`` naming the
+        engines present if either is not in ``ds``.
     term : str, optional
         One term (default: a row per fixed-effect term).
     condition : str, optional
@@ -349,13 +316,7 @@ def engines_compared(
     matplotlib.figure.Figure
         Per term: estimates and SEs of ``b`` against ``a`` with the identity line and
         the truth, and the Bland-Altman plot of the estimates (difference against
-        mean, mean difference and +-1.96 SD limits).
-
-    Raises
-    ------
-    ValueError
-        If ``a`` or ``b`` is not an engine of ``ds`` (the message names the engines
-        present), or the term or condition is unknown.
+        mean, mean difference, +-1.96 SD limits).
     """
     d, label = _select(ds, condition)
     engines = _engines(d, a, b)
@@ -365,7 +326,7 @@ def engines_compared(
     dots = {"s": 9, "color": cb, "alpha": 0.6, "lw": 0}
     for row, t in zip(axes, terms, strict=True):
         x = d.sel(term=t)
-        for ax, var, what in zip(row, ("estimate", "std_error"), ("estimate", "SE"), strict=False):
+        for ax, var, what in zip(row, ("estimate", "std_error"), ("Estimate", "SE"), strict=False):
             u, v = x[var].sel(engine=a).values, x[var].sel(engine=b).values
             ok = np.isfinite(u) & np.isfinite(v)
             ax.scatter(u[ok], v[ok], **dots)
@@ -375,9 +336,9 @@ def engines_compared(
             if math.isfinite(true):
                 ax.axvline(true, color=_GREY, ls=":", lw=1)
                 ax.axhline(true, color=_GREY, ls=":", lw=1)
-            ax.set_xlabel(f"{a} {what}", color=ca)
-            ax.set_ylabel(f"{b} {what}", color=cb)
-            ax.set_title(f"{what.capitalize()}s of {t}", fontsize=10)
+            ax.set_xlabel(f"{a} {what.lower()}", color=ca)
+            ax.set_ylabel(f"{b} {what.lower()}", color=cb)
+            ax.set_title(f"{what}s of {t}", fontsize=10)
         u, v = x["estimate"].sel(engine=a).values, x["estimate"].sel(engine=b).values
         ok = np.isfinite(u) & np.isfinite(v)
         diff, ax = (v - u)[ok], row[2]
@@ -388,7 +349,7 @@ def engines_compared(
             ax.axhline(md, color=cb, lw=1.2)
             for lim in (md - Z * sd, md + Z * sd):
                 ax.axhline(lim, color=cb, ls="--", lw=1)
-        ax.set(xlabel=f"mean of {a} and {b} estimates", ylabel=f"{b} - {a}")
+        ax.set(xlabel="mean of the two estimates", ylabel=f"{b} - {a} estimate")
         ax.set_title(f"Bland-Altman: {t}", fontsize=10)
     _title(fig, f"{b} against {a}, replicate by replicate", label, int(d.sizes["replicate"]))
     handles = [
@@ -415,12 +376,7 @@ def estimates(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
     -------
     matplotlib.figure.Figure
         A panel per term, a histogram per engine (shared bins), the true value (solid)
-        and, for fixed random effects, the conditional truth (dashed).
-
-    Raises
-    ------
-    ValueError
-        If ``condition`` is not one condition of ``ds``.
+        and, when the random effects are fixed, the conditional truth (dashed).
     """
     d, label = _select(ds, condition)
     terms, engines = _terms(d, fixed=False), _engines(d)
@@ -431,18 +387,15 @@ def estimates(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
     for ax, t in zip(axes.flat, terms, strict=False):
         est = d["estimate"].sel(term=t)
         finite = est.values[np.isfinite(est.values)]
-        if finite.size:
-            bins = np.histogram_bin_edges(finite, int(np.clip(np.sqrt(finite.size / 2), 8, 40)))
-            for eng in engines:
-                x, color = est.sel(engine=eng).values, style.engine_color(eng, engines)
-                x = x[np.isfinite(x)]
-                ax.hist(x, bins, histtype="stepfilled", color=color, alpha=0.15)
-                ax.hist(x, bins, histtype="step", color=color, lw=1.5)
+        bins = np.histogram_bin_edges(finite, int(np.clip(np.sqrt(finite.size / 2), 8, 40)))
+        for eng in engines if finite.size else ():
+            x, color = est.sel(engine=eng).values, style.engine_color(eng, engines)
+            ax.hist(x[np.isfinite(x)], bins, histtype="stepfilled", color=color, alpha=0.15)
+            ax.hist(x[np.isfinite(x)], bins, histtype="step", color=color, lw=1.5)
         ax.axvline(float(d["true_value"].sel(term=t)), color=_GREY, lw=1.5)
         if has_cond:
             ax.axvline(float(d["cond_value"].sel(term=t)), color=_GREY, ls="--", lw=1.5)
-        ax.set_title(t, fontsize=10)
-        ax.set_xlabel("estimate")
+        ax.set(title=t, xlabel="estimate")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel("replicates")
@@ -462,32 +415,29 @@ def _key(v: Any) -> tuple[int, float, str]:
         return (1, 0.0, str(v))
 
 
-def _show(v: Any) -> str:
-    k = _key(v)
-    return f"{k[1]:g}" if k[0] == 0 else str(v)
+def _show(k: tuple[int, float, str]) -> str:
+    return f"{k[1]:g}" if k[0] == 0 else k[2]
 
 
-def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, ...]:
-    """``(value, mcse)`` of ``term`` over (condition, engine), and the factors that
-    vary (none when they do not tell the conditions apart); refuses one condition."""
+def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[str], Any]:
+    """``value``, ``mcse`` of ``term`` over (condition, engine), the factors that vary
+    (none if they do not tell the conditions apart) and each condition's factor keys
+    (its position when there are no factors); refuses a single condition."""
     n = summary.sizes.get("condition", 1)
     if n < 2:
-        raise ValueError(
-            f"grid figures need several conditions; this summary has {n} "
-            "(use coverage(), calibration() or bias_relerr() for one condition)"
-        )
+        raise ValueError(f"grid figures need several conditions; this summary has {n}")
     _terms(summary, term)
-    value, mcse = (
-        x.sel(term=term).transpose("condition", "engine") for x in _measure(summary, measure)
-    )
+    value, mcse = (x.sel(term=term).transpose("condition", ...) for x in _measure(summary, measure))
     if "factors" in summary.attrs:
         names = [str(f) for f in json.loads(summary.attrs["factors"])]
     else:
         names = [str(c) for c, v in summary.coords.items() if v.dims == ("condition",)]
-    names = [f for f in names if f in summary.coords and f != "condition_id"]
+    names = [f for f in names if f in summary.coords and f not in ("condition", "condition_id")]
     factors = [f for f in names if len({_key(v) for v in summary[f].values}) > 1]
-    levels = {tuple(_key(summary[f].values[i]) for f in factors) for i in range(n)}
-    return value, mcse, factors if len(levels) == n else []
+    keys = [tuple(_key(summary[f].values[i]) for f in factors) for i in range(n)]
+    if len(set(keys)) < n:
+        factors, keys = [], [((0, float(i), ""),) for i in range(n)]
+    return value, mcse, factors, keys
 
 
 def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X") -> Figure:
@@ -496,7 +446,8 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
     Parameters
     ----------
     summary : xarray.Dataset
-        Output of :func:`study.analysis.measures.compute_measures`, several conditions.
+        Output of :func:`study.analysis.measures.compute_measures`, several conditions
+        (``ValueError`` for one).
     measure : str
         A measure of the summary (default ``coverage``).
     term : str
@@ -505,70 +456,53 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
     Returns
     -------
     matplotlib.figure.Figure
-        The measure (+-1.96 MCSE) against the first factor(s) in lexicographic order;
-        with two or more factors a panel per level of the last.  Reference line where
-        one applies (coverage: nominal level and Monte Carlo band; SE ratios: 1;
-        bias and % errors: 0).
-
-    Raises
-    ------
-    ValueError
-        If the summary has one condition, or lacks the measure or term.
+        The measure (+-1.96 MCSE) against the first factor(s), in lexicographic order;
+        with two or more factors a panel per level of the last.  A reference line where
+        one applies (coverage: nominal level, with each condition's Monte Carlo band;
+        SE ratios: 1; bias and % errors: 0).
     """
-    value, mcse, factors = _grid(summary, measure, term)
-    engines, labels = _engines(summary), [str(c) for c in summary["condition"].values]
-    facet, xf = (factors[-1], factors[:-1]) if len(factors) >= 2 else (None, factors)
-    raw = [[summary[f].values[i] for f in xf] or [c] for i, c in enumerate(labels)]
-    xkeys = [tuple(map(_key, r)) for r in raw]
-    fkeys = [_key(summary[facet].values[i]) if facet else None for i in range(len(labels))]
-    xs = sorted(set(xkeys))
-    fs: list[Any] = sorted({k for k in fkeys if k is not None}) or [None]
+    value, mcse, factors, keys = _grid(summary, measure, term)
+    engines, n = _engines(summary), summary.sizes["condition"]
+    nx = max(len(factors) - 1, 1) if factors else 0  # factors along x; the next facets
+    xkeys, fkeys = [k[: nx or 1] for k in keys], [k[nx:] for k in keys]
+    xs, fs = sorted(set(xkeys)), sorted(set(fkeys))
     ncols = min(len(fs), 4)
     nrows = -(-len(fs) // ncols)
     fig, axes = style.new_figure(nrows, ncols, height=1.4 + 3 * nrows, squeeze=False, sharey=True)
-    level = float(summary.attrs.get("level", np.nan))
-    ref = level if _REFERENCE.get(measure) == "level" else _REFERENCE.get(measure)
+    level, kind = float(summary.attrs.get("level", np.nan)), _REFERENCE.get(measure)
+    ref = level if kind == "level" else kind
     reps = summary["replicates"].max("engine").values
     offsets = np.linspace(-0.08, 0.08, len(engines)) if len(engines) > 1 else [0.0]
-    show = {k: r for k, r in zip(xkeys, raw, strict=True)}
-    ticks = ["\n".join(map(_show, show[k])).replace(", ", "\n") for k in xs]
+    labels = [str(c) for c in summary["condition"].values]
+    ticks = ["\n".join(map(_show, k)) for k in xs]
+    if not factors:
+        ticks = [labels[int(k[0][1])].replace(", ", "\n") for k in xs]
     for ax, fv in zip(axes.flat, fs, strict=False):
-        idx = sorted((i for i in range(len(labels)) if fkeys[i] == fv), key=lambda i: xkeys[i])
+        idx = sorted((i for i in range(n) if fkeys[i] == fv), key=lambda i: xkeys[i])
         pos = np.array([xs.index(xkeys[i]) for i in idx], dtype=float)
-        if _REFERENCE.get(measure) == "level":  # Monte Carlo band of each condition
-            half = Z * np.sqrt(level * (1 - level) / np.maximum(reps[idx], 1))
-            for p, h in zip(pos, half, strict=True):
-                ax.fill_between(
-                    [p - 0.4, p + 0.4], level - h, level + h, color=_GREY, alpha=0.12, lw=0
-                )
+        for p, i in zip(pos, idx, strict=True) if kind == "level" else ():  # Monte Carlo band
+            h = Z * math.sqrt(level * (1 - level) / max(int(reps[i]), 1))
+            ax.fill_between([p - 0.4, p + 0.4], level - h, level + h, color=_GREY, alpha=0.12, lw=0)
         if ref is not None:
             ax.axhline(float(ref), color=_GREY, ls="--", lw=1)
         for off, eng in zip(offsets, engines, strict=True):
             v, m = value.sel(engine=eng).values[idx], mcse.sel(engine=eng).values[idx]
+            kw = {"marker": "o", "ms": 4, "capsize": 2, "color": style.engine_color(eng, engines)}
             if np.isfinite(v).any():
-                color = style.engine_color(eng, engines)
-                ax.errorbar(
-                    pos + off,
-                    v,
-                    yerr=Z * np.nan_to_num(m),
-                    marker="o",
-                    ms=4,
-                    capsize=2,
-                    color=color,
-                )
+                ax.errorbar(pos + off, v, yerr=Z * np.nan_to_num(m), **kw)
         ax.set_xticks(range(len(xs)), ticks, rotation=30 if len(xs) > 6 else 0)
-        ax.set_xlabel(" / ".join(xf) or "condition")
+        ax.set_xlabel(" / ".join(factors[:nx]) or "condition")
         ax.grid(axis="y", alpha=0.3)
-        if facet:
-            ax.set_title(f"{facet} = {_show(fv[1] if fv[0] == 0 else fv[2])}", fontsize=10)
+        if len(factors) > 1:
+            ax.set_title(f"{factors[-1]} = {_show(fv[0])}", fontsize=10)
     for ax in axes[:, 0]:
         ax.set_ylabel(_label(summary, measure))
     for ax in axes.flat[len(fs) :]:
         ax.set_visible(False)
-    _title(
-        fig, f"{_label(summary, measure).split(' (')[0]} of {term} across conditions (+-1.96 MCSE)"
+    _title(fig, f"{_label(summary, measure).split(' (')[0]} of {term} by condition (+-1.96 MCSE)")
+    refs = (
+        [] if ref is None else [(f"nominal {level:.0%}" if kind == "level" else f"{ref:g}", "--")]
     )
-    refs = [] if ref is None else [(f"nominal {level:.0%}" if ref == level else f"{ref:g}", "--")]
     _legend(fig, _handles(engines, *refs))
     return fig
 
@@ -589,7 +523,8 @@ def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = 
     Parameters
     ----------
     summary : xarray.Dataset
-        Output of :func:`study.analysis.measures.compute_measures`, several conditions.
+        Output of :func:`study.analysis.measures.compute_measures`, several conditions
+        (``ValueError`` for one).
     measure : str
         A measure of the summary (default ``coverage``).
     term : str
@@ -601,67 +536,51 @@ def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = 
         With two factors a panel per engine on the factors' 2-D grid; else a row per
         condition and a column per engine.  A diverging scale centred on the reference
         value where one applies (coverage: the nominal level), else viridis.
-
-    Raises
-    ------
-    ValueError
-        If the summary has one condition, or lacks the measure or term.
     """
-    value, mcse, factors = _grid(summary, measure, term)
-    engines, n = _engines(summary), summary.sizes["condition"]
+    value, mcse, factors, keys = _grid(summary, measure, term)
+    engines = _engines(summary)
     if len(factors) == 2:
-        keys = [[_key(v) for v in summary[f].values] for f in factors]
-        rk, ck = sorted(set(keys[0])), sorted(set(keys[1]))
-        ri, ci = [rk.index(k) for k in keys[0]], [ck.index(k) for k in keys[1]]
+        rk, ck = (sorted({k[j] for k in keys}) for j in (0, 1))
+        ri, ci = [rk.index(k[0]) for k in keys], [ck.index(k[1]) for k in keys]
         grids = [np.full((2, len(rk), len(ck)), np.nan) for _ in engines]
         for j, g in enumerate(grids):
             g[0, ri, ci], g[1, ri, ci] = value.values[:, j], mcse.values[:, j]
-        titles = engines
-        rows, cols = ([_show(k[1] if k[0] == 0 else k[2]) for k in ks] for ks in (rk, ck))
-        ylabel, xlabel = factors
+        titles, rows, cols, (ylabel, xlabel) = (
+            engines,
+            [*map(_show, rk)],
+            [*map(_show, ck)],
+            factors,
+        )
     else:
-        order = sorted(range(n), key=lambda i: [_key(summary[f].values[i]) for f in factors])
+        order = sorted(range(len(keys)), key=lambda i: keys[i])
         grids, titles = [np.stack([value.values[order], mcse.values[order]])], [""]
         rows, cols = [str(summary["condition"].values[i]) for i in order], engines
         ylabel, xlabel = "condition", "engine"
     finite = np.concatenate([g[0][np.isfinite(g[0])] for g in grids])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    ref = _REFERENCE.get(measure)
-    level = float(summary.attrs.get("level", np.nan))
-    norm: Normalize
-    if ref is not None:
-        center = level if ref == "level" else float(ref)
-        span = max(abs(lo - center), abs(hi - center)) or 1.0
-        top = min(center + span, 1.0) if ref == "level" else center + span
-        norm, cmap = TwoSlopeNorm(center, center - span, max(top, center + 1e-9)), colormaps["PRGn"]
-    else:
-        norm, cmap = Normalize(lo, hi if hi > lo else lo + 1), colormaps["viridis"]
-    cmap = cmap.with_extremes(bad="#eeeeee")
-    fig, axes = style.new_figure(
-        1, len(grids), height=1.8 + 0.45 * len(rows), squeeze=False, sharey=True
-    )
+    kind, norm = _REFERENCE.get(measure), Normalize(lo, hi if hi > lo else lo + 1)
+    cmap = colormaps["viridis" if kind is None else "PRGn"].with_extremes(bad="#eeeeee")
+    if kind is not None:
+        mid = float(summary.attrs.get("level", np.nan)) if kind == "level" else float(kind)
+        span = max(abs(lo - mid), abs(hi - mid)) or 1.0
+        top = min(mid + span, 1.0) if kind == "level" else mid + span  # a proportion <= 1
+        norm = TwoSlopeNorm(mid, mid - span, max(top, mid + 1e-9))
+    height = 1.8 + 0.45 * len(rows)
+    fig, axes = style.new_figure(1, len(grids), height=height, squeeze=False, sharey=True)
     for ax, g, name in zip(axes[0], grids, titles, strict=True):
         im = ax.imshow(g[0], cmap=cmap, norm=norm, aspect="auto")
         for (r, c), v in np.ndenumerate(g[0]):
             rgb = cmap(norm(v))[:3] if math.isfinite(v) else (1.0, 1.0, 1.0)
             dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 0.5
-            ax.text(
-                c,
-                r,
-                _fmt(v, g[1][r, c]),
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="white" if dark else "black",
-            )
+            kw = {"ha": "center", "va": "center", "color": "white" if dark else "black"}
+            ax.text(c, r, _fmt(v, g[1][r, c]), fontsize=9, **kw)
         ax.set_xticks(range(len(cols)), cols)
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel(xlabel)
         if name:
             ax.set_title(name, color=style.engine_color(name, engines), fontweight="bold")
-        else:
-            for tick in ax.get_xticklabels():
-                tick.set_color(style.engine_color(tick.get_text(), engines))
+        for tick in ax.get_xticklabels() if not name else ():
+            tick.set_color(style.engine_color(tick.get_text(), engines))
     axes[0, 0].set_ylabel(ylabel)
     fig.colorbar(im, ax=axes[0].tolist(), label=_label(summary, measure), shrink=0.9)
     _title(fig, f"{_label(summary, measure).split(' (')[0]} of {term}: value (MCSE) by condition")
