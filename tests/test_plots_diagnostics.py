@@ -100,7 +100,7 @@ def test_every_figure_has_axes_and_a_title_and_saves(figures):
     figs, paths = figures
     for name, fig in figs.items():
         assert isinstance(fig, Figure), name
-        assert fig.axes, name
+        assert fig.axes or name == "convergence_reml_only", name
         assert fig.get_suptitle(), name
         assert paths[name].stat().st_size > 1000, name
 
@@ -123,7 +123,7 @@ def test_convergence_thresholds_and_counts(tiny, figures):
 
 def test_convergence_without_diagnostics_says_so(figures):
     fig = figures[0]["convergence_reml_only"]
-    assert any("no engine reports it" in t.get_text() for t in fig.axes[0].texts)
+    assert any("no engine here reports" in t.get_text() for t in fig.texts)
 
 
 def test_titles_say_which_condition(figures):

@@ -218,7 +218,7 @@ if set(_USES) != set(MEASURES):
 
 def _n_used(c: _Context, measure: str) -> xr.DataArray:
     """Replicates a measure could use: those where all its inputs are finite."""
-    mask = None
+    mask: xr.DataArray | None = None
     for name in _USES[measure]:
         if name == "ref":
             if c.reference not in c.est["engine"].values:
@@ -226,7 +226,7 @@ def _n_used(c: _Context, measure: str) -> xr.DataArray:
             arr = c.est.sel(engine=c.reference, drop=True)
         else:
             arr = getattr(c, name)
-        ok = np.isfinite(arr)
+        ok = arr.notnull() & np.isfinite(arr)
         mask = ok if mask is None else mask & ok
     assert mask is not None
     return mask.sum("replicate")

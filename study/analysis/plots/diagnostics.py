@@ -1,16 +1,14 @@
 """Diagnostic figures: convergence across replicates, and ArviZ plots of one posterior.
 
-Across replicates (the results Dataset): :func:`convergence`, :func:`fit_times`,
-:func:`failures` (a table) and :func:`failures_figure`.  For one kept posterior (an
-``xarray.DataTree`` from ``posteriors/``, read with ``xarray.open_datatree``):
-:func:`trace`, :func:`rank`, :func:`energy`, :func:`ess` (drawn by arviz-plots), and
-:func:`intervals`, every engine's estimate and interval for one replicate.
+From the results Dataset: :func:`convergence`, :func:`fit_times`, :func:`failures` (a
+table), :func:`failures_figure` and :func:`intervals` (one replicate, every engine).
+From one kept posterior (``xarray.open_datatree`` of a file in ``posteriors/``), drawn
+by arviz-plots: :func:`trace`, :func:`rank`, :func:`energy`, :func:`ess`.
 
-Every function returns a ``matplotlib.figure.Figure`` that no pyplot state refers to.
-arviz-plots creates its figures with ``pyplot.subplots``; that happens with interactive
-mode off (no window opens), then the figure is taken out of pyplot's figure manager
-and given a plain canvas.  The caller saves (``fig.savefig``) and drops it: no
-``pyplot.close`` is needed, and the global backend is never changed.
+Every function returns a ``matplotlib.figure.Figure`` that no pyplot state refers to
+(arviz-plots draws through ``pyplot.subplots``: with interactive mode off, then the
+figure leaves pyplot's manager), so the caller saves it and drops it; no
+``pyplot.close`` is needed and the global backend is never changed.
 """
 
 from __future__ import annotations
@@ -139,12 +137,18 @@ def convergence(
             _hist(ax, values, bins, engine_color(engine, engines), engine)
             plotted[engine] = None
         ax.set_title(f"fits {what}: " + ", ".join(counts), fontsize="medium")
+    fig.suptitle(f"Convergence diagnostics over replicates ({where})")
+    if not plotted:  # e.g. REML only
+        for ax in axes.ravel():
+            ax.remove()
+        fig.set_size_inches(WIDTH, 2.0)
+        fig.text(0.5, 0.4, "no engine here reports R-hat, ESS or divergences", ha="center")
+        return fig
     handles: list[Any] = [
         Patch(color=engine_color(e, engines), alpha=0.5, label=e) for e in plotted
     ]
     handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle="--", label="threshold"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
-    fig.suptitle(f"Convergence diagnostics over replicates ({where})")
     return fig
 
 

@@ -1,0 +1,110 @@
+"""What the study figures share: selecting a condition, engines and terms, titles,
+legends, forest rows, reference values and axis labels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from study.analysis.plots import style
+
+Z = 1.959963984540054  # standard normal 97.5% quantile
+GREY, MISS = style.TRUTH_COLOR, "#000000"  # truth / reference; zip plot: missing intervals
+#: reference value of a measure: a number, or "level" (the nominal level)
+REFERENCE: dict[str, float | str] = {
+    **dict.fromkeys(("coverage", "bias_eliminated_coverage", "cond_coverage"), "level"),
+    **dict.fromkeys(("modse_truese", "empse_truese", "modse_condse", "empse_condse"), 1.0),
+    **dict.fromkeys(("bias", "relative_bias", "cond_bias", "relative_error_model_se"), 0.0),
+    **dict.fromkeys(("relative_precision", "bias_variance_scale"), 0.0),
+}
+LABELS = {
+    "coverage": "Coverage (proportion)",
+    "bias": "Bias (estimate units)",
+    "relative_error_model_se": "Relative error of ModSE (%)",
+    "relative_precision": "Relative precision (%)",
+    "modse_truese": "ModSE / TrueSE",
+    "empse_truese": "EmpSE / TrueSE",
+    "modse_condse": "ModSE / CondSE",
+    "empse_condse": "EmpSE / CondSE",
+}
+
+
+def select(obj: Any, condition: str | None) -> tuple[Any, str]:
+    """``obj`` at one condition (dim dropped) and its label."""
+    labels = [str(c) for c in np.atleast_1d(obj["condition"].values)]
+    if condition is None and len(labels) == 1:
+        condition = labels[0]
+    if condition not in labels:
+        what = "several conditions: pass condition=" if condition is None else repr(condition)
+        raise ValueError(f"{what} is not one condition; available: {', '.join(map(repr, labels))}")
+    return (obj.sel(condition=condition) if "condition" in obj.dims else obj), condition
+
+
+def engines_of(obj: Any, *check: str) -> list[str]:
+    engines = [str(e) for e in obj["engine"].values]
+    for name in check:
+        if name not in engines:
+            raise ValueError(f"engine {name!r} is not in the results; engines present: {engines}")
+    return engines
+
+
+def terms_of(obj: Any, term: str | None = None, *, fixed: bool = True) -> list[str]:
+    terms, effects = [str(t) for t in obj["term"].values], obj["effect"].values
+    if term is not None and term not in terms:
+        raise ValueError(f"term {term!r} is not in the results; terms: {terms}")
+    keep = [t for t, e in zip(terms, effects, strict=True) if e == "fixed" or not fixed]
+    return [term] if term else keep
+
+
+def measure_of(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:
+    if name not in [str(m) for m in s["measure"].values]:
+        raise ValueError(f"the summary lacks measure {name!r}; compute_measures(ds) has all")
+    return s["value"].sel(measure=name), s["mcse"].sel(measure=name)
+
+
+def label_of(s: xr.Dataset, measure: str) -> str:
+    desc = str(s["description"].sel(measure=measure).item()) if "description" in s.coords else ""
+    return LABELS.get(measure, f"{measure} ({desc})" if desc else measure)
+
+
+def suptitle(fig: Figure, what: str, label: str = "", n: int = 0) -> None:
+    extra = ", ".join([label] * (label not in ("", "base")) + [f"{n} replicates"] * (n > 0))
+    sep = "\n" if len(what) + len(extra) > 75 else " | "
+    fig.suptitle(what + (sep + extra if extra else ""), fontsize=11)
+
+
+def legend(fig: Figure, handles: Sequence[Any], ncols: int = 4) -> None:
+    fig.legend(handles=list(handles), loc="outside lower center", ncols=min(len(handles), ncols))
+
+
+def legend_handles(engines: Sequence[str], *refs: tuple[str, str], marker: str = "o") -> list[Any]:
+    """Legend entries: a marker per engine, then ``(label, linestyle)`` grey lines."""
+    dots = [Line2D([], [], marker=marker, ls="", label=e) for e in engines]
+    for dot, e in zip(dots, engines, strict=True):
+        dot.set_color(style.engine_color(e, engines))
+    return dots + [Line2D([], [], color=GREY, ls=ls, label=lab) for lab, ls in refs]
+
+
+def forest(ax: Any, value: Any, mcse: Any, rows: Sequence[str], gid: str) -> None:
+    """Horizontal forest plot of ``value`` (engine x row), first row on top, engines
+    dodged; one point artist (gid ``gid|engine|row``) per finite value."""
+    engines = engines_of(value)
+    offsets = np.linspace(0.18, -0.18, len(engines)) if len(engines) > 1 else [0.0]
+    for off, eng in zip(offsets, engines, strict=True):
+        v, m = value.sel(engine=eng).values, mcse.sel(engine=eng).values
+        kw = {"fmt": "o", "ms": 5, "capsize": 2, "color": style.engine_color(eng, engines)}
+        for i, row in enumerate(rows):
+            if math.isfinite(v[i]):
+                err = [[Z * m[i]]] if math.isfinite(m[i]) else None
+                ax.errorbar([v[i]], [-i + off], xerr=err, **kw).lines[0].set_gid(
+                    f"{gid}|{eng}|{row}"
+                )
+    ax.set_yticks(-np.arange(len(rows)), rows)
+    ax.set_ylim(-len(rows) + 0.5, 0.5)
+    ax.grid(axis="x", alpha=0.3)
