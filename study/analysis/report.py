@@ -29,7 +29,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; co
        padding: 0 1em; line-height: 1.4; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .wide { overflow-x: auto; }
 pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
@@ -42,7 +42,9 @@ figcaption { font-size: 0.9em; color: #555; }
 <h1>{{ title }}</h1>
 <p>{{ header }}</p>
 <h2>Configuration</h2>
+<details><summary>the study's TOML (every setting written out)</summary>
 <pre>{{ config }}</pre>
+</details>
 <h2>Truth</h2>
 <div class="wide">{{ truth | safe }}</div>
 <h2>Performance measures</h2>

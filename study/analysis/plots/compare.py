@@ -126,16 +126,30 @@ def estimates(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
     for ax, t in zip(axes.flat, terms, strict=False):
         est = d["estimate"].sel(term=t)
         finite = est.values[np.isfinite(est.values)]
-        bins = np.histogram_bin_edges(finite, int(np.clip(np.sqrt(finite.size / 2), 8, 40)))
+        truths = [float(d["true_value"].sel(term=t))]
+        if has_cond and np.isfinite(d["cond_value"].sel(term=t)):
+            truths.append(float(d["cond_value"].sel(term=t)))
+        outside = 0
+        if finite.size:
+            # the central 99% of the estimates and the truth: a few runaway fits (a
+            # stuck chain at sd = 9,000) must not squash every histogram into one bar
+            lo, hi = np.quantile(finite, [0.005, 0.995])
+            lo, hi = min(lo, *truths), max(hi, *truths)
+            pad = 0.05 * (hi - lo) or 0.05 * max(abs(hi), 1.0)
+            lo, hi = lo - pad, hi + pad
+            outside = int(((finite < lo) | (finite > hi)).sum())
+            bins = np.linspace(lo, hi, int(np.clip(np.sqrt(finite.size / 2), 8, 40)) + 1)
         for eng in engines if finite.size else ():
             x, color = est.sel(engine=eng).values, style.engine_color(eng, engines)
-            ax.hist(x[np.isfinite(x)], bins, histtype="stepfilled", color=color, alpha=0.15)
-            ax.hist(x[np.isfinite(x)], bins, histtype="step", color=color, lw=1.5)
-        ax.axvline(float(d["true_value"].sel(term=t)), color=GREY, lw=1.5)
-        if has_cond:
-            ax.axvline(float(d["cond_value"].sel(term=t)), color=GREY, ls="--", lw=1.5)
+            x = np.clip(x[np.isfinite(x)], lo, hi)
+            x = x[(x > lo) & (x < hi)]  # values beyond the range are counted, not drawn
+            ax.hist(x, bins, histtype="stepfilled", color=color, alpha=0.15)
+            ax.hist(x, bins, histtype="step", color=color, lw=1.5)
+        ax.axvline(truths[0], color=GREY, lw=1.5)
+        if len(truths) > 1:
+            ax.axvline(truths[1], color=GREY, ls="--", lw=1.5)
         ax.set_title(t, fontsize=10)
-        ax.set_xlabel("estimate")
+        ax.set_xlabel("estimate" + (f" ({outside} beyond the axis)" if outside else ""))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel("replicates")
