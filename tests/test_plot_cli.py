@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -73,6 +74,20 @@ def test_plot_refusals_write_nothing(run_dir, tmp_path, capsys, extra, pattern):
     assert main(["plot", str(run_dir), "--out", str(out), *extra]) == 2
     assert re.search(pattern, _one_line(capsys))
     assert not out.exists()
+
+
+def test_posterior_figures_of_a_run_that_kept_none(run_dir, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("posteriors", "plots"))
+    assert main(["plot", str(bare), "--what", "trace,rank"]) == 2
+    assert "no kept posterior for any replicate" in _one_line(capsys)
+    assert not (bare / "plots").exists()
+    # asked for everything, the posterior figures are skipped and said so
+    assert main(["plot", str(bare), "--what", "coverage,energy"]) == 2
+    capsys.readouterr()
+    assert main(["plot", str(bare)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped trace: no kept posterior" in out and (bare / "plots" / "coverage.png").exists()
 
 
 def test_plot_of_a_missing_run(tmp_path, capsys):
