@@ -254,6 +254,13 @@ def test_partial_grid_counts_only_fitted_pairs(tmp_path):
     xr.testing.assert_identical(
         a.drop_vars("fit_seconds").drop_attrs(), b.drop_vars("fit_seconds").drop_attrs()
     )
+    # extending the grid run adds replicates to every condition, the old ones untouched
+    report = run_study(grid.with_replicates(3), out)
+    assert report.new == 4 and report.done == 12
+    ext = open_results(out)
+    xr.testing.assert_identical(
+        ext.estimate.sel(replicate=[0, 1]), a.estimate.sel(replicate=[0, 1])
+    )
 
 
 def test_killed_grid_run_resumes_to_the_uninterrupted_dataset(tmp_path):

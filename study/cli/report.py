@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from study.analysis.plots.catalog import FIGURES, build, failed_fits
+from study.analysis.plots.catalog import FIGURES, build
+from study.analysis.plots.diagnostics import failures
 from study.analysis.report import Report, ReportFigure, png_bytes
 from study.analysis.tables import DEFAULT_MEASURES, grid_table, measure_table, report_table
 from study.cli.plot import plot_input
@@ -71,7 +72,7 @@ def command(args: argparse.Namespace) -> int:
         truth=truth_frame(config),
         tables=_tables(inp),
         figures=figures,
-        failures=failed_fits(ds),
+        failures=failures(ds),
     )
     write_text_atomic(run / "report.html", report.html())
     write_text_atomic(run / "report.md", report.markdown("plots"))

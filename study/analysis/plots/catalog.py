@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
@@ -227,9 +226,3 @@ def build(names: list[str], inp: PlotInput, *, strict: bool) -> Built:
             if strict or not kind.posterior:
                 raise
             inp.skipped.append(f"{name}: {err}")
-
-
-def failed_fits(ds: xr.Dataset) -> Any:
-    """The failed (not converged) fits of a run as a table (``diagnostics.failures``)."""
-    frame = dg.failures(ds)
-    return frame.astype({"replicate": np.int64}) if len(frame) else frame
