@@ -128,7 +128,7 @@ def test_convergence_without_diagnostics_says_so(figures):
 
 def test_titles_say_which_condition(figures):
     figs = figures[0]
-    assert "condition base" in figs["convergence"].get_suptitle()
+    assert figs["convergence"].get_suptitle() == "Convergence diagnostics over replicates"
     assert "condition copy" in figs["convergence_grid"].get_suptitle()
     assert "all 2 conditions pooled" in figs["fit_times"].get_suptitle()
 

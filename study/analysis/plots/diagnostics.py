@@ -41,12 +41,19 @@ def _condition(ds: xr.Dataset, condition: str | None) -> tuple[xr.Dataset, str]:
     labels = [str(c) for c in ds.condition.values]
     if condition is None:
         pooled = f"all {len(labels)} conditions pooled"
-        return ds, f"condition {labels[0]}" if len(labels) == 1 else pooled
+        if len(labels) == 1:
+            return ds, "" if labels[0] == "base" else f"condition {labels[0]}"
+        return ds, pooled
     ids = [str(c) for c in ds.condition_id.values] if "condition_id" in ds.coords else []
     if condition not in labels and condition not in ids:
         raise ValueError(f"condition {condition!r} is not in the results; one of {labels}")
     index = labels.index(condition) if condition in labels else ids.index(condition)
-    return ds.isel(condition=[index]), f"condition {labels[index]}"
+    return ds.isel(condition=[index]), ("" if labels == ["base"] else f"condition {labels[index]}")
+
+
+def _paren(where: str) -> str:
+    """`` (where)``, or nothing for a study of one base condition."""
+    return f" ({where})" if where else ""
 
 
 def _per_fit(da: xr.DataArray, done: xr.DataArray, engine: str) -> np.ndarray:
@@ -137,7 +144,7 @@ def convergence(
             _hist(ax, values, bins, engine_color(engine, engines), engine)
             plotted[engine] = None
         ax.set_title(f"fits {what}: " + ", ".join(counts), fontsize="medium")
-    fig.suptitle(f"Convergence diagnostics over replicates ({where})")
+    fig.suptitle(f"Convergence diagnostics over replicates{_paren(where)}")
     if not plotted:  # e.g. REML only
         for ax in axes.ravel():
             ax.remove()
@@ -173,7 +180,7 @@ def fit_times(ds: xr.Dataset, *, condition: str | None = None) -> Figure:
     times = {e: v[v > 0] for e, v in times.items() if (v > 0).any()}
     fig, ax = new_figure(height=4.0)
     ax.set(xlabel="fit time (seconds)", ylabel="fits")
-    fig.suptitle(f"Time per fit ({where})")
+    fig.suptitle(f"Time per fit{_paren(where)}")
     if not times:
         _say(ax, "no fit times recorded")
         return fig
@@ -236,7 +243,7 @@ def failures_figure(ds: xr.Dataset) -> Figure:
     counts = np.asarray(bad.values, dtype=int)  # condition x engine
     grid = len(labels) > 1
     fig, ax = new_figure(height=max(2.2, 1.2 + 0.4 * len(engines) * len(labels)))
-    where = "per engine and condition" if grid else f"per engine (condition {labels[0]})"
+    where = "per engine and condition" if grid else "per engine"
     fig.suptitle(f"Failed or non-converged fits {where}")
     if counts.sum() == 0:
         _say(ax, f"no failed fits ({int(run.sum()) * len(engines)} fits run)")
@@ -441,5 +448,5 @@ def intervals(
         handles.append(Patch(color=engine_color(drawn, engines), alpha=0.3, label=label))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     level = float(ds.attrs.get("level", 0.95))
-    fig.suptitle(f"Replicate {replicate} ({where}): estimates and {level:.0%} intervals")
+    fig.suptitle(f"Replicate {replicate}{_paren(where)}: estimates and {level:.0%} intervals")
     return fig
