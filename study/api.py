@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from study.analysis.measures import MEASURES
 from study.analysis.measures import compute_measures as measures
-from study.analysis.plots import compare, diagnostics, grid
+from study.analysis.plots import compare, diagnostics, grid, posterior
 from study.analysis.plots import measures as _study_figures
 from study.analysis.tables import long_table
 from study.analysis.tidy import tidy
@@ -39,10 +39,10 @@ fit_times_plot = diagnostics.fit_times
 failures_plot = diagnostics.failures_figure
 failed_fits = diagnostics.failures
 intervals_plot = diagnostics.intervals
-trace_plot = diagnostics.trace
-rank_plot = diagnostics.rank
-energy_plot = diagnostics.energy
-ess_plot = diagnostics.ess
+trace_plot = posterior.trace
+rank_plot = posterior.rank
+energy_plot = posterior.energy
+ess_plot = posterior.ess
 
 __all__ = [
     "MEASURES",

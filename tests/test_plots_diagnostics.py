@@ -13,6 +13,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from study.analysis.plots import diagnostics as d
+from study.analysis.plots import posterior as p
 from study.analysis.plots.style import engine_color
 from study.design.config import load_config
 from study.run.results import open_results
@@ -70,11 +71,11 @@ def _figures(ds: xr.Dataset, tree: xr.DataTree) -> dict[str, Figure]:
         "failures": d.failures_figure(ds),
         "failures_grid": d.failures_figure(grid),
         "failures_none": d.failures_figure(ds.assign(converged=ds.converged | True)),
-        "trace": d.trace(tree, title=title),
-        "rank": d.rank(tree, title=title),
-        "energy": d.energy(tree, title=title),
-        "ess": d.ess(tree, title=title),
-        "ess_evolution": d.ess(tree, title=title, kind="evolution"),
+        "trace": p.trace(tree, title=title),
+        "rank": p.rank(tree, title=title),
+        "energy": p.energy(tree, title=title),
+        "ess": p.ess(tree, title=title),
+        "ess_evolution": p.ess(tree, title=title, kind="evolution"),
         "intervals": d.intervals(ds, replicate=0, tree=tree),
         "intervals_grid": d.intervals(grid, replicate=1, condition="copy"),
     }

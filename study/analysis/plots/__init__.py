@@ -2,8 +2,10 @@
 kept posterior) and return a matplotlib Figure.  The CLI (``study plot``) and the
 report are thin layers over them.
 
-``style`` holds what every figure shares (one colour per engine, sizes, titles);
-``measures`` the study figures (coverage, zip, calibration, bias, engine comparison,
-estimate distributions, grids of conditions); ``diagnostics`` the convergence figures
-across replicates and the ArviZ diagnostics of a kept posterior.
+``style`` holds what every figure shares (one colour per engine, sizes) and
+``common`` the helpers of the study figures: ``measures`` (coverage, zip, calibration,
+bias), ``compare`` (engine against engine, estimate distributions), ``grid`` (across
+the conditions of a grid); ``diagnostics`` has the convergence figures across
+replicates and one replicate's intervals, ``posterior`` the ArviZ diagnostics of a kept
+posterior; ``catalog`` names them for ``study plot`` and ``study report``.
 """

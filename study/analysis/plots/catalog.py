@@ -19,7 +19,7 @@ from typing import Any
 import xarray as xr
 from matplotlib.figure import Figure
 
-from study.analysis.plots import compare, grid
+from study.analysis.plots import compare, grid, posterior
 from study.analysis.plots import diagnostics as dg
 from study.analysis.plots import measures as pm
 
@@ -189,11 +189,18 @@ FIGURES: dict[str, FigureKind] = {
         FigureKind("fit-times", "fit time per engine across replicates", _fit_times),
         FigureKind("failures", "failed fits per engine (and condition)", _failures),
         FigureKind(
-            "trace", "trace and density of a kept posterior", _posterior("trace", dg.trace), True
+            "trace",
+            "trace and density of a kept posterior",
+            _posterior("trace", posterior.trace),
+            True,
         ),
-        FigureKind("rank", "rank plots of a kept posterior", _posterior("rank", dg.rank), True),
-        FigureKind("energy", "energy of a kept posterior", _posterior("energy", dg.energy), True),
-        FigureKind("ess", "local ESS of a kept posterior", _posterior("ess", dg.ess), True),
+        FigureKind(
+            "rank", "rank plots of a kept posterior", _posterior("rank", posterior.rank), True
+        ),
+        FigureKind(
+            "energy", "energy of a kept posterior", _posterior("energy", posterior.energy), True
+        ),
+        FigureKind("ess", "local ESS of a kept posterior", _posterior("ess", posterior.ess), True),
         FigureKind("intervals", "every engine's intervals for one replicate", _intervals),
     )
 }
