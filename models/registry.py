@@ -125,3 +125,14 @@ def build_engine(name: str, options: Any = None, *, level: float = 0.95) -> Engi
     module, engine_cls, _ = ENGINES[name]
     cls = getattr(importlib.import_module(module), engine_cls)
     return typing.cast(Engine, cls(options))
+
+
+def limit_threads(options: Any, threads: int) -> Any:
+    """``options`` for an engine that may use at most ``threads`` cores.
+
+    For engines that run work in parallel (the Bayesian engine's chains) the options
+    object's ``with_threads`` caps it; others are returned as they are.  The results
+    of a fit never depend on this setting.
+    """
+    limit = getattr(options, "with_threads", None)
+    return options if limit is None else limit(threads)

@@ -16,3 +16,10 @@ class ConfigError(UserError, ValueError):
 
 class StoreError(UserError):
     """A results store that is missing, corrupt, or does not match the request."""
+
+
+class RunError(Exception):
+    """A run that could not go on (a worker or the cluster failed), not bad input.
+
+    The CLI prints one line and exits with code 1; finished replicates are saved.
+    """

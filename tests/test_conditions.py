@@ -22,7 +22,8 @@ from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import ConfigError
 from study.run.results import is_partial, open_results
-from study.run.runner import run_batch, run_study
+from study.run.batch import run_batch
+from study.run.runner import run_study
 from study.run.store import Store
 
 BASE = """
@@ -57,7 +58,7 @@ def _cfg(text: str):
 
 def _estimates(cfg, label: str, replicates=(0, 1, 2)) -> np.ndarray:
     cond = next(c for c in cfg.conditions if c.label == label)
-    piece = run_batch(cfg, [(cond.id, r) for r in replicates])
+    piece = run_batch(cfg, [(cond.id, r) for r in replicates]).piece
     return piece.values["estimate"]
 
 
@@ -266,7 +267,7 @@ def test_partial_grid_counts_only_fitted_pairs(tmp_path):
 def test_killed_grid_run_resumes_to_the_uninterrupted_dataset(tmp_path):
     cfg = tmp_path / "grid.toml"
     cfg.write_text(GRID.replace("replicates = 4", "replicates = 12"))
-    cmd = [sys.executable, "-m", "study", "run", str(cfg)]
+    cmd = [sys.executable, "-m", "study", "run", str(cfg), "--workers", "1"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen(
         [*cmd, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -299,5 +300,5 @@ def test_config_from_dict_accepts_a_conditions_table():
 def test_run_batch_takes_pairs_of_any_condition():
     grid = _cfg(GRID)
     pairs = [(grid.conditions[2].id, 1), (grid.conditions[0].id, 0)]
-    piece = run_batch(grid, pairs)
+    piece = run_batch(grid, pairs).piece
     assert sorted(piece.pairs()) == sorted(pairs)

@@ -24,7 +24,8 @@ from study.design.config import MAX_REPLICATES, config_from_dict, load_config
 from study.design.generate import Design
 from study.design.seeds import engine_seed
 from study.errors import ConfigError, StoreError
-from study.run import runner
+from study.run import batch, runner
+from study.run.batch import BatchResult
 from study.run.results import open_results, piece_from_fits
 from study.run.store import Piece, Store
 from study.schema import PIECE_VARS, TERM_COORDS, TERM_VARS
@@ -68,7 +69,7 @@ def _tree(path: Path) -> dict[str, bytes]:
 # -- 1. resume with another engine list; the hash covers everything that matters ----------
 def test_1_resume_with_other_engines_is_refused_not_a_crash(small_toml, tmp_path, capsys):
     out = tmp_path / "R"
-    args = ["run", str(small_toml), "--out", str(out)]
+    args = ["run", str(small_toml), "--out", str(out), "--workers", "1"]
     assert main([*args, "--replicates", "2", "--engines", "reml"]) == 0
     capsys.readouterr()
     before = _tree(out)
@@ -135,7 +136,7 @@ def test_2_engine_seeds_do_not_depend_on_the_engine_order(default_config):
     for order in (("reml", "bayes"), ("bayes", "reml"), ("bayes",)):
         cfg = default_config.with_engines(order)
         record: dict[str, int] = {}
-        runner.fit_replicate(cfg, design, [_Recorder(n, record) for n in order], 4)
+        batch.fit_replicate(cfg, design, [_Recorder(n, record) for n in order], 4)
         seen.append(record)
     assert seen[0] == seen[1] and seen[2]["bayes"] == seen[0]["bayes"]
     assert seen[0]["bayes"] == engine_seed(default_config.seed, design.id, 4, "bayes")
@@ -176,16 +177,21 @@ def test_4_runner_walks_the_replicates_lazily(small_toml, tmp_path, monkeypatch)
     cfg = load_config(small_toml).with_replicates(MAX_REPLICATES)
     fitted: list[tuple[str, int]] = []
 
-    def fake_pieces(config, pairs, store=None, designs=None):
-        for pair in pairs:
-            fitted.append(pair)
-            if len(fitted) == 3:
-                raise KeyboardInterrupt  # stop after three: the rest is never materialised
-            yield piece_from_fits([pair], [[FitResult.failed(("X",), "fake")]])
+    class Fake:  # an executor that fails nothing but counts what it is given
+        workers, batch_size = 2, 1
 
-    monkeypatch.setattr(runner, "iter_pieces", fake_pieces)
+        def map(self, config, work):
+            for batch in work:
+                fitted.extend(batch)
+                if len(fitted) == 3:
+                    raise KeyboardInterrupt  # stop after three: the rest never materialised
+                yield BatchResult(piece_from_fits(batch, [[FitResult.failed(("X",), "fake")]]))
+
+        def close(self, *, cancel=False):
+            pass
+
     with pytest.raises(KeyboardInterrupt):
-        runner.run_study(cfg, tmp_path / "R")
+        runner.run_study(cfg, tmp_path / "R", executor=Fake())
     assert [r for _, r in fitted] == [0, 1, 2]
 
 
@@ -223,7 +229,7 @@ def test_6_engine_options_are_typed_at_load_and_checked_against_the_design():
         config_from_dict(bad, default_name="x")
     # built once per process: the same options object gives the same engine
     again = config_from_dict({"engines": {"reml": {"ci": "t"}}}, default_name="y")
-    assert runner.get_engine(cfg, "reml") is runner.get_engine(again, "reml")
+    assert batch.get_engine(cfg, "reml") is batch.get_engine(again, "reml")
 
 
 # -- 7. one validation style -----------------------------------------------------------------
@@ -350,7 +356,10 @@ def test_13_unknown_reference_refused_and_files_follow_umask(small_toml, tmp_pat
     out = tmp_path / "R"
     old = os.umask(0o027)
     try:
-        assert main(["run", str(small_toml), "--out", str(out), "--replicates", "2"]) == 0
+        assert (
+            main(["run", str(small_toml), "--out", str(out), "--replicates", "2", "--workers", "1"])
+            == 0
+        )
         assert main(["summarize", str(out)]) == 0
     finally:
         os.umask(old)
@@ -372,7 +381,7 @@ def test_run_batch_equals_the_run(small_toml, tmp_path):
     runner.run_study(cfg, tmp_path / "R")
     ds = open_results(tmp_path / "R")
     cid = cfg.conditions[0].id
-    piece = runner.run_batch(cfg, [(cid, 2), (cid, 0)])
+    piece = batch.run_batch(cfg, [(cid, 2), (cid, 0)]).piece
     np.testing.assert_array_equal(piece.replicate, [0, 2])
     np.testing.assert_array_equal(
         piece.values["estimate"], ds.estimate.isel(condition=0).sel(replicate=[0, 2]).values

@@ -112,7 +112,22 @@ def test_different_config_is_refused(small_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different configuration" in err and "--overwrite" in err
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing lost
-    assert main(["run", str(other), "--out", str(out), "--overwrite", "--replicates", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(other),
+                "--out",
+                str(out),
+                "--overwrite",
+                "--replicates",
+                "1",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
 
 
 def test_corrupt_checkpoint_is_named(small_run, tmp_path, capsys):
@@ -139,7 +154,7 @@ def test_info_describes_a_run(small_run, tmp_path, capsys):
 
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     """kill -9 mid-run, run again: same values as an uninterrupted run."""
-    cmd = [sys.executable, "-m", "study", "run", "default", "--engines", "reml"]
+    cmd = [sys.executable, "-m", "study", "run", "default", "--engines", "reml", "--workers", "1"]
     n = 14
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen(

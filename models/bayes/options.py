@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from models.validate import (
     OptionError,
@@ -155,6 +155,15 @@ class BayesOptions:
             raise OptionTypeError("priors", self.priors, "must be a BayesPriors (a table)")
         for name in ("random_effects", "keep_posterior", "fastmath"):
             boolean(name, getattr(self, name))
+
+    def with_threads(self, threads: int) -> BayesOptions:
+        """These options with chains run on at most ``threads`` cores.
+
+        ``cores`` only says how many chains run at once: each chain's draws depend on
+        the seed and the chain index alone, so the results are unchanged.
+        """
+        integer("threads", threads, low=1)
+        return replace(self, cores=min(self.cores, threads))
 
     def check_coefficients(self, q: int) -> None:
         """Refuse options that do not fit a model with ``q`` coefficients."""

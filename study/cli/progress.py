@@ -17,7 +17,11 @@ def _fmt_seconds(s: float) -> str:
 
 
 class _Counter:
-    """Shared bookkeeping: done/total, rate and ETA over this session's replicates."""
+    """Shared bookkeeping: done/total, rate and ETA over this session's replicates.
+
+    The rate is measured from the first fit that comes back, so the engines' one-time
+    compile (before any result) does not make the ETA of a short run look long.
+    """
 
     def __init__(self) -> None:
         self.total = 0
@@ -26,14 +30,17 @@ class _Counter:
         self.failures = 0
         self.conditions = 1
         self.condition = ""
-        self.t0 = time.monotonic()
+        self.t0: float | None = None
 
     def start(self, total: int, done: int, conditions: int = 1) -> None:
         self.total, self.done, self.start_done = total, done, done
         self.conditions = conditions
-        self.t0 = time.monotonic()
+        self.t0 = None
 
     def advance(self, failures: int, condition: str = "") -> None:
+        if self.t0 is None:  # the first result: the clock starts after it
+            self.t0 = time.monotonic()
+            self.start_done = self.done + 1
         self.done += 1
         self.failures = failures
         self.condition = condition
@@ -45,6 +52,8 @@ class _Counter:
 
     @property
     def rate(self) -> float:
+        if self.t0 is None:
+            return float("nan")
         elapsed = time.monotonic() - self.t0
         new = self.done - self.start_done
         return new / elapsed if elapsed > 0 and new else float("nan")

@@ -9,7 +9,10 @@ from typing import Any
 from models.registry import ENGINE_NAMES
 from study.cli.progress import make_progress
 from study.design.config import MAX_REPLICATES, load_config
+from study.errors import RunError
+from study.run.executors import make_executor
 from study.run.runner import run_study
+from study.run.shards import Shard, parse_shard
 
 
 def engines_arg(text: str) -> tuple[str, ...]:
@@ -37,6 +40,43 @@ def replicates_arg(text: str) -> int:
     return value
 
 
+#: most local worker processes (each one holds its compiled engines)
+MAX_WORKERS = 256
+
+
+def workers_arg(text: str) -> int:
+    """``--workers N``: a whole number in 1..MAX_WORKERS."""
+    value = int(text) if text.strip().isdigit() else 0
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be a whole number from 1 to {MAX_WORKERS} (1 = in this process)"
+        )
+    return value
+
+
+def batch_size_arg(text: str) -> int:
+    """``--batch-size N``: a whole number in 1..10,000."""
+    value = int(text) if text.strip().isdigit() else 0
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number from 1 to 10,000")
+    return value
+
+
+def shard_arg(text: str) -> Shard:
+    """``--shard I/N`` or ``--shard slurm/N``."""
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix(f"--shard {text!r}: ")) from err
+
+
+def scheduler_arg(text: str) -> str:
+    """``--scheduler ADDRESS``: a Dask scheduler address (tcp://host:port, host:port)."""
+    if not text.strip() or " " in text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give an address like tcp://host:8786")
+    return text.strip()
+
+
 def register(sub: Any) -> None:
     """Add the ``run`` command to the ``study`` parser."""
     p = sub.add_parser("run", help="run (or resume, or extend) a study")
@@ -46,6 +86,30 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="run directory (default outputs/<study name>)")
     p.add_argument(
         "--overwrite", action="store_true", help="discard a previous run in the directory"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=workers_arg,
+        help="local worker processes (default: one per core; 1 = in this process)",
+    )
+    where.add_argument(
+        "--scheduler",
+        type=scheduler_arg,
+        metavar="ADDRESS",
+        help="run on the Dask distributed cluster at ADDRESS (e.g. tcp://host:8786)",
+    )
+    p.add_argument(
+        "--shard",
+        type=shard_arg,
+        metavar="I/N",
+        help="run shard I of N (or slurm/N: I from SLURM_ARRAY_TASK_ID); then `study merge`",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=batch_size_arg,
+        metavar="N",
+        help="(condition, replicate) pairs per task (default 2 for workers, 10 for Dask)",
     )
     p.set_defaults(func=command)
 
@@ -58,8 +122,16 @@ def command(args: argparse.Namespace) -> int:
     if args.engines is not None:
         cfg = cfg.with_engines(args.engines)
     out = args.out if args.out is not None else f"outputs/{cfg.name}"
+    executor = make_executor(args.workers, args.scheduler, args.batch_size)
     try:
-        report = run_study(cfg, out, overwrite=args.overwrite, progress=make_progress())
+        report = run_study(
+            cfg,
+            out,
+            overwrite=args.overwrite,
+            progress=make_progress(),
+            executor=executor,
+            shard=args.shard,
+        )
     except KeyboardInterrupt:
         print(
             f"study: interrupted; finished replicates are saved in {out}; "
@@ -67,5 +139,15 @@ def command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except RunError as err:
+        print(f"study: {err}", file=sys.stderr)
+        return 1
+    if args.shard is not None:
+        print(
+            f"study: shard {args.shard}: {report.done} of {report.total} pairs done in {out}; "
+            f"when every shard is done: study merge {out}",
+            file=sys.stderr,
+        )
+        return 0
     print(f"{report.path / 'results.nc'}")
     return 0

@@ -1,92 +1,39 @@
-"""The study runner: generate -> analyse -> store, resumable and order-independent.
+"""The study driver: what is left to do, where it runs, what is saved.
 
-The unit of work is a batch of replicate indices that any process can execute from
-``(config, indices)`` alone (:func:`run_batch`, over :func:`iter_pieces`);
-:func:`run_study` drives the replicates still to do, checkpoints every finished one
-and merges the pieces into ``results.nc`` at the end.
+The unit of work is a batch of (condition, replicate) pairs that any process can
+execute from ``(config, pairs)`` alone (:func:`study.run.batch.run_batch`); an
+executor (:mod:`study.run.executors`: in this process, local worker processes, a
+Dask cluster) runs the batches still to do, and :func:`run_study` checkpoints each
+one as it comes back and merges the pieces into ``results.nc`` at the end.  A shard
+(``--shard I/N``, :mod:`study.run.shards`) runs its own subset and leaves the merge
+to ``study merge``.
 """
 
 from __future__ import annotations
 
-import time
-import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from models.base import Engine, FitResult, term_names
-from models.registry import build_engine
+from models.base import term_names
 from study.design.config import differences
 from study.design.generate import Design
-from study.design.seeds import engine_seed
 from study.design.truth import compute_truth
 from study.errors import StoreError
-from study.run.results import build_dataset, piece_from_fits, stored_config
-from study.run.store import Piece, Store
+from study.run.batch import Pair, prepare_process, warm_up
+from study.run.executors import Executor, InProcess, batches
+from study.run.results import build_dataset, stored_config
+from study.run.store import Store
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
     from study.design.truth import Truth
+    from study.run.shards import Shard
 
-#: engines built in this process, keyed by (name, options object): compiled once each
-_ENGINE_CACHE: dict[tuple[str, Any], Engine] = {}
 #: consolidate checkpoint pieces when there are more than this many
 CONSOLIDATE_EVERY = 200
-
-
-def get_engine(config: StudyConfig, name: str) -> Engine:
-    """The engine ``name`` configured as in ``config``, built once per process."""
-    options = config.engine_options[name]
-    key = (name, options)
-    if key not in _ENGINE_CACHE:
-        _ENGINE_CACHE[key] = build_engine(name, options)
-    return _ENGINE_CACHE[key]
-
-
-def get_engines(config: StudyConfig) -> list[Engine]:
-    """The configured engines, in ``config.engines`` order (built once per process)."""
-    return [get_engine(config, name) for name in config.engines]
-
-
-#: a unit of work: (condition id, replicate index)
-Pair = tuple[str, int]
-
-
-def fit_replicate(
-    config: StudyConfig,
-    design: Design,
-    engines: list[Engine],
-    replicate: int,
-    store: Store | None = None,
-) -> list[FitResult]:
-    """Generate replicate ``replicate`` of ``design`` and fit it with every engine.
-
-    An engine that raises despite its contract is recorded as a failed fit with the
-    exception text; the study goes on.  For the first ``config.keep_draws`` replicates
-    of each condition the engines' posteriors are written to ``store`` (``posteriors/``).
-    """
-    sample = design.sample(replicate)
-    keep = store is not None and replicate < config.keep_draws
-    fits = []
-    for name, engine in zip(config.engines, engines, strict=True):
-        t0 = time.perf_counter()
-        seed = engine_seed(config.seed, design.id, replicate, name)
-        try:
-            fit = engine.fit(sample.data, seed=seed, keep_posterior=keep)
-        except Exception as err:  # errors are data, never a crashed study
-            last = traceback.extract_tb(err.__traceback__)[-1]
-            fit = FitResult.failed(
-                config.design.predictors,
-                f"{type(err).__name__}: {err} (at {Path(last.filename).name}:{last.lineno})",
-                time.perf_counter() - t0,
-            )
-        posterior = fit.extra.pop("posterior", None)
-        if keep and store is not None and posterior is not None:
-            store.write_posterior(name, design.id, replicate, posterior)
-        fits.append(fit)
-    return fits
 
 
 def all_pairs(config: StudyConfig, replicates: int | None = None) -> Iterator[Pair]:
@@ -96,39 +43,6 @@ def all_pairs(config: StudyConfig, replicates: int | None = None) -> Iterator[Pa
     for r in range(config.replicates if replicates is None else replicates):
         for cid in ids:
             yield cid, r
-
-
-def iter_pieces(
-    config: StudyConfig,
-    pairs: Iterable[Pair],
-    store: Store | None = None,
-    designs: Mapping[str, Design] | None = None,
-) -> Iterator[Piece]:
-    """Fit ``pairs`` in turn, yielding a one-pair piece for each.
-
-    ``designs`` (condition id -> Design) saves redrawing the designs; by default they
-    are built here, once each.
-    """
-    if designs is None:
-        designs = {c.id: Design.from_study(config, c) for c in config.conditions}
-    engines = get_engines(config)
-    for cid, r in pairs:
-        fits = fit_replicate(config, designs[cid], engines, r, store)
-        yield piece_from_fits([(cid, r)], [fits])
-
-
-def run_batch(config: StudyConfig, pairs: Sequence[Pair]) -> Piece:
-    """Fit the (condition id, replicate) ``pairs`` of ``config``: the unit any worker
-    can execute.
-
-    The result depends only on ``(config, pairs)``, never on which process runs it or
-    in which order batches finish.
-    """
-    if not pairs:
-        raise ValueError("pairs = []: give at least one (condition id, replicate) pair")
-    piece = Piece.concat(list(iter_pieces(config, pairs)))
-    assert piece is not None
-    return piece
 
 
 class Progress(Protocol):
@@ -232,38 +146,62 @@ def run_study(
     *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    executor: Executor | None = None,
+    shard: Shard | None = None,
 ) -> RunReport:
     """Run (or resume, or extend) a study; results in ``out`` (default outputs/<name>).
 
-    Every finished replicate is checkpointed at once, so an interruption (Ctrl-C,
-    kill -9) loses at most the replicate in flight, and running again resumes.
+    Every batch is checkpointed as soon as it comes back, so an interruption (Ctrl-C,
+    kill -9) loses at most the batches in flight, and running again resumes.
+    ``executor`` says where batches run (default: in this process); ``shard`` runs
+    only that shard's replicates and writes no ``results.nc`` (``study merge`` does).
+    The results never depend on either.
     """
+    if shard is not None and overwrite:
+        raise StoreError(
+            "--overwrite with --shard would delete the other shards' work; clear the run "
+            "directory once before submitting the array job"
+        )
     store = Store(out if out is not None else Path("outputs") / config.name)
     manifest = open_run(config, store, overwrite=overwrite)
     existing = store.load()
     finished = set() if existing is None else existing.pairs()
-    total = config.replicates * len(config.conditions)
-    done = sum(1 for pair in finished if pair[1] < config.replicates)
-    todo = (p for p in all_pairs(config) if p not in finished)  # lazy, never a full list
+    mine = (lambda p: True) if shard is None else shard.owns
+    total = sum(1 for p in all_pairs(config) if mine(p))
+    done = sum(1 for p in finished if p[1] < config.replicates and mine(p))
+    todo = (p for p in all_pairs(config) if p not in finished and mine(p))  # lazy
     failures = 0 if existing is None else int((~existing.values["converged"]).sum())
+    executor = executor or InProcess()
     progress = progress or _Silent()
-    progress.start(total, done, len(config.conditions))
     designs = {c.id: Design.from_study(config, c) for c in config.conditions}
     labels = {c.id: c.label for c in config.conditions}
     truths = {cid: compute_truth(design) for cid, design in designs.items()}
+    if executor.workers == 1 and done < total:
+        prepare_process(None, None)
+        warm_up(config, designs)  # the compile stays out of the progress rate
+    progress.start(total, done, len(config.conditions))
     written = 0
     try:
-        for piece in iter_pieces(config, todo, store, designs):
-            store.write_piece(piece)
-            written += 1
-            failures += int((~piece.values["converged"]).sum())
-            progress.advance(failures, labels[str(piece.condition[0])])
-            if written % CONSOLIDATE_EVERY == 0:
+        for result in executor.map(config, batches(todo, executor.batch_size)):
+            piece = result.piece
+            for name, cid, r, tree in result.posteriors:
+                store.write_posterior(name, cid, r, tree)
+            store.write_piece(piece)  # after its posteriors: a piece means "all saved"
+            written += len(piece)
+            bad = ~piece.values["converged"]
+            for i, cid in enumerate(piece.condition.tolist()):
+                failures += int(bad[i].sum())
+                progress.advance(failures, labels[str(cid)])
+            if shard is None and len(store.piece_files()) > CONSOLIDATE_EVERY:
                 store.consolidate()
-    except KeyboardInterrupt:
+    except BaseException:
         progress.close()
-        finish_run(config, store, manifest, truths)  # results.nc of what is done so far
+        executor.close(cancel=True)
+        if shard is None:
+            finish_run(config, store, manifest, truths)  # results.nc of what is done
         raise
     progress.close()
-    finish_run(config, store, manifest, truths)
+    executor.close()
+    if shard is None:
+        finish_run(config, store, manifest, truths)
     return RunReport(store.path, total, done + written, written, failures, True)

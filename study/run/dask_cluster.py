@@ -1,0 +1,110 @@
+"""Running a study's batches on an existing Dask distributed cluster (``--scheduler``).
+
+The driver submits one task per batch and checkpoints each result as it streams
+back; workers keep their engines (built and compiled once per worker process, in
+:mod:`study.run.batch`'s per-process cache) and are set up by a worker plugin.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from distributed import Client, as_completed
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from study.errors import RunError, UserError
+from study.run.batch import BatchResult, Pair, prepare_process, run_batch
+from study.run.executors import span
+
+if TYPE_CHECKING:
+    from study.design.config import StudyConfig
+
+#: retries of a batch whose worker was lost
+RETRIES = 3
+#: one batch at a time per worker process (fits use process-wide state: warnings
+#: filters, the compile cache); a worker's threads are its chains' cores instead
+_LOCK = threading.Lock()
+
+
+def dask_batch(config: StudyConfig, batch: list[Pair]) -> BatchResult:
+    """The task each Dask batch runs: engines cached in the worker process."""
+    with _LOCK:
+        return run_batch(config, batch)
+
+
+class StudyWorker(WorkerPlugin):
+    """Set up each Dask worker process once: a compile directory of its own and
+    chains on the worker's threads."""
+
+    name = "lmm-study"
+
+    def setup(self, worker: Any) -> None:
+        prepare_process(f"dask-{worker.name}", max(1, int(worker.state.nthreads)))
+
+
+class DaskCluster:
+    """An existing Dask distributed cluster at ``address`` (``tcp://host:8786``).
+
+    One task per batch with an explicit key (the configuration's hash and the batch's
+    first pair and size, so a batch is the same task whoever submits it),
+    :data:`RETRIES` retries when a worker is lost, results streamed back as they
+    finish, at most a window of twice the workers (at least 16) in flight.  Workers
+    need lmm-study installed in the same environment and a shared view of nothing:
+    results come back to the driver.  Give each worker ``--nthreads`` equal to the
+    cores its chains may use (it runs one batch at a time).
+    """
+
+    def __init__(self, address: str, batch_size: int = 10, timeout: float = 20.0) -> None:
+        try:
+            self.client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise UserError(
+                f"--scheduler {address}: no Dask scheduler answered ({type(err).__name__}); "
+                "start one (`dask scheduler`, or dask-jobqueue) and give its address"
+            ) from err
+        self.client.register_plugin(StudyWorker(), name="lmm-study")
+        self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.batch_size = batch_size
+
+    def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]:
+        tag = config.hash()[:12]
+        flying: dict[Any, list[Pair]] = {}
+        stream = as_completed()
+
+        def submit(batch: list[Pair]) -> None:
+            cid, r = batch[0]
+            future = self.client.submit(
+                dask_batch,
+                config,
+                batch,
+                key=f"lmm-study-{tag}-{cid[:8]}-{r}-{len(batch)}",
+                retries=RETRIES,
+                pure=False,
+            )
+            flying[future] = batch
+            stream.add(future)
+
+        for batch in work:
+            submit(batch)
+            if len(flying) >= max(16, 2 * self.workers):
+                break
+        for future in stream:
+            batch = flying.pop(future)
+            try:
+                result = future.result()
+            except Exception as err:
+                raise RunError(
+                    f"batch of replicates {span(batch)} failed on the cluster after "
+                    f"{RETRIES} retries ({type(err).__name__}: {err}); finished replicates "
+                    "are saved, run the same command again to resume"
+                ) from err
+            future.release()
+            nxt = next(work, None)
+            if nxt is not None:
+                submit(nxt)
+            yield result
+
+    def close(self, *, cancel: bool = False) -> None:
+        self.client.close()
