@@ -181,11 +181,11 @@ def test_4_runner_walks_the_replicates_lazily(small_toml, tmp_path, monkeypatch)
         workers, batch_size = 2, 1
 
         def map(self, config, work):
-            for batch in work:
-                fitted.extend(batch)
+            for pairs in work:
+                fitted.extend(pairs)
                 if len(fitted) == 3:
                     raise KeyboardInterrupt  # stop after three: the rest never materialised
-                yield BatchResult(piece_from_fits(batch, [[FitResult.failed(("X",), "fake")]]))
+                yield BatchResult(piece_from_fits(pairs, [[FitResult.failed(("X",), "fake")]]))
 
         def close(self, *, cancel=False):
             pass

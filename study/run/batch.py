@@ -188,3 +188,9 @@ def run_batch(config: StudyConfig, pairs: Sequence[Pair]) -> BatchResult:
     piece = Piece.concat([b.piece for b in results])
     assert piece is not None
     return BatchResult(piece, [p for b in results for p in b.posteriors])
+
+
+def span(batch: list[Pair]) -> str:
+    """The replicates of a batch, for messages: ``3`` or ``3-7``."""
+    reps = sorted({r for _, r in batch})
+    return f"{reps[0]}-{reps[-1]}" if len(reps) > 1 else str(reps[0])

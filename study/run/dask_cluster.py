@@ -15,14 +15,15 @@ from distributed import Client, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from study.errors import RunError, UserError
-from study.run.batch import BatchResult, Pair, prepare_process, run_batch
-from study.run.executors import span
+from study.run.batch import BatchResult, Pair, prepare_process, run_batch, span
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
 
 #: retries of a batch whose worker was lost
 RETRIES = 3
+#: seconds to wait for the scheduler to answer
+CONNECT_TIMEOUT = 20.0
 #: one batch at a time per worker process (fits use process-wide state: warnings
 #: filters, the compile cache); a worker's threads are its chains' cores instead
 _LOCK = threading.Lock()
@@ -56,9 +57,9 @@ class DaskCluster:
     cores its chains may use (it runs one batch at a time).
     """
 
-    def __init__(self, address: str, batch_size: int = 10, timeout: float = 20.0) -> None:
+    def __init__(self, address: str, batch_size: int = 10, timeout: float | None = None) -> None:
         try:
-            self.client = Client(address, timeout=timeout, set_as_default=False)
+            self.client = Client(address, timeout=timeout or CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as err:
             raise UserError(
                 f"--scheduler {address}: no Dask scheduler answered ({type(err).__name__}); "
@@ -71,7 +72,7 @@ class DaskCluster:
     def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]:
         tag = config.hash()[:12]
         flying: dict[Any, list[Pair]] = {}
-        stream = as_completed()
+        stream = as_completed(loop=self.client.loop)
 
         def submit(batch: list[Pair]) -> None:
             cid, r = batch[0]

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import TYPE_CHECKING, Any, Protocol
 
 from study.errors import RunError
-from study.run.batch import BatchResult, Pair, prepare_process, run_batch, warm_up
+from study.run.batch import BatchResult, Pair, prepare_process, run_batch, span, warm_up
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
@@ -168,11 +168,6 @@ class LocalProcesses:
                 process.join(5)
         else:
             pool.shutdown(wait=True)
-
-
-def span(batch: list[Pair]) -> str:
-    reps = sorted({r for _, r in batch})
-    return f"{reps[0]}-{reps[-1]}" if len(reps) > 1 else str(reps[0])
 
 
 def make_executor(

@@ -1,0 +1,234 @@
+"""Scale-out: results identical whatever way a study ran.
+
+Serial, 2 local worker processes, a Dask cluster on loopback, 3 shards merged, and a
+run with workers killed (SIGKILL) and resumed: REML values bit for bit, Bayesian
+values identical for the same seeds, kept posteriors identical (only fit_seconds and
+the timestamps differ).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import xarray as xr
+
+from study.cli.main import main
+from study.design.config import load_config
+from study.errors import StoreError
+from study.run.executors import LocalProcesses, batches, make_executor
+from study.run.runner import all_pairs, run_study
+from study.run.shards import Shard, parse_shard
+from study.run.store import Store
+
+GRID = """
+name = "scale"
+replicates = 6
+seed = 11
+keep_draws = 1
+
+[design]
+groups = 6
+group_size = 8
+beta = [1.0, 0.5]
+re_sd = [0.8, 0.4]
+re_cor = [[1.0, 0.2], [0.2, 1.0]]
+sigma = 1.0
+
+[conditions]
+groups = [6, 10]
+
+[engines]
+run = ["reml", "bayes"]
+
+[engines.bayes]
+chains = 2
+draws = 150
+tune = 150
+"""
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _comparable(ds: xr.Dataset) -> xr.Dataset:
+    return ds.drop_vars("fit_seconds").drop_attrs()
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Same results (fit_seconds and timestamps aside) and the same kept posteriors."""
+    with xr.open_dataset(a / "results.nc") as x, xr.open_dataset(b / "results.nc") as y:
+        assert bool(x.done.all()) and bool(y.done.all())
+        xr.testing.assert_identical(_comparable(x.load()), _comparable(y.load()))
+    kept_a = sorted(p.name for p in (a / "posteriors").iterdir())
+    assert kept_a == sorted(p.name for p in (b / "posteriors").iterdir())
+    assert len(kept_a) == 2  # bayes, replicate 0, both conditions
+    for name in kept_a:
+        ta, tb = (
+            xr.open_datatree(a / "posteriors" / name),
+            xr.open_datatree(b / "posteriors" / name),
+        )
+        for group in ("posterior", "sample_stats"):
+            xr.testing.assert_identical(
+                ta[group].to_dataset().drop_attrs(), tb[group].to_dataset().drop_attrs()
+            )
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> tuple[Path, Path]:
+    """The configuration file and its serial (in-process) run: the reference."""
+    tmp = tmp_path_factory.mktemp("scale")
+    cfg = tmp / "grid.toml"
+    cfg.write_text(GRID)
+    report = run_study(load_config(cfg), tmp / "serial")
+    assert report.done == 12 and report.new == 12
+    return cfg, tmp / "serial"
+
+
+def test_two_local_workers_give_the_serial_results(grid, tmp_path):
+    cfg, serial = grid
+    report = run_study(load_config(cfg), tmp_path / "w2", executor=LocalProcesses(2, 2))
+    assert report.new == 12
+    _assert_same_run(serial, tmp_path / "w2")
+
+
+def test_a_loopback_dask_cluster_gives_the_serial_results(grid, tmp_path):
+    from distributed import LocalCluster
+
+    from study.run.dask_cluster import DaskCluster
+
+    cfg, serial = grid
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        executor = DaskCluster(cluster.scheduler_address, batch_size=3)
+        assert executor.workers == 2
+        run_study(load_config(cfg), tmp_path / "dask", executor=executor)
+    _assert_same_run(serial, tmp_path / "dask")
+
+
+def test_three_shards_merged_give_the_serial_results(grid, tmp_path, capsys):
+    cfg, serial = grid
+    config = load_config(cfg)
+    shared = tmp_path / "shared"
+    for i in (1, 3):  # two shards into one directory...
+        report = run_study(config, shared, shard=Shard(i, 3))
+        assert report.total == 4 and not (shared / "results.nc").exists()
+    # ...the merge refuses while shard 2 is missing and names its replicates
+    assert main(["merge", str(shared)]) == 2
+    err = capsys.readouterr().err
+    assert "4 of 12 (condition, replicate) pairs are missing" in err and "#1" in err
+    assert err.count("\n") == 1 and not (shared / "results.nc").exists()
+    # shard 2 in a directory of its own, through the CLI, then merged into the shared one
+    own = tmp_path / "own"
+    assert main(["run", str(cfg), "--out", str(own), "--shard", "2/3", "--workers", "1"]) == 0
+    assert "shard 2/3: 4 of 4 pairs done" in capsys.readouterr().err
+    assert main(["merge", str(shared), str(own)]) == 0
+    assert "merged 12 of 12 pairs" in capsys.readouterr().err
+    _assert_same_run(serial, shared)
+
+
+def test_merge_refuses_a_shard_of_another_configuration(grid, tmp_path, capsys):
+    cfg, serial = grid
+    other = tmp_path / "other.toml"
+    other.write_text(GRID.replace("seed = 11", "seed = 12"))
+    run_study(load_config(other).with_engines(("reml",)), tmp_path / "o", shard=Shard(1, 3))
+    before = sorted(p.name for p in (serial / "checkpoints").iterdir())
+    assert main(["merge", str(serial), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "seed" in err and err.count("\n") == 1
+    assert sorted(p.name for p in (serial / "checkpoints").iterdir()) == before
+    with pytest.raises(StoreError, match="--overwrite with --shard"):
+        run_study(load_config(cfg), tmp_path / "s", shard=Shard(1, 2), overwrite=True)
+
+
+def test_killed_run_with_workers_resumes_to_the_serial_results(grid, tmp_path):
+    cfg, serial = grid
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "study", "run", str(cfg), "--out", str(out)]
+    cmd += ["--workers", "2", "--batch-size", "1"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline:
+        workers = workers or psutil.Process(proc.pid).children(recursive=True)
+        ck = out / "checkpoints"
+        if ck.is_dir() and len(list(ck.glob("part-*.npz"))) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = Store(out).load()
+    assert partial is not None and 3 <= len(partial) < 12, "kill came too late to test resume"
+    # the orphaned workers notice their driver is gone and leave
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"worker processes outlived their driver: {alive}"
+    subprocess.run(cmd, env=ENV, check=True, capture_output=True)
+    _assert_same_run(serial, out)
+
+
+def test_parse_shard_and_slurm_task_ids():
+    assert parse_shard("2/10") == Shard(2, 10)
+    env = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0"}
+    assert parse_shard("slurm/4", env) == Shard(1, 4)  # --array=0-3
+    env = {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert parse_shard("slurm/4", env) == Shard(4, 4)  # --array=1-4
+    for bad, why in [
+        ("0/3", "shard 0 is not in 1..3"),
+        ("4/3", "shard 4 is not in 1..3"),
+        ("1/0", "N must be >= 1"),
+        ("a/b", "give I/N"),
+        ("slurm/3", "SLURM_ARRAY_TASK_ID is not set"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_shard(bad, {})
+
+
+def test_shards_partition_the_pairs_and_keep_them_when_extended(grid):
+    cfg, _ = grid
+    config = load_config(cfg)
+    pairs = list(all_pairs(config))
+    owned = [[p for p in pairs if Shard(i, 3).owns(p)] for i in (1, 2, 3)]
+    assert sorted(p for shard in owned for p in shard) == sorted(pairs)
+    bigger = list(all_pairs(config.with_replicates(30)))
+    assert [p for p in bigger if Shard(2, 3).owns(p) and p[1] < 6] == owned[1]
+
+
+def test_batches_are_cut_lazily():
+    cut = batches(iter([("a", 0), ("a", 1), ("a", 2)]), 2)
+    assert next(cut) == [("a", 0), ("a", 1)] and next(cut) == [("a", 2)]
+    assert next(cut, None) is None
+
+
+def test_cli_refuses_bad_scale_out_options(tmp_path, capsys, monkeypatch):
+    for args, why in [
+        (["--workers", "0"], "'0': must be a whole number from 1 to 256"),
+        (["--workers", "two"], "'two': must be a whole number from 1 to 256"),
+        (["--shard", "4/3"], "shard 4 is not in 1..3"),
+        (["--batch-size", "0"], "'0': must be a whole number from 1 to 10,000"),
+        (["--workers", "2", "--scheduler", "tcp://x:1"], "not allowed with argument"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", "default", "--out", str(tmp_path / "x"), *args])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
+    monkeypatch.setattr("study.run.dask_cluster.CONNECT_TIMEOUT", 1.0)
+    assert (
+        main(["run", "default", "--out", str(tmp_path / "x"), "--scheduler", "tcp://127.0.0.1:9"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "no Dask scheduler answered" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_default_workers_is_one_per_core():
+    executor = make_executor()
+    assert executor.workers == max(1, len(os.sched_getaffinity(0)))
+    assert make_executor(1).workers == 1
