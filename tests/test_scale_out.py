@@ -147,25 +147,48 @@ def test_merge_refuses_a_shard_of_another_configuration(grid, tmp_path, capsys):
         run_study(load_config(cfg), tmp_path / "s", shard=Shard(1, 2), overwrite=True)
 
 
-def test_killed_run_with_workers_resumes_to_the_serial_results(grid, tmp_path):
-    cfg, serial = grid
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "study", "run", str(cfg), "--out", str(out)]
-    cmd += ["--workers", "2", "--batch-size", "1"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start_and_wait(cmd: list[str], out: Path, pieces: int) -> tuple[subprocess.Popen, list]:
+    """Start `study run` in a session of its own; return once ``pieces`` new checkpoint
+    files exist, with the worker processes seen."""
+    ck = out / "checkpoints"
+    before = len(list(ck.glob("part-*.npz"))) if ck.is_dir() else 0
+    proc = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 180
     workers: list[psutil.Process] = []
     while time.monotonic() < deadline:
         workers = workers or psutil.Process(proc.pid).children(recursive=True)
-        ck = out / "checkpoints"
-        if ck.is_dir() and len(list(ck.glob("part-*.npz"))) >= 3:
+        if ck.is_dir() and len(list(ck.glob("part-*.npz"))) >= before + pieces:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    return proc, workers
+
+
+def test_interrupted_and_killed_runs_with_workers_resume_to_the_serial_results(grid, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it), then kill -9 of the
+    driver alone, then a resume: the serial results, and no worker left behind."""
+    cfg, serial = grid
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "study", "run", str(cfg), "--out", str(out)]
+    cmd += ["--workers", "2", "--batch-size", "1"]
+    proc, workers = _start_and_wait(cmd, out, 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; finished replicates are saved" in err.decode()
+    assert "Traceback" not in err.decode()
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers outlived Ctrl-C: {alive}"
+    first = Store(out).load()
+    assert first is not None and 2 <= len(first) < 12, "Ctrl-C came too late to test resume"
+    assert (out / "results.nc").exists()  # what was done is readable at once
+
+    proc, workers = _start_and_wait(cmd, out, 1)
+    proc.send_signal(signal.SIGKILL)  # the driver only: its workers are orphaned
     proc.wait()
     partial = Store(out).load()
-    assert partial is not None and 3 <= len(partial) < 12, "kill came too late to test resume"
-    # the orphaned workers notice their driver is gone and leave
+    assert partial is not None and len(first) < len(partial) < 12, "kill came too late"
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"worker processes outlived their driver: {alive}"
     subprocess.run(cmd, env=ENV, check=True, capture_output=True)
