@@ -25,6 +25,10 @@ ENGINES: dict[str, tuple[str, str, str]] = {
 }
 #: engine names, in their canonical order
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
+#: engine name -> version of what it computes: raised when the same options and seed
+#: give other numbers (bayes 2: the q = 2 likelihood Op, models/bayes/kernel.py), so a
+#: run started by one version is not resumed by another
+ENGINE_VERSIONS: dict[str, int] = {"reml": 1, "bayes": 2}
 
 
 def _options_class(name: str) -> type:

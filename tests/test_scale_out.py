@@ -255,3 +255,39 @@ def test_default_workers_is_one_per_core():
     executor = make_executor()
     assert executor.workers == max(1, len(os.sched_getaffinity(0)))
     assert make_executor(1).workers == 1
+
+
+def test_eta_counts_fitted_pairs_not_the_compile(monkeypatch):
+    """A one-minute run whose first 20 s are compile shows an ETA from the fit rate."""
+    from study.cli import progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = progress.PlainProgress(stream=open(os.devnull, "w"))  # noqa: SIM115
+    bar.start(total=100, done=0, conditions=1)
+    clock[0] += 20.0  # the compile: nothing comes back
+    assert "ETA ?" in bar.line()
+    bar.advance(0)  # the first result starts the clock
+    for _ in range(10):
+        clock[0] += 0.4
+        bar.advance(0)
+    assert bar.rate == pytest.approx(2.5)
+    assert "ETA 00:36" in bar.line()  # 89 left at 2.5/s, not 89 at 11/24 per s
+
+
+def test_a_run_of_another_engine_version_is_neither_resumed_nor_merged(grid, tmp_path, capsys):
+    """The same configuration run by an engine that now computes other numbers."""
+    cfg, _ = grid
+    config = load_config(cfg).with_engines(("reml",)).with_replicates(2)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for out, shard in ((old, Shard(1, 2)), (new, Shard(2, 2))):
+        run_study(config, out, shard=shard)
+    store = Store(old)
+    manifest = store.read_manifest()
+    manifest["engine_versions"] = {"reml": 0}
+    store.write_manifest(manifest, store.config_text())
+    with pytest.raises(StoreError, match=r"other engine versions \(reml 0 -> 1"):
+        run_study(config, old)
+    assert main(["merge", str(new), str(old)]) == 2
+    assert "different engine versions" in capsys.readouterr().err
+    assert not (new / "results.nc").exists()

@@ -81,6 +81,8 @@ class BayesEngine:
     def _algebra(self, q: int) -> str:
         if self.options.algebra != "auto":
             return self.options.algebra
+        if q == 2 and self.options.sampler == "nutpie":
+            return "kernel"  # the Op's Python fallback would be slow under PyMC's NUTS
         return "unrolled" if q <= bm.UNROLL_MAX else "batched"
 
     def _key(self, q: int, n_groups: int) -> tuple:

@@ -9,10 +9,11 @@ of ``D`` (``D = L L'``), ``r = y - X beta`` and ``A_i = L' X_i'X_i L + sigma^2 I
 * ``r'r = y'y - 2 beta'X'y + beta'X'X beta`` and ``X'r = X'y - X'X beta``,
 
 so one log-density costs O(K q^3) whatever the n_i.  Writing the algebra with ``L``
-avoids ``D^-1`` (fine when a variance heads to zero).  For ``q <= UNROLL_MAX`` the
-q x q algebra is unrolled into elementwise operations over the K groups (one fused
-loop in the compiled function), otherwise batched ``pytensor.tensor.linalg``
-Cholesky and triangular solves are used.
+avoids ``D^-1`` (fine when a variance heads to zero).  For q = 2 under nutpie a
+hand-written Op computes value and gradient in one loop (:mod:`models.bayes.kernel`);
+otherwise, for ``q <= UNROLL_MAX``, the q x q algebra is unrolled into elementwise
+operations over the K groups (one fused loop in the compiled function), else batched
+``pytensor.tensor.linalg`` Cholesky and triangular solves are used.
 
 Priors on the random-effect covariance: independent SD priors and an LKJ(eta) prior
 on the correlation matrix, built from canonical partial correlations (CPCs) with
@@ -141,12 +142,21 @@ def marginal_loglik(stats: Any, beta: list[Any], sigma: Any, L: list[list[Any]],
     beta, sigma, L
         Fixed effects (q scalars), residual SD, lower Cholesky factor of D (nested
         lists of scalars).
-    algebra : {"unrolled", "batched"}
-        Elementwise closed form over groups, or batched linalg ops.
+    algebra : {"kernel", "unrolled", "batched"}
+        One hand-written Op with its gradient (q = 2 only, :mod:`models.bayes.kernel`),
+        elementwise closed form over groups, or batched linalg ops.
     """
     import pytensor.tensor as pt
 
     q = len(beta)
+    if algebra == "kernel":
+        if q != 2:
+            raise ValueError(
+                f"algebra = 'kernel' is for q = 2 (an intercept and one slope); q = {q}"
+            )
+        from models.bayes.kernel import marginal_loglik2
+
+        return marginal_loglik2(stats, beta, sigma, L)
     s2 = sigma**2
     n, yty = stats[0], stats[1]
     xty = [stats[2 + k] for k in range(q)]

@@ -17,7 +17,7 @@ from models.validate import (
 PARAMETERIZATIONS = ("marginal", "centered", "noncentered")
 SAMPLERS = ("nutpie", "pymc")
 SCALE_FAMILIES = ("halfnormal", "halft", "exponential")
-ALGEBRAS = ("auto", "unrolled", "batched")
+ALGEBRAS = ("auto", "kernel", "unrolled", "batched")
 
 
 def _per_coefficient(name: str, value: object, *, low: float | None) -> float | tuple[float, ...]:
@@ -111,9 +111,10 @@ class BayesOptions:
         ``extra["random_effects"]`` with dims (chain, draw, group, effect).
     keep_posterior : bool
         Keep the posterior as an ArviZ DataTree in ``extra["posterior"]``.
-    algebra : {"auto", "unrolled", "batched"}
-        Marginal likelihood algebra: unrolled elementwise for ``q <= 4`` under
-        ``"auto"``, else batched linalg.
+    algebra : {"auto", "kernel", "unrolled", "batched"}
+        Marginal likelihood algebra.  ``"auto"``: the hand-written kernel (value and
+        gradient in one Numba loop) for q = 2 under nutpie, unrolled elementwise
+        for ``q <= 4``, else batched linalg.  ``"kernel"`` needs q = 2.
     fastmath : bool
         Compile nutpie's log-density with Numba fastmath (about 20% less CPU per
         fit).  Off by default: with it, a function compiled cold and one loaded from

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from models.base import term_names
+from models.registry import ENGINE_VERSIONS
 from study.design.config import differences
 from study.design.generate import Design
 from study.design.truth import compute_truth
@@ -83,6 +84,7 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
         "config_hash": config.hash(),
         "root_seed": config.seed,
         "engines": list(config.engines),
+        "engine_versions": {e: ENGINE_VERSIONS[e] for e in config.engines},
         "terms": terms,
         "effects": effects,
         "replicates": config.replicates,
@@ -115,6 +117,18 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
             raise StoreError(
                 f"{store.path} holds a run of a different configuration ({what}); "
                 "use --overwrite to replace it or --out for a new directory"
+            )
+        versions = old.get("engine_versions", {e: 1 for e in old["engines"]})
+        stale = [
+            f"{e} {versions.get(e, 1)} -> {ENGINE_VERSIONS[e]}"
+            for e in config.engines
+            if versions.get(e, 1) != ENGINE_VERSIONS[e]
+        ]
+        if stale:
+            raise StoreError(
+                f"{store.path} was run by other engine versions ({'; '.join(stale)}: the same "
+                "seeds now give other numbers, and a resumed run would mix them); use "
+                "--overwrite to rerun it or --out for a new directory"
             )
         old["replicates"] = max(int(old["replicates"]), config.replicates)
         store.write_manifest(old, store.config_text())

@@ -9,6 +9,7 @@ of one or more run directories of the same configuration into ``results.nc``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -133,6 +134,12 @@ def merge(
                 f"{store.path} holds a run of another configuration than {stores[0].path} "
                 f"({'; '.join(changed[:3])}); merge only shards of one study"
             )
+    versions = {json.dumps(_versions(s), sort_keys=True) for s in stores}
+    if len(versions) > 1:
+        raise StoreError(
+            f"the runs were made by different engine versions ({' vs '.join(sorted(versions))}); "
+            "their numbers would not fit together: rerun the older shards"
+        )
     target = Store(out) if out is not None else stores[0]
     if target.exists() and stored_config(target).hash() != config.hash():
         raise StoreError(
@@ -173,6 +180,11 @@ def merge(
     return MergeReport(
         results, total - len(missing), total, missing, copied, len(config.conditions)
     )
+
+
+def _versions(store: Store) -> dict[str, int]:
+    manifest = store.read_manifest()
+    return dict(manifest.get("engine_versions", {e: 1 for e in manifest["engines"]}))
 
 
 def _same(a: Store, b: Store) -> bool:
