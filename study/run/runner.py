@@ -24,7 +24,7 @@ from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import StoreError
 from study.run.batch import Pair, prepare_process, warm_up
-from study.run.executors import Executor, InProcess, batches
+from study.run.executors import Executor, InProcess, batches, cpu_count
 from study.run.results import build_dataset, stored_config
 from study.run.store import Store
 
@@ -191,7 +191,7 @@ def run_study(
     labels = {c.id: c.label for c in config.conditions}
     truths = {cid: compute_truth(design) for cid, design in designs.items()}
     if executor.workers == 1 and done < total:
-        prepare_process(None, None)
+        prepare_process(None, cpu_count())  # chains on the cores this process may use
         warm_up(config, designs)  # the compile stays out of the progress rate
     progress.start(total, done, len(config.conditions))
     written = 0
