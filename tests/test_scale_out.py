@@ -291,3 +291,24 @@ def test_a_run_of_another_engine_version_is_neither_resumed_nor_merged(grid, tmp
     assert main(["merge", str(new), str(old)]) == 2
     assert "different engine versions" in capsys.readouterr().err
     assert not (new / "results.nc").exists()
+
+
+def test_the_readme_sbatch_script_parses(monkeypatch):
+    """The README's array-job script: its `study run` line is a valid command for
+    every array task."""
+    import re
+    import shlex
+
+    from study.cli.main import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    script = re.search(r"```sh\n(#!/bin/bash\n.*?)```", readme, re.S)
+    assert script is not None and "#SBATCH --array=1-100" in script.group(1)
+    line = script.group(1).split(".venv/bin/study ", 1)[1].replace("\\\n", " ")
+    words = shlex.split(line.split("\n")[0])
+    words = [w.replace("$SLURM_CPUS_PER_TASK", "2") for w in words]
+    for task in ("1", "100"):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+        args = build_parser().parse_args(words)
+        assert args.shard == Shard(int(task), 100) and args.workers == 2
