@@ -6,6 +6,11 @@
 >>> frame = tidy(ds)                             # one row per replicate x engine x term
 >>> fig = coverage_plot(summary)                 # matplotlib Figure; fig.savefig("c.png")
 
+Running: ``run_study(load_config("default"), executor=make_executor(workers=2))``
+(local worker processes are spawned: call it under ``if __name__ == "__main__":``),
+``make_executor(scheduler="tcp://host:8786")`` for a Dask cluster, ``shard=Shard(2, 10)``
+for shard 2 of 10 and ``merge([dirs])`` to join shards.
+
 Nothing inside the package imports this module (an import-linter contract keeps it so).
 """
 
@@ -21,8 +26,11 @@ from study.design.config import StudyConfig, load_config
 from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import ConfigError, StoreError, UserError
+from study.run.batch import run_batch
+from study.run.executors import InProcess, LocalProcesses, make_executor
 from study.run.results import is_partial, open_results
 from study.run.runner import run_study
+from study.run.shards import Shard, merge
 
 # figures: each takes the results Dataset (or its summary, or a kept posterior) and
 # returns a matplotlib Figure
@@ -48,6 +56,9 @@ __all__ = [
     "MEASURES",
     "ConfigError",
     "Design",
+    "InProcess",
+    "LocalProcesses",
+    "Shard",
     "StoreError",
     "StudyConfig",
     "UserError",
@@ -69,9 +80,12 @@ __all__ = [
     "is_partial",
     "load_config",
     "long_table",
+    "make_executor",
     "measures",
+    "merge",
     "open_results",
     "rank_plot",
+    "run_batch",
     "run_study",
     "tidy",
     "trace_plot",
