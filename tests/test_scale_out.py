@@ -97,18 +97,43 @@ def test_two_local_workers_give_the_serial_results(grid, tmp_path):
     _assert_same_run(serial, tmp_path / "w2")
 
 
-def test_a_loopback_dask_cluster_gives_the_serial_results(grid, tmp_path):
-    from distributed import LocalCluster
+def test_a_loopback_dask_cluster_gives_the_serial_results_when_a_worker_is_lost(grid, tmp_path):
+    """A real scheduler and 2 worker processes on loopback; one worker is killed (kill
+    -9) once the first batch is back: its nanny restarts it, the plugin sets the new
+    process up, lost batches run again, and the results are the serial ones."""
+    from distributed import Client, LocalCluster
 
     from study.run.dask_cluster import DaskCluster
 
     cfg, serial = grid
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
-        executor = DaskCluster(cluster.scheduler_address, batch_size=3)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = sorted(client.run(os.getpid).values())
+        killed: list[int] = []
+
+        class KillOneWorker:  # a progress display that kills a worker at the first result
+            def start(self, total, done, conditions):
+                pass
+
+            def advance(self, failures, condition):
+                if not killed:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+
+            def close(self):
+                pass
+
+        executor = DaskCluster(cluster.scheduler_address, batch_size=1)
         assert executor.workers == 2
-        run_study(load_config(cfg), tmp_path / "dask", executor=executor)
+        report = run_study(
+            load_config(cfg), tmp_path / "dask", executor=executor, progress=KillOneWorker()
+        )
+        assert killed and report.new == 12
+        assert pids[0] not in client.run(os.getpid).values()  # a new process took its place
     _assert_same_run(serial, tmp_path / "dask")
 
 
