@@ -337,3 +337,19 @@ def test_the_readme_sbatch_script_parses(monkeypatch):
         monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
         args = build_parser().parse_args(words)
         assert args.shard == Shard(int(task), 100) and args.workers == 2
+
+
+def test_each_worker_compiles_in_a_directory_of_its_own(tmp_path):
+    """PyTensor's compile cache is not shared between worker slots (PyMC issue 7819):
+    prepare_process points PyTensor at a slot's own base_compiledir before it loads."""
+    code = (
+        "from study.run.batch import prepare_process\n"
+        "prepare_process('worker-3', 1)\n"
+        "import pytensor\n"
+        "print(pytensor.config.base_compiledir)\n"
+    )
+    env = {**ENV, "LMM_STUDY_COMPILEDIR": str(tmp_path), "PYTENSOR_FLAGS": "floatX=float64"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(tmp_path / "lmm-study-worker-3")
