@@ -359,3 +359,17 @@ def test_each_worker_compiles_in_a_directory_of_its_own(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == str(tmp_path / "lmm-study-worker-3")
+
+
+def test_a_dask_worker_with_other_package_versions_refuses_to_fit(grid):
+    """The driver sends its package versions with every batch: a worker whose numbers
+    could differ (another PyMC, say) fails the batch with the reason, fitting nothing."""
+    from study.run.dask_cluster import VersionMismatch, check_versions, dask_batch
+    from study.run.results import package_versions
+
+    cfg, _ = grid
+    here = package_versions()
+    check_versions(here)  # the same environment: nothing to say
+    driver = {**here, "pymc": "5.0.0"}
+    with pytest.raises(VersionMismatch, match=r"has pymc .* \(driver 5\.0\.0\): install the"):
+        dask_batch(load_config(cfg), [(load_config(cfg).conditions[0].id, 0)], driver)

@@ -7,6 +7,7 @@ back; workers keep their engines (built and compiled once per worker process, in
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from study.errors import RunError, UserError
 from study.run.batch import BatchResult, Pair, prepare_process, run_batch, span
+from study.run.results import package_versions
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
@@ -29,8 +31,25 @@ CONNECT_TIMEOUT = 20.0
 _LOCK = threading.Lock()
 
 
-def dask_batch(config: StudyConfig, batch: list[Pair]) -> BatchResult:
+class VersionMismatch(RuntimeError):
+    """A worker whose packages differ from the driver's (its numbers could differ)."""
+
+
+def check_versions(driver: dict[str, str]) -> None:
+    """Refuse to fit on a worker whose packages that shape the results differ from the
+    driver's: the same seeds could give other numbers there."""
+    here = package_versions()
+    differ = [f"{k} {here.get(k)} (driver {v})" for k, v in driver.items() if here.get(k) != v]
+    if differ:
+        raise VersionMismatch(
+            f"worker on {socket.gethostname()} has {', '.join(differ)}: install the "
+            "driver's environment (the same requirements.lock) on every worker"
+        )
+
+
+def dask_batch(config: StudyConfig, batch: list[Pair], versions: dict[str, str]) -> BatchResult:
     """The task each Dask batch runs: engines cached in the worker process."""
+    check_versions(versions)
     with _LOCK:
         return run_batch(config, batch)
 
@@ -71,6 +90,7 @@ class DaskCluster:
 
     def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]:
         tag = config.hash()[:12]
+        versions = package_versions()
         flying: dict[Any, list[Pair]] = {}
         stream = as_completed(loop=self.client.loop)
 
@@ -80,6 +100,7 @@ class DaskCluster:
                 dask_batch,
                 config,
                 batch,
+                versions,
                 key=f"lmm-study-{tag}-{cid[:8]}-{r}-{len(batch)}",
                 retries=RETRIES,
                 pure=False,
