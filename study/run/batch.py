@@ -16,7 +16,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,8 @@ Pair = tuple[str, int]
 _ENGINE_CACHE: dict[tuple[str, Any], Engine] = {}
 #: cores an engine of this process may use (None: as its options say)
 _THREADS: list[int | None] = [None]
+#: designs built in this process, keyed by (root seed, condition id): drawn once each
+_DESIGNS: dict[tuple[int, str], Design] = {}
 #: threadpoolctl controller of this process (made at the first fit, after BLAS loads)
 _BLAS: list[Any] = []
 
@@ -103,21 +105,31 @@ def get_engines(config: StudyConfig) -> list[Engine]:
     return [get_engine(config, name) for name in config.engines]
 
 
-def warm_up(config: StudyConfig, designs: Mapping[str, Design] | None = None) -> float:
+def get_design(config: StudyConfig, condition_id: str) -> Design:
+    """The design of condition ``condition_id`` of ``config``, built once per process
+    (its fixed X, and u when fixed, are drawn once, not per batch)."""
+    key = (config.seed, condition_id)
+    if key not in _DESIGNS:
+        match = [c for c in config.conditions if c.id == condition_id]
+        if not match:
+            raise ValueError(f"condition {condition_id!r} is not one of this study's")
+        _DESIGNS[key] = Design.from_study(config, match[0])
+    return _DESIGNS[key]
+
+
+def warm_up(config: StudyConfig) -> float:
     """Build the engines and compile them for every condition's data shape.
 
     Engines that compile (those with a ``compile(data)`` method) do it here rather
     than inside a first fit; returns the seconds spent.
     """
     t0 = time.perf_counter()
-    if designs is None:
-        designs = {c.id: Design.from_study(config, c) for c in config.conditions}
     for engine in get_engines(config):
         compile_ = getattr(engine, "compile", None)
         if compile_ is None:
             continue
-        for design in designs.values():
-            compile_(design.sample(0).data)
+        for c in config.conditions:
+            compile_(get_design(config, c.id).sample(0).data)
     return time.perf_counter() - t0
 
 
@@ -153,22 +165,12 @@ def fit_replicate(
     return fits, kept
 
 
-def iter_batches(
-    config: StudyConfig,
-    pairs: Iterable[Pair],
-    designs: Mapping[str, Design] | None = None,
-) -> Iterator[BatchResult]:
-    """Fit ``pairs`` in turn, yielding a one-pair :class:`BatchResult` for each.
-
-    ``designs`` (condition id -> Design) saves redrawing the designs; by default they
-    are built here, once each.
-    """
-    if designs is None:
-        designs = {c.id: Design.from_study(config, c) for c in config.conditions}
+def iter_batches(config: StudyConfig, pairs: Iterable[Pair]) -> Iterator[BatchResult]:
+    """Fit ``pairs`` in turn, yielding a one-pair :class:`BatchResult` for each."""
     engines = get_engines(config)
     for cid, r in pairs:
         with one_blas_thread():
-            fits, kept = fit_replicate(config, designs[cid], engines, r)
+            fits, kept = fit_replicate(config, get_design(config, cid), engines, r)
         yield BatchResult(
             piece_from_fits([(cid, r)], [fits]),
             [(name, cid, r, tree) for name, tree in kept],

@@ -7,6 +7,7 @@ back; workers keep their engines (built and compiled once per worker process, in
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 from collections.abc import Iterator
@@ -35,10 +36,16 @@ class VersionMismatch(RuntimeError):
     """A worker whose packages differ from the driver's (its numbers could differ)."""
 
 
+@functools.cache
+def _installed() -> dict[str, str]:
+    """This process's package versions (looked up once, not per batch)."""
+    return package_versions()
+
+
 def check_versions(driver: dict[str, str]) -> None:
     """Refuse to fit on a worker whose packages that shape the results differ from the
     driver's: the same seeds could give other numbers there."""
-    here = package_versions()
+    here = _installed()
     differ = [f"{k} {here.get(k)} (driver {v})" for k, v in driver.items() if here.get(k) != v]
     if differ:
         raise VersionMismatch(

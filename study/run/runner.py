@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 from models.base import term_names
 from models.registry import ENGINE_VERSIONS
 from study.design.config import differences
-from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import StoreError
-from study.run.batch import Pair, prepare_process, warm_up
+from study.run.batch import Pair, get_design, prepare_process, warm_up
 from study.run.executors import Executor, InProcess, batches, cpu_count
 from study.run.results import build_dataset, stored_config
 from study.run.store import Store
@@ -118,7 +117,7 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
                 f"{store.path} holds a run of a different configuration ({what}); "
                 "use --overwrite to replace it or --out for a new directory"
             )
-        versions = old.get("engine_versions", {e: 1 for e in old["engines"]})
+        versions = store.engine_versions()
         stale = [
             f"{e} {versions.get(e, 1)} -> {ENGINE_VERSIONS[e]}"
             for e in config.engines
@@ -187,14 +186,14 @@ def run_study(
     failures = 0 if existing is None else int((~existing.values["converged"]).sum())
     executor = executor or InProcess()
     progress = progress or _Silent()
-    designs = {c.id: Design.from_study(config, c) for c in config.conditions}
     labels = {c.id: c.label for c in config.conditions}
-    truths = {cid: compute_truth(design) for cid, design in designs.items()}
+    truths = {c.id: compute_truth(get_design(config, c.id)) for c in config.conditions}
     if executor.workers == 1 and done < total:
         prepare_process(None, cpu_count())  # chains on the cores this process may use
-        warm_up(config, designs)  # the compile stays out of the progress rate
+        warm_up(config)  # the compile stays out of the progress rate
     progress.start(total, done, len(config.conditions))
     written = 0
+    pieces = len(store.piece_files())  # counted here, not listed again per batch
     try:
         for result in executor.map(config, batches(todo, executor.batch_size)):
             piece = result.piece
@@ -206,8 +205,10 @@ def run_study(
             for i, cid in enumerate(piece.condition.tolist()):
                 failures += int(bad[i].sum())
                 progress.advance(failures, labels[str(cid)])
-            if shard is None and len(store.piece_files()) > CONSOLIDATE_EVERY:
+            pieces += 1
+            if shard is None and pieces > CONSOLIDATE_EVERY:
                 store.consolidate()
+                pieces = 1
     except BaseException:
         progress.close()
         executor.close(cancel=True)

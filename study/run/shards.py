@@ -124,7 +124,7 @@ def merge(
             raise StoreError(
                 f"{store.path}: no such run directory; give directories `study run` wrote"
             )
-        store.read_manifest()
+    manifests = [s.read_manifest() for s in stores]
     config = stored_config(stores[0])
     for store in stores[1:]:
         other = stored_config(store)
@@ -134,7 +134,7 @@ def merge(
                 f"{store.path} holds a run of another configuration than {stores[0].path} "
                 f"({'; '.join(changed[:3])}); merge only shards of one study"
             )
-    versions = {json.dumps(_versions(s), sort_keys=True) for s in stores}
+    versions = {json.dumps(s.engine_versions(), sort_keys=True) for s in stores}
     if len(versions) > 1:
         raise StoreError(
             f"the runs were made by different engine versions ({' vs '.join(sorted(versions))}); "
@@ -150,7 +150,7 @@ def merge(
     joined = Piece.concat([p for p in loaded if p is not None])
     if joined is None:
         raise StoreError(f"{', '.join(map(str, dirs))}: no finished replicates to merge")
-    replicates = max(int(s.read_manifest()["replicates"]) for s in stores)
+    replicates = max(int(m["replicates"]) for m in manifests)
     have = joined.pairs()
     missing = [
         (c.label, r) for r in range(replicates) for c in config.conditions if (c.id, r) not in have
@@ -162,7 +162,7 @@ def merge(
             f"{describe_missing(missing, len(config.conditions))}; run the shards that own "
             "them, or merge with --partial"
         )
-    manifest = stores[0].read_manifest()
+    manifest = manifests[0]
     manifest["replicates"] = replicates
     target.write_manifest(manifest, stores[0].config_text())
     copied = 0
@@ -180,11 +180,6 @@ def merge(
     return MergeReport(
         results, total - len(missing), total, missing, copied, len(config.conditions)
     )
-
-
-def _versions(store: Store) -> dict[str, int]:
-    manifest = store.read_manifest()
-    return dict(manifest.get("engine_versions", {e: 1 for e in manifest["engines"]}))
 
 
 def _same(a: Store, b: Store) -> bool:

@@ -168,6 +168,11 @@ class Store:
             ) from err
         return dict(manifest)
 
+    def engine_versions(self) -> dict[str, int]:
+        """The engine versions the run was made with (1 for runs older than the field)."""
+        manifest = self.read_manifest()
+        return {e: 1 for e in manifest["engines"]} | dict(manifest.get("engine_versions", {}))
+
     def write_manifest(self, manifest: dict[str, Any], config_toml: str) -> None:
         """Write the configuration and the manifest (atomically, each)."""
         write_text_atomic(self.path / CONFIG, config_toml)
