@@ -23,6 +23,7 @@ TERM_FIELDS: dict[str, str] = {
     "std_error": "standard error (model-based SE; posterior SD)",
     "ci_lower": "lower interval limit at the study level",
     "ci_upper": "upper interval limit at the study level",
+    "df": "degrees of freedom of the t reference of the interval (inf: normal; NaN: none)",
 }
 #: Per-term diagnostics (NaN for engines without them, e.g. REML has no R-hat).
 DIAGNOSTIC_FIELDS: dict[str, str] = {
@@ -33,8 +34,21 @@ DIAGNOSTIC_FIELDS: dict[str, str] = {
 #: Per-fit scalars, with their dtype kind: b(ool), f(loat), U (text).
 FIT_FIELDS: dict[str, tuple[str, str]] = {
     "converged": ("b", "fit converged (REML: optimizer; Bayes: R-hat, divergences, ESS floor)"),
+    "singular": (
+        "b",
+        "estimate on the boundary: a random-effect covariance not of full rank, as "
+        "lme4::isSingular (False for engines without the notion)",
+    ),
     "fit_seconds": ("f", "wall-clock seconds of the fit"),
     "divergences": ("f", "divergent transitions (Bayesian engines only)"),
+    "restarts": ("f", "chains restarted by the stuck-chain check (Bayesian engines only)"),
+    "loglik": ("f", "log-likelihood at the estimate (restricted for REML fits)"),
+    "criterion": ("f", "-2 loglik: the REML criterion, or the deviance of an ML fit"),
+    "aic": ("f", "AIC = criterion + 2 (number of parameters)"),
+    "bic": ("f", "BIC = criterion + log(nobs) (number of parameters)"),
+    "nobs": ("f", "number of observations"),
+    "ngroups": ("f", "number of groups"),
+    "optimizer": ("U", "optimizer (or sampler) that produced the estimate"),
     "message": ("U", "warnings or error of the fit; empty when clean"),
 }
 
@@ -78,6 +92,16 @@ class FitResult:
     ess_tail: np.ndarray | None = None
     divergences: float = float("nan")
     extra: dict[str, object] = field(default_factory=dict)
+    df: np.ndarray | None = None
+    singular: bool = False
+    restarts: float = float("nan")
+    loglik: float = float("nan")
+    criterion: float = float("nan")
+    aic: float = float("nan")
+    bic: float = float("nan")
+    nobs: float = float("nan")
+    ngroups: float = float("nan")
+    optimizer: str = ""
 
     def __post_init__(self) -> None:
         k = len(self.terms)

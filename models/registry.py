@@ -26,9 +26,10 @@ ENGINES: dict[str, tuple[str, str, str]] = {
 #: engine names, in their canonical order
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 #: engine name -> version of what it computes: raised when the same options and seed
-#: give other numbers (bayes 2: the q = 2 likelihood Op, models/bayes/kernel.py), so a
+#: give other numbers (bayes 2: the q = 2 likelihood Op, models/bayes/kernel.py; reml 2:
+#: the Newton polish to the exact optimum and the new inference, models/reml/), so a
 #: run started by one version is not resumed by another
-ENGINE_VERSIONS: dict[str, int] = {"reml": 1, "bayes": 2}
+ENGINE_VERSIONS: dict[str, int] = {"reml": 2, "bayes": 2}
 
 
 def _options_class(name: str) -> type:

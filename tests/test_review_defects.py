@@ -106,11 +106,9 @@ def test_1_hash_distinguishes_engine_lists_and_follows_every_setting():
 
 def test_1_pieces_of_different_engine_counts_are_a_store_error(tmp_path):
     store = Store(tmp_path)
+    kinds = {"b": np.ones((1, 1), bool), "f": np.zeros((1, 1)), "U": np.array([[""]])}
     one = {v: np.zeros((1, 1, 6)) for v in TERM_VARS} | {
-        "converged": np.ones((1, 1), bool),
-        "fit_seconds": np.zeros((1, 1)),
-        "divergences": np.zeros((1, 1)),
-        "message": np.array([[""]]),
+        name: kinds[kind] for name, (kind, _) in FIT_FIELDS.items()
     }
     two = {k: np.concatenate([v, v], axis=1) for k, v in one.items()}
     store.write_piece(Piece(np.array(["c"]), np.array([0]), one))

@@ -217,12 +217,37 @@ def test_fit_csv_json_is_tidy(capsys):
         main(["fit", str(data), "--y", "Reaction", "--x", "Days", "--group", "Subject", "--json"])
         == 0
     )
-    rows = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    rows = doc["terms"]
     assert [r["term"] for r in rows][:2] == ["(Intercept)", "Days"]
-    assert set(rows[0]) == {"term", "effect", "estimate", "std_error", "ci_lower", "ci_upper"}
+    assert {"term", "effect", "estimate", "std_error", "ci_lower", "ci_upper", "df"} <= set(rows[0])
+    assert {"statistic", "p_value", "rhat", "ess_bulk", "ess_tail"} <= set(rows[0])
     # lme4 1.1-31 REML (tests/data/sleepstudy_lme4.toml)
     assert rows[0]["estimate"] == pytest.approx(251.40510485, rel=1e-4)
-    assert rows[2]["ci_lower"] is None  # no invented intervals for variance parameters
+    assert rows[0]["statistic"] == pytest.approx(rows[0]["estimate"] / rows[0]["std_error"])
+    assert rows[0]["df"] == "inf" and rows[2]["statistic"] is None
+    assert doc["engine"] == "reml" and doc["converged"] is True and doc["message"] == ""
+    glance = doc["glance"]
+    assert glance["criterion"] == pytest.approx(1743.628272, rel=1e-8)
+    assert (glance["nobs"], glance["ngroups"], glance["singular"]) == (180, 18, False)
+    assert set(doc["diagnostics"]) == {"divergences", "restarts", "max_rhat", "min_ess_bulk"}
+
+
+def test_fit_csv_ci_options(capsys):
+    import json
+
+    data = Path(__file__).parent / "data" / "sleepstudy_unbalanced.csv"
+    args = ["fit", str(data), "--y", "Reaction", "--x", "Days", "--group", "Subject"]
+    assert main([*args, "--ci", "kenward-roger", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["terms"]
+    # pbkrtest 0.5.2 (tests/data/lme4_inference.toml)
+    assert rows[0]["df"] == pytest.approx(16.286291, rel=1e-4)
+    assert rows[0]["std_error"] == pytest.approx(7.271989378, rel=1e-5)
+    assert main([*args, "--ci", "satterthwaite"]) == 0
+    out = capsys.readouterr().out
+    assert "12.75" in out and "fit: nobs 131, ngroups 18" in out and "singular no" in out
+    assert main([*args, "--engine", "bayes", "--ci", "t"]) == 2
+    assert "options of the reml engine" in capsys.readouterr().err
 
 
 def test_fit_csv_errors(tmp_path, capsys):

@@ -232,13 +232,18 @@ def _n_used(c: _Context, measure: str) -> xr.DataArray:
     return mask.sum("replicate")
 
 
-def _context(ds: xr.Dataset, reference: str, exclude_nonconverged: bool) -> _Context:
+def _context(
+    ds: xr.Dataset, reference: str, exclude_nonconverged: bool, exclude_singular: bool = False
+) -> _Context:
     """The context of :func:`compute_measures` (``ds`` has ``estimate`` etc.)."""
     est, se = ds["estimate"], ds["std_error"]
     lo, hi = ds["ci_lower"], ds["ci_upper"]
     if exclude_nonconverged:
         conv = ds["converged"].astype(bool)
         est, se, lo, hi = (v.where(conv) for v in (est, se, lo, hi))
+    if exclude_singular and "singular" in ds:
+        regular = ~ds["singular"].astype(bool)
+        est, se, lo, hi = (v.where(regular) for v in (est, se, lo, hi))
     cond = ds["cond_value"].reset_coords(drop=True) if "cond_value" in ds.coords else None
     cond_se = ds["cond_se"].reset_coords(drop=True) if "cond_se" in ds.coords else None
     if cond is None or cond_se is None or bool(np.isnan(cond).all()):
@@ -264,6 +269,7 @@ def compute_measures(
     reference: str = "reml",
     exclude_nonconverged: bool = False,
     measures: Sequence[str] | None = None,
+    exclude_singular: bool = False,
 ) -> xr.Dataset:
     """Performance measures with Monte Carlo SEs for every engine x term.
 
@@ -275,6 +281,9 @@ def compute_measures(
         Engine that relative precision and correlation are measured against.
     exclude_nonconverged : bool
         Drop non-converged fits (default: keep them; their count is reported).
+    exclude_singular : bool
+        Drop singular (boundary) fits, ``lme4::isSingular`` (default: keep them; their
+        count is reported as ``singular``).
     measures : sequence of str, optional
         Subset of :data:`MEASURES`, in the order wanted (default all, in the order of
         :data:`MEASURES`).  Only these are computed.
@@ -285,7 +294,8 @@ def compute_measures(
         ``value``, ``mcse`` and ``n`` (the replicates each measure used: those where
         all its inputs are finite) over ``(measure, ..., engine, term)`` (``...``: the
         results' other dims, e.g. ``condition``); ``nonconverged`` and ``replicates``
-        (fits counted) over the same dims without ``measure`` and ``term``; the
+        (fits counted) and ``singular`` over the same dims without ``measure`` and
+        ``term``; the
         results' coordinates (truth, factors of the grid) carried over.
 
     Raises
@@ -308,7 +318,7 @@ def compute_measures(
             f"reference engine {reference!r} (for {', '.join(needs_ref)}) is not in the "
             f"results; engines present: {', '.join(map(repr, engines))}"
         )
-    ctx = _context(ds, reference, exclude_nonconverged)
+    ctx = _context(ds, reference, exclude_nonconverged, exclude_singular)
     zero = xr.zeros_like(ctx.nan)
     # every measure broadcast to (engine, term)
     out = {m: tuple(x + zero for x in _TABLE[m](ctx)) for m in wanted}
@@ -323,6 +333,11 @@ def compute_measures(
             "n": used.transpose("measure", ..., "engine", "term"),
             "nonconverged": (~ds["converged"].astype(bool) & fitted).sum("replicate"),
             "replicates": fitted.broadcast_like(ds["converged"]).sum("replicate"),
+            "singular": (
+                (ds["singular"].astype(bool) & fitted).sum("replicate")
+                if "singular" in ds
+                else xr.zeros_like(ds["converged"], dtype=int).sum("replicate")
+            ),
         },
         coords={
             "measure": wanted,
@@ -334,6 +349,7 @@ def compute_measures(
     summary.attrs = {
         "reference_engine": reference,
         "exclude_nonconverged": int(exclude_nonconverged),
+        "exclude_singular": int(exclude_singular),
         "level": ds.attrs.get("level", np.nan),
         "study": ds.attrs.get("study", ""),
         "config_hash": ds.attrs.get("config_hash", ""),

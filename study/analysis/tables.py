@@ -186,6 +186,8 @@ def grid_table(
         d, sm = ds.sel(condition=label), summary.sel(condition=label)
         head = {f: d[f].item() for f in _factors(ds)}
         head["not_conv"] = int(sm["nonconverged"].sel(engine=engine))
+        if "singular" in sm:
+            head["singular"] = int(sm["singular"].sel(engine=engine))
         cells = measure_table(sm, engine, measures)
         cells.insert(1, "TrueValue", d["true_value"].values)
         cells.insert(2, "TrueSE", d["true_se"].values)
@@ -219,6 +221,7 @@ def summary_text(
     measures: list[str],
     exclude_nonconverged: bool = False,
     partial: bool = False,
+    exclude_singular: bool = False,
 ) -> str:
     """The text of ``study summarize``.
 
@@ -241,7 +244,11 @@ def summary_text(
     for engine in [str(e) for e in ds["engine"].values]:
         nc = int(summary["nonconverged"].sel(engine=engine).sum())
         fits = int(summary["replicates"].sel(engine=engine).sum())
-        blocks.append(_title(f"engine {engine}: {nc} of {fits} fits not converged ({policy})", fmt))
+        title = f"engine {engine}: {nc} of {fits} fits not converged ({policy})"
+        if "singular" in summary:
+            n_sing = int(summary["singular"].sel(engine=engine).sum())
+            title += f", {n_sing} singular ({'excluded' if exclude_singular else 'kept'})"
+        blocks.append(_title(title, fmt))
         if n_cond > 1:
             table = grid_table(ds, summary, engine, measures)
             blocks.append(render(table, fmt, digits=4, keep=len(_factors(ds)) + 2))

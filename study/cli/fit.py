@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from models.base import FitResult
+from models.base import FIXED, FitResult
 from models.bayes.scaled_priors import describe_priors, scaled_priors
 from models.data import LMMData
 from models.registry import ENGINE_NAMES, build_engine
+from models.reml.options import CI_KINDS, RAN_PARS_CI_KINDS
 from study.analysis.tables import render
 from study.errors import UserError
 
@@ -30,7 +32,25 @@ def register(sub: Any) -> None:
     p.add_argument("--engine", choices=ENGINE_NAMES, default="reml")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=1, help="sampler seed (bayes)")
-    p.add_argument("--json", action="store_true", help="print a JSON list (broom::tidy shape)")
+    p.add_argument(
+        "--ci",
+        choices=CI_KINDS,
+        default=None,
+        help="reml fixed-effect intervals: wald (default), t (K - p df), satterthwaite "
+        "(lmerTest) or kenward-roger (pbkrtest)",
+    )
+    p.add_argument(
+        "--ran-pars-ci",
+        choices=RAN_PARS_CI_KINDS,
+        default=None,
+        help="reml variance-parameter intervals: wald on the log-SD scale (default), "
+        "profile (lme4 confint) or none",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: fit statistics (broom::glance), diagnostics and the terms (broom::tidy)",
+    )
     p.set_defaults(func=command)
 
 
@@ -45,6 +65,8 @@ def command(args: argparse.Namespace) -> int:
         as_json=args.json,
         level=args.level,
         seed=args.seed,
+        ci=args.ci,
+        ran_pars_ci=args.ran_pars_ci,
     )
     if text:
         print(text)
@@ -87,11 +109,15 @@ def fit_csv(
     as_json: bool = False,
     level: float = 0.95,
     seed: int = 1,
+    ci: str | None = None,
+    ran_pars_ci: str | None = None,
 ) -> tuple[str, FitResult]:
-    """Fit one dataset; return the text to print (a table or a JSON list in the
-    broom::tidy shape; empty when the fit produced no estimates) and the fit."""
+    """Fit one dataset; return the text to print (a table or JSON; empty when the fit
+    produced no estimates) and the fit."""
     if not 0 < level < 1:
         raise UserError(f"--level {level}: must be between 0 and 1 (e.g. 0.95)")
+    if engine != "reml" and (ci or ran_pars_ci):
+        raise UserError("--ci and --ran-pars-ci are options of the reml engine; drop them")
     predictors = [c.strip() for c in x.split(",") if c.strip()]
     if not predictors:
         raise UserError(f"--x {x!r}: give at least one predictor column")
@@ -99,24 +125,118 @@ def fit_csv(
     options: dict[str, Any] = {}
     if engine == "bayes":
         options["priors"] = scaled_priors(data)
+    if ci:
+        options["ci"] = ci
+    if ran_pars_ci:
+        options["ran_pars_ci"] = ran_pars_ci
     fit = build_engine(engine, options, level=level).fit(data, seed=seed)
     if not np.isfinite(fit.estimate).any():
         return "", fit
-    frame = fit.to_frame()
+    frame = tidy_frame(fit)
     if as_json:
-        records = [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")
-        ]
-        return json.dumps(records, indent=2), fit
+        return json.dumps(_json(fit, frame, engine, seed, options), indent=2), fit
     status = "converged" if fit.converged else "NOT converged"
     head = (
         f"{engine}: {data.n_obs} rows, {data.n_groups} groups; {status} in {fit.fit_seconds:.2f} s"
     )
-    lines = [head, render(frame, "table", digits=4)]
+    shown = frame if engine == "bayes" else frame.drop(columns=["rhat", "ess_bulk", "ess_tail"])
+    lines = [head, render(shown, "table", digits=4), glance_line(fit)]
     if fit.message:
         lines.append(f"message: {fit.message}")
     if engine == "bayes":
         lines.append("priors (scaled to the data, rstanarm-style):")
         lines.append(describe_priors(options["priors"], data.fixed_names))
     return "\n".join(lines), fit
+
+
+def tidy_frame(fit: FitResult) -> pd.DataFrame:
+    """broom::tidy columns plus ``df``, the t/z ``statistic`` and ``p_value`` of the
+    fixed effects (estimate / SE against t(df), normal when df is inf), diagnostics."""
+    frame = fit.to_frame()
+    fixed = frame["effect"].to_numpy() == FIXED
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = np.where(fixed, fit.estimate / fit.std_error, np.nan)
+        p = np.where(fixed, 2 * stats.t.sf(np.abs(stat), fit.df), np.nan)
+    frame.insert(4, "statistic", stat)
+    frame.insert(5, "p_value", p)
+    for name in ("rhat", "ess_bulk", "ess_tail"):
+        frame[name] = getattr(fit, name)
+    return frame
+
+
+#: fit statistics, as broom::glance (name in the output, FitResult attribute)
+GLANCE = (
+    ("nobs", "nobs"),
+    ("ngroups", "ngroups"),
+    ("logLik", "loglik"),
+    ("criterion", "criterion"),
+    ("AIC", "aic"),
+    ("BIC", "bic"),
+    ("singular", "singular"),
+    ("optimizer", "optimizer"),
+)
+
+
+def glance_line(fit: FitResult) -> str:
+    """One line of fit statistics (only those the engine has)."""
+    parts = []
+    for label, attr in GLANCE:
+        v = getattr(fit, attr)
+        if isinstance(v, float) and not math.isfinite(v):
+            continue
+        if attr in ("nobs", "ngroups"):
+            v = int(v)
+        elif isinstance(v, float):
+            v = f"{v:.2f}"
+        elif isinstance(v, bool):
+            v = "yes" if v else "no"
+        parts.append(f"{label} {v}")
+    if math.isfinite(fit.divergences):
+        parts.append(f"divergences {int(fit.divergences)}")
+    if math.isfinite(fit.restarts):
+        parts.append(f"restarted chains {int(fit.restarts)}")
+    return "fit: " + ", ".join(parts)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return v
+
+
+def _json(
+    fit: FitResult, frame: pd.DataFrame, engine: str, seed: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON document of ``study fit --json``."""
+    glance = {label: _clean(getattr(fit, attr)) for label, attr in GLANCE}
+    rhat, ess = np.asarray(fit.rhat, dtype=float), np.asarray(fit.ess_bulk, dtype=float)
+    out: dict[str, Any] = {
+        "engine": engine,
+        "converged": bool(fit.converged),
+        "message": fit.message,
+        "seed": seed if engine == "bayes" else None,
+        "fit_seconds": _clean(fit.fit_seconds),
+        "glance": glance,
+        "diagnostics": {
+            "divergences": _clean(fit.divergences),
+            "restarts": _clean(fit.restarts),
+            "max_rhat": float(np.nanmax(rhat)) if np.isfinite(rhat).any() else None,
+            "min_ess_bulk": float(np.nanmin(ess)) if np.isfinite(ess).any() else None,
+        },
+        "options": {k: _clean(v) for k, v in options.items() if k != "priors"},
+        "priors": {k: _clean_tree(v) for k, v in options.get("priors", {}).items()} or None,
+        "terms": [
+            {k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
+        ],
+    }
+    return out
+
+
+def _clean_tree(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return _clean(v)

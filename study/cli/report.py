@@ -35,6 +35,8 @@ def _tables(inp: Any) -> list[tuple[str, pd.DataFrame]]:
         nc = int(summary["nonconverged"].sel(engine=engine).sum())
         fits = int(summary["replicates"].sel(engine=engine).sum())
         title = f"engine {engine}: {nc} of {fits} fits not converged (kept)"
+        if "singular" in summary:
+            title += f", {int(summary['singular'].sel(engine=engine).sum())} singular (kept)"
         if len(inp.conditions) > 1:
             out.append((title, grid_table(ds, summary, engine, measures)))
             continue

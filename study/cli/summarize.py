@@ -28,6 +28,12 @@ def register(sub: Any) -> None:
         help="drop non-converged fits (default: keep them and report the count)",
     )
     p.add_argument(
+        "--exclude-singular",
+        action="store_true",
+        help="drop singular (boundary) fits, as lme4::isSingular (default: keep them and "
+        "report the count)",
+    )
+    p.add_argument(
         "--reference",
         help="engine that relative precision is measured against (default: reml if run, "
         "else the first engine)",
@@ -45,6 +51,7 @@ def command(args: argparse.Namespace) -> int:
             measures=measures,
             exclude_nonconverged=args.exclude_nonconverged,
             reference=args.reference,
+            exclude_singular=args.exclude_singular,
         )
     )
     return 0
@@ -57,6 +64,7 @@ def summarize(
     measures: list[str] | None = None,
     exclude_nonconverged: bool = False,
     reference: str | None = None,
+    exclude_singular: bool = False,
 ) -> str:
     """Compute the chosen measures of a run, write ``summary.nc`` beside it, return text.
 
@@ -83,7 +91,11 @@ def summarize(
         )
     wanted = list(dict.fromkeys([*REPORT_MEASURES, *COUNTS.values(), *chosen]))
     summary = compute_measures(
-        ds, reference=reference, exclude_nonconverged=exclude_nonconverged, measures=wanted
+        ds,
+        reference=reference,
+        exclude_nonconverged=exclude_nonconverged,
+        measures=wanted,
+        exclude_singular=exclude_singular,
     )
     Store(run_dir).write_summary(summary)
     return summary_text(
@@ -93,4 +105,5 @@ def summarize(
         measures=chosen,
         exclude_nonconverged=exclude_nonconverged,
         partial=is_partial(ds),
+        exclude_singular=exclude_singular,
     )

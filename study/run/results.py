@@ -66,7 +66,7 @@ def package_versions() -> dict[str, str]:
 
 
 #: what a (condition, replicate) pair not yet fitted holds, per fit variable
-_NOT_RUN = {"converged": False, "fit_seconds": np.nan, "divergences": np.nan, "message": "not run"}
+_NOT_RUN = {"converged": False, "singular": False, "optimizer": "", "message": "not run"}
 
 
 def build_dataset(
@@ -94,7 +94,7 @@ def build_dataset(
     for var, desc in {**TERM_VARS, **FIT_VARS}.items():
         src = piece.values[var]
         fill = _NOT_RUN.get(var, np.nan)
-        dtype = object if var == "message" else src.dtype
+        dtype = object if src.dtype.kind == "U" else src.dtype
         arr = np.full((n_cond, n_rep, *src.shape[1:]), fill, dtype=dtype)
         arr[ci, ri] = src
         data_vars[var] = (dims_of(var), arr, {"description": desc})

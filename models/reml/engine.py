@@ -1,0 +1,281 @@
+"""Frequentist engine: REML or ML fits, statsmodels ``MixedLM`` polished to the exact optimum.
+
+The model ``y_i = X_i beta + X_i u_i + e_i``, ``u_i ~ N(0, D)`` with unstructured ``D``,
+``e ~ N(0, sigma^2 I)`` is fitted from arrays (no formula parsing).  Results are on the
+broom.mixed scale: fixed effects, then random-effect SDs, correlations and the residual SD.
+
+Optimisation
+------------
+statsmodels ``MixedLM`` starts from moment estimates (:func:`start_covariance`) and its
+optimizers are tried in turn until one converges (L-BFGS stops at scipy's
+``pgtol=1e-5``, which can leave correlations ~1e-3 from the optimum).  Its point is then
+polished by Newton's method (trust region) on the profiled criterion in lme4's
+``theta`` (:mod:`models.reml.criterion`: sufficient statistics, analytic gradient), to a
+gradient below 1e-7: the optimum to machine precision.  ``converged`` is that polish's
+verdict; ``singular`` is ``lme4::isSingular`` (a diagonal element of ``Lambda`` below
+1e-4), recorded separately (a boundary fit can be a converged fit).
+
+Inference
+---------
+Fixed effects (``ci``): ``"wald"`` (normal), ``"t"`` (``K - p`` df),
+``"satterthwaite"`` (lmerTest) or ``"kenward-roger"`` (pbkrtest: adjusted SE and df),
+see :mod:`models.reml.ddf`.  Variance parameters (``ran_pars_ci``): ``"wald"`` on the
+log-SD / atanh-correlation scale, ``"profile"`` likelihood (lme4), or ``"none"``, see
+:mod:`models.reml.varpar`.  The ``df`` of each interval is stored (``inf`` for normal).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
+
+from models.base import FitResult, term_names
+from models.data import LMMData, fit_problem
+from models.reml import ddf, varpar
+from models.reml.criterion import Criterion, Optimum, polish, psi_to_theta, theta_to_lambda
+from models.reml.options import OPTIMIZERS, TOLERANCES, RemlOptions
+
+__all__ = ["OPTIMIZERS", "RemlEngine", "RemlOptions", "start_covariance"]
+
+
+def start_covariance(data: LMMData) -> tuple[np.ndarray, float]:
+    """Moment start values ``(Psi0, sigma2_0)`` from per-group OLS fits.
+
+    Uses the sufficient statistics only: ``b_i = (X_i'X_i)^-1 X_i'y_i`` for groups with
+    ``n_i > q`` and full-rank ``X_i'X_i``; pooled residual variance ``sigma2_0``; and
+    ``D0 = cov(b_i) - sigma2_0 mean((X_i'X_i)^-1)``, its eigenvalues floored at a small
+    fraction of the total so that it is positive definite.  Returns the relative
+    covariance ``Psi0 = D0 / sigma2_0`` that statsmodels optimises over; falls back to
+    the identity when fewer than ``q + 1`` groups qualify.
+    """
+    q = data.q
+    ok = data.n > q
+    if ok.any():
+        ok[ok] = np.linalg.matrix_rank(data.XtX[ok]) == q
+    if ok.sum() <= q:
+        return np.eye(q), 1.0
+    xtx_inv = np.linalg.inv(data.XtX[ok])
+    b = np.einsum("kij,kj->ki", xtx_inv, data.Xty[ok])
+    rss = data.yty[ok] - np.einsum("ki,ki->k", b, data.Xty[ok])
+    sigma2 = float(max(rss.sum() / (data.n[ok] - q).sum(), 1e-12))
+    D = np.cov(b, rowvar=False) - sigma2 * xtx_inv.mean(axis=0)
+    w, v = np.linalg.eigh((D + D.T) / 2)
+    w = np.maximum(w, 1e-3 * max(float(np.abs(w).sum()), sigma2))
+    return (v * w) @ v.T / sigma2, sigma2
+
+
+class RemlEngine:
+    """REML/ML engine (see the module docstring).
+
+    Parameters
+    ----------
+    options : RemlOptions, optional
+        Defaults to REML with 95% Wald intervals.
+    """
+
+    name = "reml"
+
+    def __init__(self, options: RemlOptions | None = None) -> None:
+        self.options = options or RemlOptions()
+
+    def fit(
+        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+    ) -> FitResult:
+        """Fit ``data``; never raises (failures come back as ``converged=False``).
+
+        Parameters
+        ----------
+        data : LMMData
+            One dataset.
+        seed : int, optional
+            Ignored: the fit is deterministic.
+        keep_posterior : bool
+            Ignored: REML has no posterior.
+
+        Returns
+        -------
+        FitResult
+            With the fit statistics (``loglik``, ``criterion``, ``aic``, ``bic``,
+            ``nobs``, ``ngroups``, ``singular``, ``optimizer``) and ``df`` per term.
+            ``message`` holds captured warnings and, after a fallback, which optimizers
+            failed.  ``extra`` holds floats: ``iterations`` (Newton steps of the
+            polish), ``gradient`` (max |gradient| at the optimum) and
+            ``optimizer_index`` (position in ``options.optimizers`` of the statsmodels
+            optimizer that gave the start).
+        """
+        t0 = time.perf_counter()
+        predictors = tuple(getattr(data, "predictors", ()))
+        # catch_warnings is process-global: run engines in processes, not threads.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = self._fit(data)
+            except Exception as err:
+                result = FitResult.failed(predictors, f"{type(err).__name__}: {err}")
+        notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+        result.message = "; ".join(m for m in (result.message, *notes) if m)
+        result.fit_seconds = time.perf_counter() - t0
+        return result
+
+    def _fit(self, data: LMMData) -> FitResult:
+        opts = self.options
+        _check_data(data)
+        model = MixedLM(data.y, data.X, data.group, exog_re=data.X)
+        psi0, _ = start_covariance(data)
+        start = MixedLMParams.from_components(np.zeros(data.q), cov_re=psi0)
+        reasons: list[str] = []
+        best: tuple[Any, int] | None = None
+        for index, method in enumerate(opts.optimizers):
+            with np.errstate(all="ignore"):
+                res = model.fit(
+                    start_params=start.copy(),
+                    reml=opts.method == "reml",
+                    method=[method],
+                    maxiter=opts.maxiter,
+                    full_output=True,
+                    **TOLERANCES.get(method, {}),
+                )
+            problem = _problem(res)
+            if not problem:
+                best = (res, index)
+                break
+            reasons.append(f"{method}: {problem}")
+            if _problem(res, check_converged=False) == "" and (
+                best is None or res.llf > best[0].llf
+            ):
+                best = (res, index)
+        crit = Criterion(data, reml=opts.method == "reml")
+        if best is None:
+            theta0, index, label = psi_to_theta(psi0), -1, "moments"
+        else:
+            theta0 = psi_to_theta(np.asarray(best[0].cov_re_unscaled, dtype=float))
+            index, label = best[1], opts.optimizers[best[1]]
+        optimum = polish(crit, theta0)
+        notes = [f"{r} (polished from {label})" for r in reasons] if reasons else []
+        if optimum.message:
+            notes.append(optimum.message)
+        return self._result(data, crit, optimum, index, f"{label}+newton", "; ".join(notes))
+
+    def _result(
+        self, data: LMMData, crit: Criterion, opt: Optimum, index: int, optimizer: str, message: str
+    ) -> FitResult:
+        opts = self.options
+        q = data.q
+        terms, effects = term_names(data.predictors)
+        lam = theta_to_lambda(opt.theta, q)
+        parts = crit.parts(lam @ lam.T)
+        sigma2 = crit.sigma2(parts)
+        singular = crit.singular(opt.theta)
+        beta = parts.beta
+        phi = sigma2 * parts.H
+        # -- fixed effects ---------------------------------------------------------------
+        df = np.full(q, np.inf)
+        cov = phi
+        if opts.ci == "t":
+            df[:] = data.n_groups - (q - 1)
+            if df[0] <= 0:
+                message = _join(message, f"t interval needs K - p > 0, got {df[0]:g}")
+                df[:] = np.nan
+        elif opts.ci in ("satterthwaite", "kenward-roger"):
+            blocks = ddf.blocks(crit, parts, sigma2)
+            if opts.ci == "satterthwaite":
+                df = ddf.satterthwaite_df(crit, blocks, ddf.gamma_of(crit, parts, sigma2))
+            else:
+                cov, W = ddf.kenward_roger(blocks)
+                df = np.array([ddf.kr_df(blocks, W, row) for row in np.eye(q)])
+        se_beta = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore"):
+            crit_q = stats.t.ppf(0.5 + opts.level / 2, df)
+        if not np.all(np.isfinite(se_beta)):
+            message = _join(message, "fixed-effect covariance not positive definite")
+        # -- variance parameters -----------------------------------------------------------
+        nat = varpar.natural_from(parts.psi * sigma2, sigma2).values
+        dev = varpar.Deviance(crit)
+        nan = np.full(nat.size, np.nan)
+        ran_df = np.full(nat.size, np.nan)
+        wald = varpar.wald(dev, nat, opts.level, singular)
+        ran_se, ran_lo, ran_hi = wald.se, nan, nan
+        if opts.ran_pars_ci == "wald":
+            ran_lo, ran_hi = wald.lower, wald.upper
+            ran_df = np.where(np.isfinite(wald.lower), np.inf, np.nan)
+        elif opts.ran_pars_ci == "profile":
+            ran_lo, ran_hi = self._profile(data, crit, nat, opt, wald.se)
+        # -- fit statistics ----------------------------------------------------------------
+        n_par = q + q * (q + 1) // 2 + 1
+        value = float(opt.value)
+        return FitResult(
+            terms,
+            effects,
+            np.concatenate([beta, nat]),
+            np.concatenate([se_beta, ran_se]),
+            np.concatenate([beta - crit_q * se_beta, ran_lo]),
+            np.concatenate([beta + crit_q * se_beta, ran_hi]),
+            opt.converged,
+            float("nan"),
+            message,
+            extra={
+                "iterations": float(opt.iterations),
+                "gradient": float(opt.gradient),
+                "optimizer_index": float(index),
+            },
+            df=np.concatenate([df, ran_df]),
+            singular=singular,
+            loglik=-value / 2,
+            criterion=value,
+            aic=value + 2 * n_par,
+            bic=value + np.log(data.n_obs) * n_par,
+            nobs=float(data.n_obs),
+            ngroups=float(data.n_groups),
+            optimizer=optimizer,
+        )
+
+    def _profile(
+        self, data: LMMData, crit: Criterion, nat: np.ndarray, opt: Optimum, wald_se: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """lme4's profile intervals: the ML deviance profiled around the ML optimum."""
+        q = data.q
+        if crit.reml:
+            crit = Criterion(data, reml=False)
+            opt = polish(crit, opt.theta)
+            lam = theta_to_lambda(opt.theta, q)
+            parts = crit.parts(lam @ lam.T)
+            s2 = crit.sigma2(parts)
+            nat = varpar.natural_from(parts.psi * s2, s2).values
+        # march in steps of half a Wald SE on the unconstrained scale
+        jac = np.concatenate([nat[:q], 1.0 - nat[q:-1] ** 2, [nat[-1]]])
+        with np.errstate(all="ignore"):
+            step = 0.5 * wald_se / jac
+        prof = varpar.profile(varpar.Deviance(crit), nat, self.options.level, opt.value, step)
+        return prof.lower, prof.upper
+
+
+def _join(message: str, note: str) -> str:
+    return f"{message}; {note}" if message else note
+
+
+def _check_data(data: LMMData) -> None:
+    """Reject data the model cannot be fitted to (the error becomes the fit's message)."""
+    problem = fit_problem(data)
+    if problem:
+        raise ValueError(problem)
+    K, N, q = data.n_groups, data.n_obs, data.q
+    if K * q >= N:
+        raise ValueError(
+            f"need more rows than random effects, got K={K} groups, "
+            f"N={N} rows for K*q={K * q} random effects"
+        )
+
+
+def _problem(res: Any, check_converged: bool = True) -> str:
+    """Why a statsmodels result is no good as a start ('' if it is fine)."""
+    if check_converged and not res.converged:
+        return "optimizer did not converge"
+    values = [res.llf, res.scale, *np.ravel(res.fe_params), *np.ravel(res.cov_re)]
+    if not np.all(np.isfinite(values)) or not res.scale > 0:
+        return "non-finite estimates"
+    return ""
