@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from models.base import Engine
-from models.validate import OptionError, OptionTypeError, check_keys, choice
+from models.validate import OptionError, OptionTypeError, check_keys
 
 #: engine name -> (module, engine class, options class)
 ENGINES: dict[str, tuple[str, str, str]] = {
@@ -32,9 +33,43 @@ ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 ENGINE_VERSIONS: dict[str, int] = {"reml": 2, "bayes": 2}
 
 
+#: the suffix of an engine variant's label (``reml-kr``)
+_SUFFIX = re.compile(r"[a-z0-9_]+")
+
+
+def engine_kind(label: object, key: str = "engine") -> str:
+    """The engine that ``label`` runs.
+
+    A label is an engine name (``"reml"``) or, for a second instance of that engine
+    with options of its own, the name with a suffix: ``"reml-kr"`` runs the REML
+    engine with the options of ``[engines.reml-kr]`` (suffix: lower-case letters,
+    digits, ``_``).  Variants let one study compare settings of one method side by
+    side (e.g. interval options), each a value of the results' ``engine`` coordinate.
+    """
+    if not isinstance(label, str):
+        raise OptionTypeError(key, label, f"must be one of {', '.join(ENGINE_NAMES)}")
+    kind, sep, suffix = label.partition("-")
+    if kind not in ENGINE_NAMES or (sep and not _SUFFIX.fullmatch(suffix)):
+        raise OptionError(
+            key,
+            label,
+            f"must be one of {', '.join(ENGINE_NAMES)}, or one of them with a suffix "
+            "for a variant with its own options (e.g. reml-kr: lower-case letters, digits, _)",
+        )
+    return kind
+
+
+def is_engine_label(name: object) -> bool:
+    """Whether ``name`` is an engine label (:func:`engine_kind`)."""
+    try:
+        engine_kind(name)
+    except OptionError:
+        return False
+    return True
+
+
 def _options_class(name: str) -> type:
-    choice("engine", name, ENGINE_NAMES)
-    module, _, options = ENGINES[name]
+    module, _, options = ENGINES[engine_kind(name)]
     return typing.cast(type, getattr(importlib.import_module(module), options))
 
 
@@ -127,7 +162,7 @@ def build_engine(name: str, options: Any = None, *, level: float = 0.95) -> Engi
     """Construct engine ``name`` from its options object (or a plain table, validated)."""
     if options is None or isinstance(options, Mapping):
         options = build_options(name, options, level=level)
-    module, engine_cls, _ = ENGINES[name]
+    module, engine_cls, _ = ENGINES[engine_kind(name)]
     cls = getattr(importlib.import_module(module), engine_cls)
     return typing.cast(Engine, cls(options))
 

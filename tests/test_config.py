@@ -76,6 +76,13 @@ BAD = [
     ("[design.predictor]\nlow = 5\nhigh = 1\n", r"design.predictor.high = 1.0: must be > low"),
     ("level = 1.5\n", r"level = 1.5: must be > 0 and < 1"),
     ("[engines]\nrun = ['lmer']\n", r"engines.run\[0\] = 'lmer': must be one of reml, bayes"),
+    ("[engines]\nrun = ['reml-KR']\n", r"engines.run\[0\] = 'reml-KR': must be one of"),
+    ("[engines]\nrun = ['lmer-kr']\n", r"or one of them with a suffix for a variant"),
+    (
+        "[engines]\nrun = ['reml']\n[engines.reml-kr]\nci = 'kenward-roger'\n",
+        r"does not include 'reml-kr'",
+    ),
+    ("[engines]\nrun = ['reml-kr']\n[engines.reml-kr]\nci = 'kr'\n", r"engines.reml-kr.ci = 'kr'"),
     ("seed = -3\n", r"seed = -3: must be >= 0"),
     ("[design\n", r"is not valid TOML"),
 ]
@@ -107,3 +114,28 @@ def test_cli_exit_code_in_subprocess(write_config):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == "study: error: design.sigma = -1: must be > 0\n"
+
+
+def test_engine_variants_run_side_by_side(tmp_path):
+    """``reml-kr`` runs the REML engine with its own options, as its own engine label."""
+    from models.reml import RemlOptions
+    from study.api import open_results, run_study
+
+    text = (
+        "name = 'variants'\nreplicates = 2\n[design]\ngroups = 5\ngroup_size = 5\n"
+        "[engines]\nrun = ['reml', 'reml-kr']\n[engines.reml-kr]\nci = 'kenward-roger'\n"
+    )
+    (tmp_path / "v.toml").write_text(text)
+    config = load_config(tmp_path / "v.toml")
+    assert config.engines == ("reml", "reml-kr")
+    assert config.engine_options["reml-kr"] == RemlOptions(ci="kenward-roger")
+    assert config.engine_options["reml"] == RemlOptions()
+    run_study(config, tmp_path / "out")
+    ds = open_results(tmp_path / "out")
+    assert list(ds.engine.values) == ["reml", "reml-kr"]
+    both = ds.isel(condition=0)
+    # same estimates (the same engine on the same data), other intervals and df
+    assert (both.estimate.sel(engine="reml") == both.estimate.sel(engine="reml-kr")).all()
+    df = both.df.sel(term="X")
+    assert (df.sel(engine="reml") == float("inf")).all()
+    assert (df.sel(engine="reml-kr") < 10).all()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from models.registry import ENGINE_NAMES
+from models.registry import ENGINE_NAMES, is_engine_label
 from study.cli.progress import make_progress
 from study.design.config import MAX_REPLICATES, load_config
 from study.errors import RunError
@@ -18,11 +18,12 @@ from study.run.shards import Shard, parse_shard
 def engines_arg(text: str) -> tuple[str, ...]:
     """``--engines a,b``: distinct known engine names."""
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    bad = [n for n in names if n not in ENGINE_NAMES]
+    bad = [n for n in names if not is_engine_label(n)]
     if not names or bad or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"--engines {text!r}: give distinct names from {', '.join(ENGINE_NAMES)}, "
-            "comma-separated (e.g. reml,bayes)"
+            f"--engines {text!r}: give distinct names from {', '.join(ENGINE_NAMES)} "
+            "(or variants configured as [engines.NAME-SUFFIX]), comma-separated "
+            "(e.g. reml,bayes)"
         )
     return names
 

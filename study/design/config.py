@@ -27,8 +27,14 @@ from typing import Any
 
 import tomli_w
 
-from models.registry import ENGINE_NAMES, build_options, options_table
-from models.validate import OptionError, check_keys, choice, fail, integer, number
+from models.registry import (
+    ENGINE_NAMES,
+    build_options,
+    engine_kind,
+    is_engine_label,
+    options_table,
+)
+from models.validate import OptionError, check_keys, fail, integer, number
 from study.design.conditions import Condition, design_table, expand
 from study.design.spec import DesignConfig, PredictorSpec
 from study.errors import ConfigError
@@ -90,7 +96,7 @@ class StudyConfig:
         if isinstance(engines, str) or not isinstance(engines, list | tuple) or not engines:
             raise fail("engines.run", engines, f"must be a non-empty list from {ENGINE_NAMES}")
         for i, e in enumerate(engines):
-            choice(f"engines.run[{i}]", e, ENGINE_NAMES)
+            engine_kind(e, f"engines.run[{i}]")
         if len(set(engines)) != len(engines):
             raise fail("engines.run", list(engines), "names must be distinct")
         object.__setattr__(self, "engines", tuple(engines))
@@ -219,7 +225,7 @@ def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any]]:
     if isinstance(raw, list):
         raise fail("engines", raw, f"must be a table, not a list; {_ENGINES_HINT}")
     table = _table("engines", raw)
-    check_keys(table, {"run", *ENGINE_NAMES}, "engines")
+    check_keys(table, {"run", *ENGINE_NAMES, *filter(is_engine_label, table)}, "engines")
     run = table.pop("run", list(ENGINE_NAMES))
     for name, opts in table.items():
         _table(f"engines.{name}", opts)

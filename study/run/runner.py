@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from models.base import term_names
-from models.registry import ENGINE_VERSIONS
+from models.registry import ENGINE_VERSIONS, engine_kind
 from study.design.config import differences
 from study.design.truth import compute_truth
 from study.errors import StoreError
@@ -83,7 +83,7 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
         "config_hash": config.hash(),
         "root_seed": config.seed,
         "engines": list(config.engines),
-        "engine_versions": {e: ENGINE_VERSIONS[e] for e in config.engines},
+        "engine_versions": {e: ENGINE_VERSIONS[engine_kind(e)] for e in config.engines},
         "terms": terms,
         "effects": effects,
         "replicates": config.replicates,
@@ -118,10 +118,11 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
                 "use --overwrite to replace it or --out for a new directory"
             )
         versions = store.engine_versions()
+        now = {e: ENGINE_VERSIONS[engine_kind(e)] for e in config.engines}
         stale = [
-            f"{e} {versions.get(e, 1)} -> {ENGINE_VERSIONS[e]}"
+            f"{e} {versions.get(e, 1)} -> {now[e]}"
             for e in config.engines
-            if versions.get(e, 1) != ENGINE_VERSIONS[e]
+            if versions.get(e, 1) != now[e]
         ]
         if stale:
             raise StoreError(
