@@ -210,3 +210,41 @@ def test_fit_statistics_as_lme4(fits: dict, data: dict) -> None:
     assert (fit.nobs, fit.ngroups, fit.singular) == (180.0, 18.0, False)
     assert fit.optimizer == "lbfgs+newton"
     assert d.n_obs == fit.nobs
+
+
+# -- 5. boundary fits --------------------------------------------------------------------
+def test_boundary_fits_are_flagged_and_can_be_excluded(tmp_path):
+    """Issue 12's 10 x 8 design with a small slope SD: many fits sit on the boundary.
+
+    They are recorded ``singular`` (separately from ``converged``), a correlation at
+    the boundary gets no Wald SE (so the correlation's ModSE is not blown up by SEs of
+    ~20-200 as with statsmodels' Hessian), summarize counts them and
+    ``--exclude-singular`` drops them.
+    """
+    from study.api import open_results, run_study
+    from study.cli.summarize import summarize
+    from study.design.config import load_config
+
+    (tmp_path / "b.toml").write_text(
+        "name = 'boundary'\nreplicates = 30\n[design]\ngroups = 10\ngroup_size = 8\n"
+        "re_sd = [1.0, 0.05]\n[engines]\nrun = ['reml']\n"
+    )
+    run_study(load_config(tmp_path / "b.toml"), tmp_path / "out")
+    ds = open_results(tmp_path / "out").isel(condition=0).sel(engine="reml")
+    singular = ds.singular.values
+    assert ds.converged.values.all()
+    assert 5 <= singular.sum() <= 25  # seed-fixed: 19 of 30
+    cor_se = ds.std_error.sel(term="cor__(Intercept).X").values
+    assert np.isnan(cor_se[singular]).all() and np.isfinite(cor_se[~singular]).all()
+    assert np.nanmax(cor_se) < 2
+    text = summarize(tmp_path / "out", measures=["coverage"])
+    assert f"0 of 30 fits not converged (kept), {singular.sum()} singular (kept)" in text
+    text = summarize(tmp_path / "out", measures=["coverage"], exclude_singular=True)
+    assert f"{singular.sum()} singular (excluded)" in text
+    from study.analysis.measures import compute_measures
+
+    results = open_results(tmp_path / "out")
+    for exclude, n in ((False, 30), (True, int((~singular).sum()))):
+        sm = compute_measures(results, measures=["coverage"], exclude_singular=exclude)
+        used = sm["n"].sel(measure="coverage", engine="reml", term="X").values
+        assert int(used.item()) == n
