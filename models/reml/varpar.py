@@ -98,9 +98,14 @@ class Deviance:
 
     def grad_natural(self, values: np.ndarray) -> np.ndarray:
         """Gradient in the natural parameters ``(sd.., cor.., sigma)``."""
+        return self.value_grad_natural(values)[1]
+
+    def value_grad_natural(self, values: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient in the natural parameters, from one evaluation."""
         crit, q = self.crit, self.q
         D, s2 = _cov(values, q)
         parts = crit.parts(D / s2)
+        value = crit.full(parts, s2)
         G = crit.grad_psi(parts, 1.0 / s2)
         GD = G / s2
         d_s2 = crit.nu / s2 - parts.r2 / s2**2 - float(np.sum(G * parts.psi)) / s2
@@ -113,7 +118,7 @@ class Deviance:
         for i, (j, k) in enumerate(pairs(q)):
             out[q + i] = 2.0 * GD[j, k] * sd[j] * sd[k]
         out[-1] = 2.0 * values[-1] * d_s2
-        return out
+        return value, out
 
     def value_phi(self, phi: np.ndarray) -> float:
         return self.value(from_phi(phi, self.q))
@@ -228,16 +233,14 @@ class _Zeta:
             vals[i] = v
             return vals
 
-        def f(x: np.ndarray) -> float:
-            return dev.value(full(x))
-
-        def g(x: np.ndarray) -> np.ndarray:
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
             vals = full(x)
             jac = np.concatenate([vals[: self.q], 1.0 - vals[self.q : -1] ** 2, [vals[-1]]])
-            return (dev.grad_natural(vals) * jac)[rest]
+            value, grad = dev.value_grad_natural(vals)
+            return value, (grad * jac)[rest]
 
         with np.errstate(all="ignore"):
-            res = optimize.minimize(f, x0, jac=g, method="BFGS", options={"gtol": 1e-7})
+            res = optimize.minimize(fg, x0, jac=True, method="BFGS", options={"gtol": 1e-7})
         self.solved[float(v)] = res.x
         rise = max(float(res.fun) - self.criterion, 0.0)
         return side * float(np.sqrt(rise))
@@ -268,6 +271,9 @@ def _limit(zeta: _Zeta, i: int, q: int, k: int, est: float, target: float, step:
     x = float(np.arctanh(est) if is_cor else np.log(est))
     direction = 1.0 if target > 0 else -1.0
     prev = est
+    # the first probe goes 2 Wald SEs out (4 steps), where the limit usually is, so
+    # that Brent mostly brackets the root at once
+    x += direction * 3 * step
     for _ in range(200):
         x += direction * step
         v = float(to_v(x))
@@ -280,8 +286,8 @@ def _limit(zeta: _Zeta, i: int, q: int, k: int, est: float, target: float, step:
         z = zeta(v)
         if abs(z) >= abs(target):
             lo, hi = sorted((prev, v))
-            tol = 1e-10 * max(abs(est), 1e-8)
-            return float(optimize.brentq(lambda u: zeta(u) - target, lo, hi, xtol=tol, rtol=1e-11))
+            tol = 1e-8 * max(abs(est), 1e-8)
+            return float(optimize.brentq(lambda u: zeta(u) - target, lo, hi, xtol=tol, rtol=1e-9))
         if near_edge:
             return float(edge)  # type: ignore[arg-type]
         prev = v
