@@ -28,9 +28,10 @@ ENGINES: dict[str, tuple[str, str, str]] = {
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 #: engine name -> version of what it computes: raised when the same options and seed
 #: give other numbers (bayes 2: the q = 2 likelihood Op, models/bayes/kernel.py; reml 2:
-#: the Newton polish to the exact optimum and the new inference, models/reml/), so a
-#: run started by one version is not resumed by another
-ENGINE_VERSIONS: dict[str, int] = {"reml": 2, "bayes": 2}
+#: the Newton polish to the exact optimum and the new inference, models/reml/; bayes 3:
+#: chains start in a data-scaled region and stuck chains are rerun and recorded,
+#: models/bayes/start.py), so a run started by one version is not resumed by another
+ENGINE_VERSIONS: dict[str, int] = {"reml": 2, "bayes": 3}
 
 
 #: the suffix of an engine variant's label (``reml-kr``)

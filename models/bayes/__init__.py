@@ -2,7 +2,8 @@
 
 ``options`` holds its validated settings and priors, ``graph`` the PyMC model (the
 marginal likelihood on sufficient statistics, and latent-u models for comparison),
-``sample`` the samplers and posterior summaries, ``engine`` the engine that ties them
+``sample`` the samplers, posterior summaries and the stuck-chain check, ``start`` the
+data-scaled starting points of the chains, ``engine`` the engine that ties them
 together, ``scaled_priors`` priors scaled to a user's data for ``study fit``.
 Importing this package does not import PyMC (that happens on the first compile).
 """

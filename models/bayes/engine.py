@@ -4,7 +4,10 @@ By default the random effects are integrated out and the likelihood is written o
 per-group sufficient statistics (:mod:`models.bayes.graph`), so a fit costs O(K q^3)
 per gradient whatever the number of rows, and the compiled model is re-used for every
 dataset of the same q (nutpie ``with_data``; a different number of groups K needs no
-recompilation either).  Latent-variable parameterizations (``"centered"``,
+recompilation either).  Chains start in a region scaled by the data
+(:mod:`models.bayes.start`); a chain stuck away from the others is rerun with a seed
+derived from the fit's, and every rerun is recorded (``FitResult.restarts`` and
+``message``), never silent.  Latent-variable parameterizations (``"centered"``,
 ``"noncentered"``) are available for comparison; their compiled models depend on K.
 
 Example
@@ -18,6 +21,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,14 +31,35 @@ from models.bayes import graph as bm
 from models.bayes import sample
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
+from models.bayes.start import layout, start_region
 from models.data import fit_problem
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from models.data import LMMData
 
 #: compiled models of this process, shared by all engines: compile once per process
 _COMPILED: dict[tuple, Any] = {}
 _COMPILE_LOCK = threading.RLock()
+#: times a stuck chain is rerun (each time with a new seed) before it is given up on
+MAX_RESTARTS = 2
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled model (nutpie's, or the ``pm.Model`` for PyMC's NUTS) and where each
+    free variable sits in the flat vector nutpie samples."""
+
+    model: Any
+    layout: dict[str, slice]
+
+
+def restart_seed(seed: int, attempt: int, chain: int) -> int:
+    """The sampler seed of restart ``attempt`` (1, 2, ...) of chain ``chain``: derived
+    from the fit's seed, so a seed gives the same draws, restarts included."""
+    key = (2, attempt, chain)
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0])
 
 
 def resolve_seed(seed: object) -> int:
@@ -126,6 +151,7 @@ class BayesEngine:
             else:
                 centered = o.parameterization == "centered"
                 model = bm.build_latent(data.q, data.n_groups, o.priors, centered, data)
+            where = layout(model)
             if o.sampler == "nutpie":
                 import nutpie
                 import pytensor
@@ -138,7 +164,7 @@ class BayesEngine:
                 # Without it a seed gives the same draws in every process.
                 with pytensor.config.change_flags(numba__fastmath=o.fastmath):
                     model = nutpie.compile_pymc_model(model, var_names=var_names)
-            self._cache[key] = model
+            self._cache[key] = Compiled(model, where)
             return time.perf_counter() - start
 
     # -- fitting -------------------------------------------------------------------
@@ -167,7 +193,11 @@ class BayesEngine:
             reason in ``message``: it never raises for a dataset.  ``extra`` holds
             ``seed``, ``sampler``, ``parameterization``, ``compile_seconds`` (0 when
             the model was cached), ``sampling_seconds`` and, when asked for,
-            ``random_effects`` and ``posterior``.
+            ``random_effects`` and ``posterior``.  Chains start in a region scaled
+            by the data (:mod:`models.bayes.start`); a chain stuck away from the
+            others (:func:`models.bayes.sample.stuck_chains`) is rerun, up to
+            :data:`MAX_RESTARTS` times, with a seed derived from ``seed``; the number
+            of reruns is in ``restarts`` and each is named in ``message``.
 
         Raises
         ------
@@ -179,32 +209,45 @@ class BayesEngine:
         try:
             problem = fit_problem(data)
             if problem:
-                return FitResult.failed(data.predictors, problem, time.perf_counter() - start)
+                return self._failed(data, problem, time.perf_counter() - start)
             return self._fit(data, seed, start, keep_posterior or self.options.keep_posterior)
         except Exception as err:  # failures are data: record, never raise
             message = f"{type(err).__name__}: {err}".strip()
-            return FitResult.failed(data.predictors, message, time.perf_counter() - start)
+            return self._failed(data, message, time.perf_counter() - start)
+
+    def _failed(self, data: LMMData, message: str, seconds: float) -> FitResult:
+        result = FitResult.failed(data.predictors, message, seconds)
+        result.optimizer = self.options.sampler
+        result.nobs, result.ngroups = float(data.n_obs), float(data.n_groups)
+        return result
 
     def _fit(self, data: LMMData, seed: int, start: float, keep_posterior: bool) -> FitResult:
         o = self.options
         compile_seconds = self.compile(data)
-        model = self._cache[self._key(data.q, data.n_groups)]
+        compiled = self._cache[self._key(data.q, data.n_groups)]
+        model, where = compiled.model, compiled.layout
         latent = o.parameterization != "marginal"
         if latent:
             arrays = {"y": data.y, "X": data.X, "group": data.group}
         else:
             arrays = {bm.STATS: bm.pack_stats(data)}
-        run = sample.sample_nutpie if o.sampler == "nutpie" else sample.sample_pymc
+        sampler = sample.sample_nutpie if o.sampler == "nutpie" else sample.sample_pymc
+        region = start_region(data)
+
+        def run(settings: sample.SampleSettings) -> sample.Draws:
+            return sampler(model, arrays, settings, region, where)
+
         t0 = time.perf_counter()
         settings = sample.SampleSettings(
             o.chains, o.draws, o.tune, o.cores, seed, o.target_accept, latent
         )
-        draws = run(model, arrays, settings)
-        sampling_seconds = time.perf_counter() - t0
         terms, effects = term_names(data.predictors)
+        draws, notes, restarts, stuck = _sample_unstuck(run, settings, terms)
+        sampling_seconds = time.perf_counter() - t0
         summary = summarise(draws.terms, level=o.level, point=o.point, interval=o.interval)
         n_div = int(draws.diverging.sum())
-        message = convergence_message(summary, n_div, terms, o.ess_floor)
+        failure = convergence_message(summary, n_div, terms, o.ess_floor)
+        message = "; ".join([*notes, failure] if failure else notes)
         extra: dict[str, object] = {
             "seed": seed,
             "sampler": o.sampler,
@@ -231,7 +274,7 @@ class BayesEngine:
             summary["std_error"],
             summary["ci_lower"],
             summary["ci_upper"],
-            converged=not message,
+            converged=not failure and not stuck,
             fit_seconds=time.perf_counter() - start,
             message=message,
             rhat=summary["rhat"],
@@ -239,7 +282,43 @@ class BayesEngine:
             ess_tail=summary["ess_tail"],
             divergences=float(n_div),
             extra=extra,
+            restarts=float(restarts),
+            nobs=float(data.n_obs),
+            ngroups=float(data.n_groups),
+            optimizer=o.sampler,
         )
+
+
+def _sample_unstuck(
+    run: Callable[[sample.SampleSettings], sample.Draws],
+    settings: sample.SampleSettings,
+    terms: list[str],
+) -> tuple[sample.Draws, list[str], int, bool]:
+    """Sample, then rerun each stuck chain (:func:`models.bayes.sample.stuck_chains`)
+    alone with a seed derived from the fit's (:func:`restart_seed`), up to
+    :data:`MAX_RESTARTS` times.
+
+    Returns the draws, one note per restart (and one per chain still stuck), the
+    number of restarts, and whether a chain is still stuck.  A chain's draws depend on
+    its seed alone, so a rerun chain is the same whatever ``settings.cores`` is.
+    """
+    draws = run(settings)
+    notes: list[str] = []
+    restarts = 0
+    stuck = sample.stuck_chains(draws, terms)
+    for attempt in range(1, MAX_RESTARTS + 1):
+        if not stuck:
+            break
+        for chain, reason in sorted(stuck.items()):
+            seed = restart_seed(settings.seed, attempt, chain)
+            one = run(replace(settings, chains=1, cores=1, seed=seed))
+            draws = draws.with_chain(chain, one)
+            restarts += 1
+            notes.append(f"chain {chain} restarted (seed {seed}): stuck, {reason}")
+        stuck = sample.stuck_chains(draws, terms)
+    for chain, reason in sorted(stuck.items()):
+        notes.append(f"chain {chain} still stuck after {MAX_RESTARTS} restarts: {reason}")
+    return draws, notes, restarts, bool(stuck)
 
 
 def _random_effects_array(u: np.ndarray, data: LMMData):

@@ -8,18 +8,23 @@ posterior is to be kept.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.bayes.graph import TERMS
+from models.bayes.start import initial_point_fn
 
 if TYPE_CHECKING:
     import pymc as pm
     import xarray as xr
+
+    from models.bayes.start import StartRegion
 
 #: nutpie sample-stat name -> ArviZ name.
 _NUTPIE_STATS = {
@@ -49,6 +54,18 @@ class Draws:
     stats: dict[str, np.ndarray] = field(default_factory=dict)
     u: np.ndarray | None = None
 
+    def with_chain(self, chain: int, other: Draws) -> Draws:
+        """These draws with chain ``chain`` replaced by the one chain of ``other``."""
+
+        def put(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+            out = mine.copy()
+            out[chain] = theirs[0]
+            return out
+
+        u = None if self.u is None or other.u is None else put(self.u, other.u)
+        stats = {k: put(v, other.stats[k]) for k, v in self.stats.items() if k in other.stats}
+        return Draws(put(self.terms, other.terms), put(self.diverging, other.diverging), stats, u)
+
 
 def _column(batch: Any, name: str) -> np.ndarray:
     """One column of an Arrow record batch as an array, list columns reshaped."""
@@ -77,7 +94,19 @@ class SampleSettings:
     latent: bool
 
 
-def sample_nutpie(compiled: Any, data: dict[str, np.ndarray], s: SampleSettings) -> Draws:
+def start_seed(seed: int, chain: int) -> int:
+    """The seed of chain ``chain``'s starting point under PyMC's NUTS (nutpie passes
+    its own per-chain seed to the initial-point function)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(3, chain)).generate_state(1, np.uint64)[0])
+
+
+def sample_nutpie(
+    compiled: Any,
+    data: dict[str, np.ndarray],
+    s: SampleSettings,
+    start: StartRegion | None = None,
+    layout: Mapping[str, slice] | None = None,
+) -> Draws:
     """Sample a compiled nutpie model with new data (no recompilation).
 
     Parameters
@@ -88,6 +117,12 @@ def sample_nutpie(compiled: Any, data: dict[str, np.ndarray], s: SampleSettings)
     data : dict
         New values of the model's ``pm.Data`` variables, by name.
     s : SampleSettings
+    start : StartRegion, optional
+        Where the chains start (:mod:`models.bayes.start`); ``None``: PyMC's default,
+        the priors' support points jittered.
+    layout : mapping
+        With ``start``: the slice of each value variable in the flat vector nutpie
+        samples (:func:`models.bayes.start.layout` of the PyMC model).
 
     Returns
     -------
@@ -95,8 +130,14 @@ def sample_nutpie(compiled: Any, data: dict[str, np.ndarray], s: SampleSettings)
     """
     import nutpie
 
+    compiled = compiled.with_data(**data)
+    if start is not None:
+        if layout is None:
+            raise ValueError("start needs the model's layout")
+        init = initial_point_fn(start, dict(layout), compiled.initial_point_func)
+        compiled = dataclasses.replace(compiled, initial_point_func=init)
     res = nutpie.sample(
-        compiled.with_data(**data),
+        compiled,
         chains=s.chains,
         draws=s.draws,
         tune=s.tune,
@@ -122,15 +163,38 @@ def sample_nutpie(compiled: Any, data: dict[str, np.ndarray], s: SampleSettings)
     return Draws(arrays[TERMS], arrays["diverging"], stats, arrays.get("u"))
 
 
-def sample_pymc(model: pm.Model, data: dict[str, np.ndarray], s: SampleSettings) -> Draws:
+def sample_pymc(
+    model: pm.Model,
+    data: dict[str, np.ndarray],
+    s: SampleSettings,
+    start: StartRegion | None = None,
+    layout: Mapping[str, slice] | None = None,
+) -> Draws:
     """Sample with PyMC's own NUTS (``pm.sample``, which returns a DataTree).
 
     ``pm.sample`` compiles its functions on every call; parameters as in
-    :func:`sample_nutpie`, with ``model`` a ``pm.Model`` whose data are set first.
+    :func:`sample_nutpie`, with ``model`` a ``pm.Model`` whose data are set first
+    (``layout`` is not needed).  With ``start``, chain ``c`` starts at a point drawn
+    from it with seed :func:`start_seed` ``(seed, c)``, without PyMC's own jitter.
     """
     import pymc as pm
 
     var_names = [TERMS, "u"] if s.latent else [TERMS]
+    init: dict[str, Any] = {}
+    if start is not None:
+        # variables the region does not cover (latent random effects, unconstrained)
+        # start as PyMC would start them: their default jittered by U(-1, 1)
+        default = model.initial_point()
+        names = {rv.name for rv in model.free_RVs}
+        initvals = []
+        for c in range(s.chains):
+            rng = np.random.default_rng(start_seed(s.seed, c))
+            point = {k: v for k, v in start.draw_constrained(rng).items() if k in names}
+            for name in sorted(names - set(point)):
+                value = np.asarray(default[name])
+                point[name] = value + rng.uniform(-1.0, 1.0, size=value.shape)
+            initvals.append(point)
+        init = {"init": "adapt_diag", "initvals": initvals}
     with model:
         pm.set_data(data)
     logger = logging.getLogger("pymc")
@@ -150,6 +214,7 @@ def sample_pymc(model: pm.Model, data: dict[str, np.ndarray], s: SampleSettings)
                 var_names=var_names,
                 compute_convergence_checks=False,
                 model=model,
+                **init,
             )
     finally:
         logger.setLevel(level)
@@ -253,3 +318,70 @@ def convergence_message(
         j = int(np.argmin(np.where(np.isnan(ess), -np.inf, ess)))
         reasons.append(f"min ESS_bulk {ess[j]:.0f} < {ess_floor:g} ({terms[j]})")
     return "not converged: " + "; ".join(reasons) if reasons else ""
+
+
+#: a chain's adapted step size below this fraction of the other chains' median counts
+#: as collapsed
+STEP_COLLAPSE = 0.01
+
+
+def stuck_chains(draws: Draws, terms: list[str]) -> dict[int, str]:
+    """Chains stuck away from the others, by chain index, with the reason.
+
+    The chains whose log densities agree are the reference: the largest set of chains
+    whose ranges of log density (over their draws) share a point, at least half of
+    them (ties go to the set at the higher log density).  A chain is stuck when
+
+    * its log density never reaches theirs: every one of its draws has a lower log
+      density than every draw of every reference chain (complete separation of the
+      ranks; for a chain that mixes with them the chance of this with a few hundred
+      draws is nil, so a working chain is not taken for a stuck one);
+    * or its adapted step size collapsed, below :data:`STEP_COLLAPSE` times the median
+      of the other chains' (the chain barely moves).
+
+    The check needs two chains or more and flags at most half of them: with no set of
+    agreeing chains to judge by, none is flagged (R-hat reports the disagreement).
+    Chains above the reference are never flagged.
+    """
+    lp = draws.stats.get("lp")
+    n = draws.terms.shape[0]
+    if n < 2:
+        return {}
+    out: dict[int, str] = {}
+    if lp is not None:
+        lp = np.where(np.isnan(lp), -np.inf, lp)
+        hi, lo = lp.max(axis=1), lp.min(axis=1)
+        # largest set of ranges sharing a point: that point can be one's lower end
+        best = max(range(n), key=lambda c: (int(np.sum((lo <= lo[c]) & (lo[c] <= hi))), lo[c]))
+        ref = [d for d in range(n) if lo[d] <= lo[best] <= hi[d]]
+        if 2 * len(ref) >= n:
+            floor = lo[ref].min()
+            for c in range(n):
+                if hi[c] < floor:
+                    out[c] = (
+                        f"log density {np.median(lp[c]):.6g} below every draw of chain(s) "
+                        f"{', '.join(map(str, ref))} (median {np.median(lp[ref]):.6g})"
+                    )
+    step = draws.stats.get("step_size")
+    if step is not None and step.shape[1]:
+        final = step[:, -1]
+        for c in range(n):
+            others = float(np.median(np.delete(final, c)))
+            if c not in out and final[c] < STEP_COLLAPSE * others:
+                out[c] = f"step size {final[c]:.3g} collapsed (other chains {others:.3g})"
+    if 2 * len(out) > n:
+        return {}
+    for c, reason in out.items():
+        out[c] = f"{reason}; {_location(draws.terms, c, terms)}"
+    return out
+
+
+def _location(terms: np.ndarray, chain: int, names: list[str]) -> str:
+    """Where chain ``chain`` sits: the term farthest (in pooled SDs of the other
+    chains) from the other chains' mean."""
+    mine = terms[chain].mean(axis=0)
+    rest = np.delete(terms, chain, axis=0).reshape(-1, terms.shape[-1])
+    centre, spread = rest.mean(axis=0), rest.std(axis=0)
+    z = np.abs(mine - centre) / np.where(spread > 0, spread, np.inf)
+    j = int(np.argmax(np.nan_to_num(z, nan=-1.0)))
+    return f"{names[j]} at {mine[j]:.4g} (other chains {centre[j]:.4g})"
