@@ -248,3 +248,32 @@ def test_boundary_fits_are_flagged_and_can_be_excluded(tmp_path):
         sm = compute_measures(results, measures=["coverage"], exclude_singular=exclude)
         used = sm["n"].sel(measure="coverage", engine="reml", term="X").values
         assert int(used.item()) == n
+
+
+def test_optimum_on_the_boundary_is_reached():
+    """small-groups (10 groups of 5), replicate 15: the optimum has cor = -1.
+
+    From statsmodels' start, unconstrained Newton stalled there (the criterion is flat
+    towards the boundary: 50 steps left a gradient of 2e-3 and a criterion 2.6e-5 too
+    high); the polish then fixes the diagonal element at 0, as lme4's bound would, and
+    checks optimality.  From another start Newton does reach it: the same criterion.
+    """
+    from models.reml.criterion import _newton
+    from study.design.config import load_config
+    from study.design.generate import Design
+
+    config = load_config("small-groups")
+    cond = next(c for c in config.conditions if c.label == "groups=10, group_size=5")
+    data = Design.from_study(config, cond).sample(15).data
+    fit = RemlEngine().fit(data)
+    assert fit.converged and fit.singular, fit.message
+    assert by_term(fit, "estimate")["cor__(Intercept).X"] == pytest.approx(-1.0, abs=1e-9)
+    assert np.isnan(by_term(fit, "std_error")["cor__(Intercept).X"])
+    crit = Criterion(data)
+    interior = _newton(crit, psi_to_theta(_psi_of(fit)) + 0.3, np.ones(3, dtype=bool), 50)
+    assert interior.converged and fit.criterion <= interior.value + 1e-9
+    assert fit.criterion < 205.53429  # where the unconstrained polish stalled
+    # no direction into the interior lowers the criterion
+    theta = psi_to_theta(_psi_of(fit))
+    for step in np.eye(3) * 1e-4:
+        assert crit.value_theta(theta + step) >= fit.criterion - 1e-10

@@ -220,35 +220,80 @@ def polish(crit: Criterion, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
     From an L-BFGS point two or three steps reach the optimum to machine precision.
     ``Psi = Lambda Lambda'`` is unchanged by flipping the sign of a column of
     ``Lambda``, so ``theta`` is optimised without bounds and the signs are normalised
-    afterwards (lme4 bounds the diagonal at 0 instead: the same optimum).
+    afterwards (lme4 bounds the diagonal at 0 instead: the same optimum).  Where the
+    optimum is on the boundary (a diagonal element of ``Lambda`` at 0: a singular
+    fit) the criterion can be too flat there for Newton to finish; then each diagonal
+    element in turn is set to 0 and the rest polished, as lme4's bounded optimizer
+    would end, and the best point that meets the optimality conditions is taken (the
+    derivative into the interior must not point downhill).
     """
+    q = crit.q
+    free = np.ones(crit.n_theta, dtype=bool)
+    best = _newton(crit, np.asarray(theta0, dtype=float), free, maxiter)
+    if best.converged:
+        return best
+    diag = np.flatnonzero(theta_index(q)[0] == theta_index(q)[1])
+    for j in diag:
+        start = best.theta.copy()
+        start[j] = 0.0
+        mask = free.copy()
+        mask[j] = False
+        cand = _newton(crit, start, mask, maxiter)
+        # KKT at theta_jj = 0 (lme4's bound): the criterion must not fall into theta_jj > 0
+        g_j = float(crit.grad_theta(cand.theta)[j])
+        kkt = g_j >= -1e3 * GTOL * max(1.0, abs(cand.value))
+        if cand.value <= best.value + 1e-10:
+            ok = cand.converged and kkt
+            why = "" if ok else f"{cand.message} (boundary, d/dtheta_{j} = {g_j:.2g})"
+            best = Optimum(cand.theta, cand.value, cand.gradient, cand.iterations, ok, why)
+        if best.converged:
+            break
+    return best
+
+
+def _newton(crit: Criterion, theta0: np.ndarray, free: np.ndarray, maxiter: int) -> Optimum:
+    """Trust-region Newton over the ``free`` elements of ``theta`` (others held)."""
     from scipy.optimize import minimize
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        return crit.grad_theta(embed_of(theta0, free, x))[free]
 
     with np.errstate(all="ignore"):
         res = minimize(
-            crit.value_theta,
-            np.asarray(theta0, dtype=float),
-            jac=crit.grad_theta,
-            hess=crit.hess_theta,
+            lambda x: crit.value_theta(embed_of(theta0, free, x)),
+            theta0[free],
+            jac=grad,
+            hess=lambda x: fd_jacobian(grad, x, 1e-5),
             method="trust-exact",
             options={"gtol": GTOL, "maxiter": maxiter},
         )
-    lam = theta_to_lambda(res.x, crit.q)
+    lam = theta_to_lambda(embed_of(theta0, free, res.x), crit.q)
     lam = lam * np.where(np.diag(lam) < 0, -1.0, 1.0)
     theta = lam[theta_index(crit.q)]
     value = crit.value_theta(theta)
-    g = crit.grad_theta(theta)
-    grad = float(np.max(np.abs(g)))
+    g = crit.grad_theta(theta)[free]
+    size = float(np.max(np.abs(g))) if g.size else 0.0
     # Converged when the Newton decrement g'H^-1 g (twice the criterion's predicted
     # distance to the optimum) is negligible: on 2,000 rows the gradient's rounding
     # floor is ~1e-5 while the decrement is ~1e-13.  Where H is not positive definite
     # (a boundary), the gradient itself must be small.
     try:
-        H = crit.hess_theta(theta)
+
+        def grad_at(x: np.ndarray) -> np.ndarray:
+            return crit.grad_theta(embed_of(theta, free, x))[free]
+
+        H = fd_jacobian(grad_at, theta[free], 1e-5)
         np.linalg.cholesky(H)
-        ok = float(g @ np.linalg.solve(H, g)) < DECREMENT and grad < 1e3 * GTOL * max(1.0, value)
+        ok = float(g @ np.linalg.solve(H, g)) < DECREMENT and size < 1e3 * GTOL * max(1.0, value)
     except np.linalg.LinAlgError:
-        ok = grad < 100 * GTOL * max(1.0, abs(value) / 1e3)
+        ok = size < 100 * GTOL * max(1.0, abs(value) / 1e3)
     ok = ok and bool(np.isfinite(value)) and GTOL > 0
-    message = "" if ok else f"Newton polish stopped with max |gradient| {grad:.2g}: {res.message}"
-    return Optimum(theta, value, grad, int(res.nit), ok, message)
+    message = "" if ok else f"Newton polish stopped with max |gradient| {size:.2g}: {res.message}"
+    return Optimum(theta, value, size, int(res.nit), ok, message)
+
+
+def embed_of(theta: np.ndarray, free: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``theta`` with its ``free`` elements replaced by ``x``."""
+    out = theta.copy()
+    out[free] = x
+    return out
