@@ -232,6 +232,20 @@ def polish(crit: Criterion, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
     best = _newton(crit, np.asarray(theta0, dtype=float), free, maxiter)
     if best.converged:
         return best
+    # In a nearly flat valley (few groups: Hessian eigenvalues ~1e-3) the trust region
+    # can shrink until it stalls: start again from where it stopped, then from a BFGS
+    # point (in small-groups, 5 groups of 5, this finds optima 7e-6 lower)
+    for start in (best.theta, None):
+        if start is None:
+            from scipy.optimize import minimize
+
+            with np.errstate(all="ignore"):
+                start = minimize(crit.value_theta, best.theta, jac=crit.grad_theta, method="BFGS").x
+        cand = _newton(crit, np.asarray(start, dtype=float), free, maxiter)
+        if cand.value <= best.value + 1e-10:
+            best = cand
+        if best.converged:
+            return best
     diag = np.flatnonzero(theta_index(q)[0] == theta_index(q)[1])
     for j in diag:
         start = best.theta.copy()

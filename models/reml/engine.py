@@ -204,7 +204,11 @@ class RemlEngine:
             ran_lo, ran_hi = wald.lower, wald.upper
             ran_df = np.where(np.isfinite(wald.lower), np.inf, np.nan)
         elif opts.ran_pars_ci == "profile":
-            ran_lo, ran_hi = self._profile(data, crit, nat, opt, wald.se)
+            try:
+                ran_lo, ran_hi = self._profile(data, crit, nat, opt, wald.se)
+            except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
+                # the fit stands; only its profile intervals are missing, and why
+                message = _join(message, f"profile intervals failed: {type(err).__name__}: {err}")
         # -- fit statistics ----------------------------------------------------------------
         n_par = q + q * (q + 1) // 2 + 1
         value = float(opt.value)

@@ -236,7 +236,10 @@ class _Zeta:
         def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
             vals = full(x)
             jac = np.concatenate([vals[: self.q], 1.0 - vals[self.q : -1] ** 2, [vals[-1]]])
-            value, grad = dev.value_grad_natural(vals)
+            try:
+                value, grad = dev.value_grad_natural(vals)
+            except np.linalg.LinAlgError:  # a line search step far out: reject it
+                return float("inf"), np.zeros(rest.size)
             return value, (grad * jac)[rest]
 
         with np.errstate(all="ignore"):
