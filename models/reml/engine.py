@@ -206,7 +206,7 @@ class RemlEngine:
         elif opts.ran_pars_ci == "profile":
             try:
                 ran_lo, ran_hi = self._profile(data, crit, nat, opt, wald.se)
-            except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
+            except Exception as err:
                 # the fit stands; only its profile intervals are missing, and why
                 message = _join(message, f"profile intervals failed: {type(err).__name__}: {err}")
         # -- fit statistics ----------------------------------------------------------------

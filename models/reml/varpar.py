@@ -238,7 +238,7 @@ class _Zeta:
             jac = np.concatenate([vals[: self.q], 1.0 - vals[self.q : -1] ** 2, [vals[-1]]])
             try:
                 value, grad = dev.value_grad_natural(vals)
-            except np.linalg.LinAlgError:  # a line search step far out: reject it
+            except (np.linalg.LinAlgError, OverflowError):  # a step far out: reject it
                 return float("inf"), np.zeros(rest.size)
             return value, (grad * jac)[rest]
 
