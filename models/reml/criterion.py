@@ -156,6 +156,7 @@ class Criterion:
 
     # -- theta (lme4's parametrisation) --------------------------------------------------
     def psi_of(self, theta: np.ndarray) -> np.ndarray:
+        """``Psi = Lambda Lambda'`` of ``theta``."""
         lam = theta_to_lambda(theta, self.q)
         return lam @ lam.T
 
@@ -170,13 +171,21 @@ class Criterion:
         G = self.grad_psi(parts, self.nu / parts.r2)
         return (2.0 * G @ lam)[theta_index(self.q)]
 
+    def grad_cov(self, parts: Parts, sigma2: float) -> tuple[np.ndarray, float]:
+        """Gradient of :meth:`full` in ``(D, sigma^2)`` with ``D = sigma^2 Psi``:
+        ``(dF/dD, dF/dsigma^2 at fixed D)``, from ``Psi = D / sigma^2``."""
+        G = self.grad_psi(parts, 1.0 / sigma2)
+        d_s2 = self.nu / sigma2 - parts.r2 / sigma2**2 - float(np.sum(G * parts.psi)) / sigma2
+        return G / sigma2, d_s2
+
+    def at(self, theta: np.ndarray) -> tuple[Parts, float]:
+        """The pieces at ``theta`` and the profiled residual variance there."""
+        parts = self.parts(self.psi_of(theta))
+        return parts, self.sigma2(parts)
+
     def sigma2(self, parts: Parts) -> float:
         """The profiled residual variance ``r2 / nu``."""
         return parts.r2 / self.nu
-
-    def hess_theta(self, theta: np.ndarray, step: float = 1e-5) -> np.ndarray:
-        """Hessian of :meth:`value_theta`: central differences of the analytic gradient."""
-        return fd_jacobian(self.grad_theta, theta, step)
 
     def singular(self, theta: np.ndarray, tol: float = 1e-4) -> bool:
         """``lme4::isSingular``: a diagonal element of ``Lambda`` below ``tol``."""

@@ -56,6 +56,7 @@ class Blocks:
 
 
 def blocks(crit: Criterion, parts: Parts, sigma2: float) -> Blocks:
+    """``Phi``, ``P_r``, ``Q_rs`` and the information of ``gamma`` at an estimate."""
     A, S, n = crit.A, parts.S, crit.n
     q = crit.q
     E = components(q)
@@ -129,6 +130,7 @@ def kr_df(b: Blocks, Wm: np.ndarray, L: np.ndarray) -> float:
 
 
 def gamma_of(crit: Criterion, parts: Parts, sigma2: float) -> np.ndarray:
+    """``gamma = (vech D, sigma^2)`` at an estimate."""
     D = parts.psi * sigma2
     rows, cols = np.triu_indices(crit.q)
     return np.concatenate([D[rows, cols], [sigma2]])
@@ -142,10 +144,7 @@ def grad_gamma(crit: Criterion, gamma: np.ndarray) -> np.ndarray:
     D[rows, cols] = gamma[:-1]
     D[cols, rows] = gamma[:-1]
     s2 = float(gamma[-1])
-    parts = crit.parts(D / s2)
-    G = crit.grad_psi(parts, 1.0 / s2)
-    GD = G / s2
-    d_s2 = crit.nu / s2 - parts.r2 / s2**2 - float(np.sum(G * parts.psi)) / s2
+    GD, d_s2 = crit.grad_cov(crit.parts(D / s2), s2)
     return np.concatenate([np.where(rows == cols, 1.0, 2.0) * GD[rows, cols], [d_s2]])
 
 

@@ -37,7 +37,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 from models.base import FitResult, term_names
 from models.data import LMMData, fit_problem
 from models.reml import ddf, varpar
-from models.reml.criterion import Criterion, Optimum, polish, psi_to_theta, theta_to_lambda
+from models.reml.criterion import Criterion, Optimum, polish, psi_to_theta
 from models.reml.options import OPTIMIZERS, TOLERANCES, RemlOptions
 
 __all__ = ["OPTIMIZERS", "RemlEngine", "RemlOptions", "start_covariance"]
@@ -167,9 +167,7 @@ class RemlEngine:
         opts = self.options
         q = data.q
         terms, effects = term_names(data.predictors)
-        lam = theta_to_lambda(opt.theta, q)
-        parts = crit.parts(lam @ lam.T)
-        sigma2 = crit.sigma2(parts)
+        parts, sigma2 = crit.at(opt.theta)
         singular = crit.singular(opt.theta)
         beta = parts.beta
         phi = sigma2 * parts.H
@@ -246,14 +244,11 @@ class RemlEngine:
         if crit.reml:
             crit = Criterion(data, reml=False)
             opt = polish(crit, opt.theta)
-            lam = theta_to_lambda(opt.theta, q)
-            parts = crit.parts(lam @ lam.T)
-            s2 = crit.sigma2(parts)
+            parts, s2 = crit.at(opt.theta)
             nat = varpar.natural_from(parts.psi * s2, s2).values
         # march in steps of half a Wald SE on the unconstrained scale
-        jac = np.concatenate([nat[:q], 1.0 - nat[q:-1] ** 2, [nat[-1]]])
         with np.errstate(all="ignore"):
-            step = 0.5 * wald_se / jac
+            step = 0.5 * wald_se / varpar.dvalues_dphi(nat, q)
         prof = varpar.profile(varpar.Deviance(crit), nat, self.options.level, opt.value, step)
         return prof.lower, prof.upper
 

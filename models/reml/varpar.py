@@ -49,14 +49,17 @@ class Natural:
 
     @property
     def values(self) -> np.ndarray:
+        """``(sd.., cor.., sigma)`` as one vector."""
         return np.concatenate([self.sd, self.cor, [self.sigma]])
 
 
 def pairs(q: int) -> list[tuple[int, int]]:
+    """Index pairs of the correlations, in broom.mixed's order."""
     return list(itertools.combinations(range(q), 2))
 
 
 def natural_from(D: np.ndarray, sigma2: float) -> Natural:
+    """The natural parameters of ``(D, sigma^2)`` (correlations clipped to [-1, 1])."""
     q = D.shape[0]
     sd = np.sqrt(np.maximum(np.diag(D), 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -78,11 +81,18 @@ def _cov(values: np.ndarray, q: int) -> tuple[np.ndarray, float]:
 
 
 def to_phi(values: np.ndarray, q: int) -> np.ndarray:
+    """``phi = (log sd.., atanh cor.., log sigma)`` of the natural values."""
     with np.errstate(divide="ignore"):
         return np.concatenate([np.log(values[:q]), np.arctanh(values[q:-1]), [np.log(values[-1])]])
 
 
+def dvalues_dphi(values: np.ndarray, q: int) -> np.ndarray:
+    """d(natural value) / d(phi), elementwise: ``sd``, ``1 - cor^2``, ``sigma``."""
+    return np.concatenate([values[:q], 1.0 - values[q:-1] ** 2, [values[-1]]])
+
+
 def from_phi(phi: np.ndarray, q: int) -> np.ndarray:
+    """Natural values ``(sd.., cor.., sigma)`` of ``phi``: the inverse of :func:`to_phi`."""
     return np.concatenate([np.exp(phi[:q]), np.tanh(phi[q:-1]), [np.exp(phi[-1])]])
 
 
@@ -93,6 +103,7 @@ class Deviance:
         self.crit, self.q = crit, crit.q
 
     def value(self, values: np.ndarray) -> float:
+        """-2 log-likelihood at the natural values ``(sd.., cor.., sigma)``."""
         D, s2 = _cov(values, self.q)
         return self.crit.full(self.crit.parts(D / s2), s2)
 
@@ -106,9 +117,7 @@ class Deviance:
         D, s2 = _cov(values, q)
         parts = crit.parts(D / s2)
         value = crit.full(parts, s2)
-        G = crit.grad_psi(parts, 1.0 / s2)
-        GD = G / s2
-        d_s2 = crit.nu / s2 - parts.r2 / s2**2 - float(np.sum(G * parts.psi)) / s2
+        GD, d_s2 = crit.grad_cov(parts, s2)
         sd = values[:q]
         out = np.empty(values.size)
         R = _cor_matrix(values, q)
@@ -120,14 +129,10 @@ class Deviance:
         out[-1] = 2.0 * values[-1] * d_s2
         return value, out
 
-    def value_phi(self, phi: np.ndarray) -> float:
-        return self.value(from_phi(phi, self.q))
-
     def grad_phi(self, phi: np.ndarray) -> np.ndarray:
+        """Gradient in the unconstrained parameters ``phi``."""
         values = from_phi(phi, self.q)
-        q = self.q
-        jac = np.concatenate([values[:q], 1.0 - values[q:-1] ** 2, [values[-1]]])
-        return self.grad_natural(values) * jac
+        return self.grad_natural(values) * dvalues_dphi(values, self.q)
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,7 @@ def wald(dev: Deviance, values: np.ndarray, level: float, singular: bool) -> Int
     se_phi[free] = np.sqrt(np.diag(cov))
     z = float(stats.norm.ppf(0.5 + level / 2))
     lo, hi = from_phi(phi - z * se_phi, q), from_phi(phi + z * se_phi, q)
-    jac = np.concatenate([values[:q], 1.0 - values[q:-1] ** 2, [values[-1]]])
-    return Intervals(se_phi * jac, lo, hi)
+    return Intervals(se_phi * dvalues_dphi(values, q), lo, hi)
 
 
 def profile(
@@ -235,7 +239,7 @@ class _Zeta:
 
         def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
             vals = full(x)
-            jac = np.concatenate([vals[: self.q], 1.0 - vals[self.q : -1] ** 2, [vals[-1]]])
+            jac = dvalues_dphi(vals, self.q)
             try:
                 value, grad = dev.value_grad_natural(vals)
             except (np.linalg.LinAlgError, OverflowError):  # a step far out: reject it
