@@ -13,6 +13,7 @@ configuration (``study.design.config``) use it.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Collection, Iterable, Mapping
 from numbers import Integral, Real
@@ -21,6 +22,7 @@ from typing import Any
 __all__ = [
     "OptionError",
     "OptionTypeError",
+    "UnknownKeyError",
     "boolean",
     "check_keys",
     "choice",
@@ -108,19 +110,38 @@ def boolean(key: str, value: object) -> bool:
     return value
 
 
-def numbers(key: str, value: object, *, low: float | None = None) -> tuple[float, ...]:
+def numbers(
+    key: str, value: object, *, low: float | None = None, low_inclusive: bool = False
+) -> tuple[float, ...]:
     """A list of numbers as a tuple of floats (each checked as by :func:`number`)."""
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise OptionTypeError(key, value, "must be a list of numbers")
-    return tuple(number(f"{key}[{i}]", v, low=low) for i, v in enumerate(value))
+    return tuple(
+        number(f"{key}[{i}]", v, low=low, low_inclusive=low_inclusive) for i, v in enumerate(value)
+    )
 
 
 def check_keys(table: Mapping[str, Any], allowed: Collection[str], where: str) -> None:
     """Refuse keys of ``table`` outside ``allowed``, listing the allowed ones."""
     for key in table:
         if key not in allowed:
-            full = f"{where}.{key}" if where else str(key)
-            scope = f" in [{where}]" if where else ""
-            raise OptionError(
-                "", key, f"unknown key {full}; allowed keys{scope}: {', '.join(sorted(allowed))}"
-            )
+            raise UnknownKeyError(str(key), allowed, where)
+
+
+class UnknownKeyError(OptionError):
+    """A key no setting has; names it in full (``engines.bayes.chain``) with the
+    allowed keys, however deep the table it was found in."""
+
+    def __init__(self, key: str, allowed: Collection[str], where: str = "") -> None:
+        self.unknown, self.allowed, self.where = key, tuple(sorted(allowed)), where
+        full = f"{where}.{key}" if where else key
+        scope = f" in [{where}]" if where else ""
+        hint = difflib.get_close_matches(key, self.allowed, n=1)
+        guess = f" (did you mean {hint[0]}?)" if hint else ""
+        super().__init__(
+            "", key, f"unknown key {full}{guess}; allowed keys{scope}: {', '.join(self.allowed)}"
+        )
+
+    def within(self, where: str) -> OptionError:
+        inner = f"{where}.{self.where}" if self.where else where
+        return UnknownKeyError(self.unknown, self.allowed, inner)

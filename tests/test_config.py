@@ -54,7 +54,7 @@ def test_group_size_per_group():
 
 
 BAD = [
-    ("[design]\nre_sd = [-1.0, 2.0]\n", r"design.re_sd\[0\] = -1.0: must be > 0"),
+    ("[design]\nre_sd = [-1.0, 2.0]\n", r"design.re_sd\[0\] = -1.0: must be >= 0"),
     ("[design]\nsigma = 0\n", r"design.sigma = 0: must be > 0"),
     (
         "[design]\nre_cor = [[1.0, 1.2], [1.2, 1.0]]\n",

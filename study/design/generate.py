@@ -82,7 +82,9 @@ class Design:
         self.X = np.column_stack([np.ones(idx.size), subjects[idx]])
         self.group = np.repeat(np.arange(config.groups), sizes * config.repeats)
         self.n = sizes * config.repeats
-        self._chol_D = np.linalg.cholesky(config.D)
+        # D = S C S with C positive definite: S chol(C) is a square root of D even
+        # when an SD is 0 (where Cholesky of D itself fails)
+        self._chol_D = np.diag(config.re_sd) @ np.linalg.cholesky(np.array(config.re_cor))
         self.beta = np.array(config.beta)
         self.fixed_u: np.ndarray | None = None
         if config.fixed_random_effects:

@@ -121,7 +121,11 @@ class DesignConfig:
         if len(beta) != q:
             names = ", ".join(predictors)
             raise fail("design.beta", list(beta), f"must have {q} values (intercept then {names})")
-        re_sd = numbers("design.re_sd", self.re_sd, low=0.0)
+        # an SD of 0 is allowed: a random effect that is absent from the data (fits
+        # then sit on the boundary, as a study of boundary fits wants)
+        re_sd = numbers("design.re_sd", self.re_sd, low=0.0, low_inclusive=True)
+        if not any(re_sd):
+            raise fail("design.re_sd", list(re_sd), "must have at least one SD > 0")
         if len(re_sd) != q:
             raise fail("design.re_sd", list(re_sd), f"must have {q} values (intercept first)")
         set_(self, "beta", beta)
@@ -130,6 +134,13 @@ class DesignConfig:
         set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
         set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
         boolean("design.fixed_random_effects", self.fixed_random_effects)
+        if self.fixed_random_effects and not all(re_sd):
+            raise fail(
+                "design.re_sd",
+                list(re_sd),
+                "must be > 0 with fixed_random_effects = true (the conditional truth "
+                "needs D invertible)",
+            )
         if not isinstance(self.predictor, PredictorSpec):
             raise fail("design.predictor", self.predictor, "must be a table")
 

@@ -1,6 +1,7 @@
 """Analytic truth for the fixed effects of the simulated LMM, in q x q algebra.
 
-With ``Z_i = X_i``, ``G_i = X_i'X_i`` and ``M_i = G_i + sigma^2 D^-1``, Woodbury gives
+With ``Z_i = X_i``, ``G_i = X_i'X_i`` and ``M_i = G_i + sigma^2 D^-1`` (applied as
+``M_i^-1 = D (G_i D + sigma^2 I)^-1``, so D may be singular), Woodbury gives
 ``V_i^-1 = (I - X_i M_i^-1 X_i') / sigma^2`` and so
 
 * ``W_i = X_i'V_i^-1 X_i = (G_i - G_i M_i^-1 G_i) / sigma^2``,
@@ -63,13 +64,19 @@ class Truth:
         return frame
 
 
+def _minv_times(XtX: np.ndarray, D: np.ndarray, s2: float, B: np.ndarray) -> np.ndarray:
+    """``M_i^-1 B_i`` as ``D (G_i D + sigma^2 I)^-1 B_i``: no ``D^-1``, so a D with an
+    SD of 0 (a random effect absent from the data) is fine."""
+    q = D.shape[0]
+    return D[None] @ np.linalg.solve(XtX @ D[None] + s2 * np.eye(q)[None], B)
+
+
 def _woodbury_parts(
     XtX: np.ndarray, D: np.ndarray, sigma: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``W_i``, ``G_i M_i^-1 G_i`` and ``G_i`` stacked over groups."""
     s2 = sigma**2
-    M = XtX + s2 * np.linalg.inv(D)[None]
-    GMinvG = XtX @ np.linalg.solve(M, XtX)
+    GMinvG = XtX @ _minv_times(XtX, D, s2, XtX)
     W = (XtX - GMinvG) / s2
     return W, GMinvG, XtX
 
@@ -88,8 +95,7 @@ def conditional_moments(
     W, GMinvG, G = _woodbury_parts(XtX, D, sigma)
     A = np.linalg.inv(W.sum(axis=0))
     mean = beta + A @ np.einsum("kab,kb->a", W, u)
-    M = XtX + s2 * np.linalg.inv(D)[None]
-    GMinvGMinvG = GMinvG @ np.linalg.solve(M, G)
+    GMinvGMinvG = GMinvG @ _minv_times(XtX, D, s2, G)
     middle = ((G - 2.0 * GMinvG + GMinvGMinvG) / s2).sum(axis=0)
     return mean, A @ middle @ A
 
@@ -98,7 +104,11 @@ def _ran_pars_values(design: Design) -> np.ndarray:
     cfg = design.config
     q = cfg.q
     cor = np.array(cfg.re_cor)
-    cors = [cor[a, b] for a in range(q) for b in range(a + 1, q)]
+    sd = cfg.re_sd
+    # the correlation of a random effect that is absent (SD 0) is undefined
+    cors = [
+        cor[a, b] if sd[a] > 0 and sd[b] > 0 else np.nan for a in range(q) for b in range(a + 1, q)
+    ]
     return np.array([*cfg.re_sd, *cors, cfg.sigma])
 
 
