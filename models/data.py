@@ -125,24 +125,52 @@ class LMMData:
         Rows are sorted by group (stable), groups coded in order of first appearance
         after sorting by label.
         """
+        import pandas as pd
+
         missing = [c for c in (y, *x, group) if c not in frame.columns]
         if missing:
             raise ValueError(
                 f"column(s) {missing} not in the data; available: {list(frame.columns)}"
             )
         sub = frame[[y, *x, group]]
-        if sub.isna().to_numpy().any():
-            raise ValueError("the data have missing values in the columns used; drop those rows")
+        for col in (y, *x, group):
+            gaps = np.flatnonzero(sub[col].isna().to_numpy())
+            if gaps.size:
+                raise ValueError(
+                    f"column {col!r} has {gaps.size} missing value(s) (first in data row "
+                    f"{gaps[0] + 1}); drop those rows or fill them in"
+                )
+        for col in (y, *x):
+            values = pd.to_numeric(sub[col], errors="coerce")
+            bad = np.flatnonzero(values.isna().to_numpy())
+            if bad.size:
+                raise ValueError(
+                    f"column {col!r} must be numeric, but data row {bad[0] + 1} holds "
+                    f"{sub[col].iloc[bad[0]]!r}; fix or drop the non-numeric values"
+                )
+            arr = values.to_numpy(dtype=float)
+            if not np.isfinite(arr).all():
+                n_bad = int((~np.isfinite(arr)).sum())
+                raise ValueError(
+                    f"column {col!r} has {n_bad} infinite value(s) (inf); drop those rows"
+                )
+            if np.abs(arr).max(initial=0.0) > MAX_ABS_VALUE:
+                raise ValueError(
+                    f"column {col!r} has values too large to fit (max |value| "
+                    f"{np.abs(arr).max():.3g} > {MAX_ABS_VALUE:.0e}: squares overflow); "
+                    "rescale it, e.g. to other units"
+                )
         labels = sub[group].astype(str).to_numpy()
         uniq, codes = np.unique(labels, return_inverse=True)
         order = np.argsort(codes, kind="stable")
-        try:
-            xs = sub[list(x)].to_numpy(dtype=float)[order]
-            yv = sub[y].to_numpy(dtype=float)[order]
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"response {y!r} and predictors {list(x)} must be numeric") from err
+        xs = sub[list(x)].apply(pd.to_numeric).to_numpy(dtype=float)[order]
+        yv = pd.to_numeric(sub[y]).to_numpy(dtype=float)[order]
         X = np.column_stack([np.ones(len(yv)), xs])
         return cls(yv, X, codes[order], tuple(x), tuple(str(u) for u in uniq))
+
+
+#: the largest |value| a column may hold: its square (in X'X, y'y) must not overflow
+MAX_ABS_VALUE = 1e100
 
 
 def fit_problem(data: LMMData) -> str:

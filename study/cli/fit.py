@@ -15,7 +15,7 @@ from scipy import stats
 
 from models.base import FIXED, FitResult
 from models.bayes.scaled_priors import describe_priors, scaled_priors
-from models.data import LMMData
+from models.data import LMMData, fit_problem
 from models.registry import ENGINE_NAMES, build_engine
 from models.reml.options import CI_KINDS, RAN_PARS_CI_KINDS
 from study.analysis.tables import render
@@ -78,24 +78,79 @@ def command(args: argparse.Namespace) -> int:
 
 
 def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
-    """Read a CSV and build the engines' data; :class:`UserError` on any problem."""
+    """Read a CSV and build the engines' data; :class:`UserError` on any problem a fit
+    would meet (the checks lme4 makes before fitting among them)."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"data file {str(path)!r} is a directory; give a CSV file")
     if not p.is_file():
         raise UserError(f"data file {str(path)!r} not found; give the path to a CSV file")
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as err:
+        raise UserError(f"data file {str(path)!r} cannot be read ({err.strerror})") from err
+    if b"\0" in head:
+        raise UserError(
+            f"data file {str(path)!r} is not a text file; give a comma-separated CSV "
+            "(UTF-8), e.g. exported from a spreadsheet as CSV"
+        )
     try:
         frame = pd.read_csv(p)
     except pd.errors.EmptyDataError as err:
         raise UserError(f"data file {str(path)!r} is empty; give a CSV with a header") from err
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"data file {str(path)!r} cannot be read as CSV ({err})") from err
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"data file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
+            "give a comma-separated CSV in UTF-8"
+        ) from err
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[-1]
+        raise UserError(
+            f"data file {str(path)!r} cannot be read as CSV ({reason}); give a "
+            "comma-separated file with one header row"
+        ) from err
+    if frame.shape[1] == 1:
+        only = str(frame.columns[0])
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if sep in only:
+                raise UserError(
+                    f"{path}: the columns look separated by {name} ({only[:40]!r}); save "
+                    "the file comma-separated (CSV)"
+                )
     if frame.empty:
         raise UserError(f"{path}: the CSV has a header but no data rows; add rows to fit")
     try:
         data = LMMData.from_frame(frame, y=y, x=x, group=group)
     except ValueError as err:
         raise UserError(f"{path}: {err}") from err
+    for j, name in enumerate(x, start=1):
+        if np.ptp(data.X[:, j]) == 0:
+            raise UserError(
+                f"{path}: column {name!r} is constant ({data.X[0, j]:g} on every row: "
+                "collinear with the intercept); drop it or give a predictor that varies"
+            )
     if data.n_groups < 2:
-        raise UserError(f"{path}: column {group!r} has {data.n_groups} group; need at least 2")
+        raise UserError(
+            f"{path}: column {group!r} has {data.n_groups} group; need at least 2 "
+            "(give the column that holds the grouping factor)"
+        )
+    if data.n_groups >= data.n_obs:
+        raise UserError(
+            f"{path}: column {group!r} has {data.n_groups} groups for {data.n_obs} rows "
+            "(one row per group): the number of groups must be < the number of rows, as "
+            "lme4 requires; give a grouping with repeated rows"
+        )
+    if data.n_obs <= data.n_groups * data.q:
+        raise UserError(
+            f"{path}: {data.n_obs} rows for {data.n_groups} groups x {data.q} random "
+            f"effects: the random effects and the residual variance are not identifiable "
+            "(lme4: number of observations <= number of random effects); give more rows "
+            "per group or fewer predictors"
+        )
+    problem = fit_problem(data)
+    if problem:
+        raise UserError(f"{path}: {problem}")
     return data
 
 

@@ -94,7 +94,12 @@ class StudyConfig:
         object.__setattr__(self, "level", number("level", self.level, low=0.0, high=1.0))
         engines = self.engines
         if isinstance(engines, str) or not isinstance(engines, list | tuple) or not engines:
-            raise fail("engines.run", engines, f"must be a non-empty list from {ENGINE_NAMES}")
+            shown = list(engines) if isinstance(engines, tuple) else engines
+            raise fail(
+                "engines.run",
+                shown,
+                f"must be a non-empty list of engines from {', '.join(ENGINE_NAMES)}",
+            )
         for i, e in enumerate(engines):
             engine_kind(e, f"engines.run[{i}]")
         if len(set(engines)) != len(engines):
@@ -299,4 +304,9 @@ def config_from_text(text: str, *, default_name: str, label: str) -> StudyConfig
     except tomllib.TOMLDecodeError as err:
         hint = f"; {_ENGINES_HINT}" if "'engines'" in str(err) else "; fix the syntax"
         raise ConfigError(f"config {label!r} is not valid TOML ({err}){hint}") from err
+    if not raw:
+        raise ConfigError(
+            f"config {label!r} is empty (no settings); write the study's settings into it "
+            f"(README: the configuration file) or give a preset: {', '.join(PRESETS)}"
+        )
     return config_from_dict(raw, default_name=default_name)

@@ -1,0 +1,1023 @@
+"""A corpus of bad inputs for the ``study`` command line, one case each.
+
+Every case runs ``study`` in process (``study.cli.main.main``) in a fresh temporary
+directory and checks the project's error policy (README, "The command line"): exit
+code 2 for bad input (1 only when ``study fit`` ran a fit that failed), exactly one
+line on stderr that starts with ``study`` and names the problem and the fix, nothing on
+stdout, no traceback, and nothing written or changed in the working directory.
+
+The message checks are sets of focused regular expressions (the key, the option or
+the file, and a word of the fix), all of which must match somewhere in the line, in
+any order, so that rewording a message does not break them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypedDict
+
+import pytest
+
+from study.cli.main import main
+
+# -- the case format ------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    """What a case's setup may use: the working directory, monkeypatch and the run."""
+
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    real_run: Callable[[], Path]
+
+
+Setup = Callable[[Ctx], None]
+
+
+@dataclass
+class Case:
+    """One bad input: the command line, the files it needs, what ``study`` must say."""
+
+    id: str
+    category: str
+    argv: list[str]
+    pattern: str
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    #: the exit code, or the codes allowed (a fit that may be refused or fail)
+    expect_code: int | tuple[int, ...] = 2
+    setup: Setup | None = None
+
+
+CATEGORIES = ("config", "cli", "csv", "store")
+
+
+def allof(*parts: str) -> str:
+    """A regex matching a line that contains every one of ``parts`` (in any order)."""
+    return "^" + "".join(f"(?=.*(?:{p}))" for p in parts)
+
+
+# -- inputs -----------------------------------------------------------------------------
+
+#: a small valid study (REML only): what the config cases start from
+TINY_DESIGN = "[design]\ngroups = 6\ngroup_size = 5\n"
+TINY_ENGINES = '[engines]\nrun = ["reml"]\n'
+TINY = f'name = "tiny"\nreplicates = 3\nseed = 7\n\n{TINY_DESIGN}\n{TINY_ENGINES}'
+
+
+def toml(
+    top: str = "",
+    design: str = "",
+    engines: str = TINY_ENGINES,
+    extra: str = "",
+) -> str:
+    """A config: the tiny study with lines added at the top, in [design], and after."""
+    return (
+        f'name = "tiny"\nreplicates = 3\nseed = 7\n{top}\n{TINY_DESIGN}{design}\n{engines}\n{extra}'
+    )
+
+
+class Call(TypedDict):
+    """The command line of a case and the files it needs."""
+
+    argv: list[str]
+    files: dict[str, str | bytes]
+
+
+def run_config(text: str | bytes, name: str = "c.toml", *more: str) -> Call:
+    """``study run NAME`` on ``text`` (in process: a config wrongly accepted runs fast)."""
+    return {"argv": ["run", name, "--workers", "1", *more], "files": {name: text}}
+
+
+def _good_rows() -> list[tuple[float, float, str]]:
+    rows = []
+    for s in range(6):
+        for i in range(5):
+            dose = float(i + 1 + s % 2)
+            noise = ((i * 7 + s * 3) % 5 - 2) * 0.1
+            rows.append((round(1 + 0.5 * dose + 0.3 * s + noise, 3), dose, f"s{s}"))
+    return rows
+
+
+def csv_text(rows: Sequence[Sequence[object]], sep: str = ",") -> str:
+    """A CSV with columns resp, dose, school."""
+    lines = [sep.join(("resp", "dose", "school"))]
+    lines += [sep.join(str(v) for v in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+GOOD_ROWS = _good_rows()
+GOOD_CSV = csv_text(GOOD_ROWS)
+FIT = ["--y", "resp", "--x", "dose", "--group", "school"]
+
+
+def fit_csv(name: str, text: str | bytes, *more: str) -> Call:
+    """``study fit NAME --y resp --x dose --group school`` on ``text``."""
+    return {"argv": ["fit", name, *FIT, *more], "files": {name: text}}
+
+
+def _with_row(i: int, row: tuple[object, ...]) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = list(GOOD_ROWS)
+    rows[i] = row
+    return rows
+
+
+#: bytes that are no text: a PNG header, NULs, invalid UTF-8
+BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe\xfa" + bytes(range(256)) * 4
+
+# -- setups ------------------------------------------------------------------------------
+
+
+def copy_run(name: str = "run", damage: Callable[[Path], None] | None = None) -> Setup:
+    """Copy the module's small real run to ``name`` (then damage the copy)."""
+
+    def setup(ctx: Ctx) -> None:
+        dest = ctx.tmp / name
+        shutil.copytree(ctx.real_run(), dest)
+        if damage is not None:
+            damage(dest)
+
+    return setup
+
+
+def both(*setups: Setup) -> Setup:
+    def setup(ctx: Ctx) -> None:
+        for s in setups:
+            s(ctx)
+
+    return setup
+
+
+def make_dir(name: str) -> Setup:
+    def setup(ctx: Ctx) -> None:
+        (ctx.tmp / name).mkdir()
+
+    return setup
+
+
+def no_env(var: str) -> Setup:
+    def setup(ctx: Ctx) -> None:
+        ctx.monkeypatch.delenv(var, raising=False)
+
+    return setup
+
+
+def _piece(run: Path) -> Path:
+    pieces = sorted((run / "checkpoints").glob("part-*.npz"))
+    assert pieces, f"the real run has no checkpoint piece: {sorted(run.rglob('*'))}"
+    return pieces[0]
+
+
+def manifest_not_json(run: Path) -> None:
+    (run / "manifest.json").write_text('{"config_hash": "abc", "engines": [\n')
+
+
+def manifest_empty_object(run: Path) -> None:
+    (run / "manifest.json").write_text("{}\n")
+
+
+def only_truncated_results(run: Path) -> None:
+    shutil.rmtree(run / "checkpoints")
+    (run / "manifest.json").unlink()
+    results = run / "results.nc"
+    data = results.read_bytes()
+    results.write_bytes(data[: len(data) // 2])
+
+
+def truncate_piece(run: Path) -> None:
+    piece = _piece(run)
+    data = piece.read_bytes()
+    piece.write_bytes(data[: len(data) // 2])
+
+
+def garbage_piece(run: Path) -> None:
+    piece = _piece(run)
+    size = piece.stat().st_size
+    piece.write_bytes((bytes(range(255, -1, -1)) * (size // 256 + 1))[:size])
+
+
+def study_toml_invalid(run: Path) -> None:
+    (run / "study.toml").write_text('name = "tiny"\n[design\ngroups = 6\n')
+
+
+# -- the cases ---------------------------------------------------------------------------
+
+MUST = r"\bmust\b"
+PROBLEM_DIR = r"no such|does not exist|not found|not a (run|results)"
+
+CASES: list[Case] = [
+    # ---- config: wrong types
+    Case(
+        "config-replicates-text",
+        "config",
+        **run_config(toml(top="").replace("replicates = 3", 'replicates = "ten"')),
+        pattern=allof(r"\breplicates\b", "ten", MUST, "integer|whole number"),
+    ),
+    Case(
+        "config-groups-float",
+        "config",
+        **run_config(toml().replace("groups = 6", "groups = 2.5")),
+        pattern=allof(r"design\.groups\b", r"2\.5", MUST, "integer|whole number"),
+    ),
+    Case(
+        "config-beta-text",
+        "config",
+        **run_config(toml(design='beta = "x"\n')),
+        pattern=allof(r"design\.beta\b", MUST, "list|numbers"),
+    ),
+    Case(
+        "config-sigma-text",
+        "config",
+        **run_config(toml(design='sigma = "1.0"\n')),
+        pattern=allof(r"design\.sigma\b", MUST, "number"),
+    ),
+    Case(
+        "config-fixed-random-effects-text",
+        "config",
+        **run_config(toml(design='fixed_random_effects = "yes"\n')),
+        pattern=allof(r"design\.fixed_random_effects\b", MUST, "true or false|boolean"),
+    ),
+    Case(
+        "config-engines-is-a-list",
+        "config",
+        **run_config(toml(engines="").replace("seed = 7\n", 'seed = 7\nengines = ["reml"]\n')),
+        pattern=allof(r"\bengines\b", "table", r"\[engines\]", r"\brun\b"),
+    ),
+    # ---- config: missing values
+    Case(
+        "config-engines-run-empty",
+        "config",
+        **run_config(toml(engines="[engines]\nrun = []\n")),
+        pattern=allof(r"engines\.run\b", MUST, "non-empty|at least one", "reml"),
+    ),
+    Case(
+        "config-beta-too-short",
+        "config",
+        **run_config(toml(design="beta = [5.0]\n")),
+        pattern=allof(r"design\.beta\b", MUST, r"\b2 values|two values"),
+    ),
+    Case(
+        "config-group-size-list-too-short",
+        "config",
+        **run_config(toml().replace("group_size = 5", "group_size = [5, 5, 5, 5, 5]")),
+        pattern=allof(r"design\.group_size\b", MUST, r"\b6\b"),
+    ),
+    Case(
+        "config-prior-list-wrong-length",
+        "config",
+        **run_config(
+            toml(
+                engines='[engines]\nrun = ["reml", "bayes"]\n\n'
+                "[engines.bayes.priors]\nfixed_scale = [10.0, 10.0, 10.0]\n"
+            )
+        ),
+        pattern=allof(r"engines\.bayes\.priors\.fixed_scale\b", r"\b2\b|one per coefficient"),
+    ),
+    Case(
+        "config-options-for-engine-not-run",
+        "config",
+        **run_config(toml(engines='[engines]\nrun = ["reml"]\n\n[engines.bayes]\nchains = 2\n')),
+        pattern=allof(r"engines\.run\b", r"\bbayes\b", r"\badd\b|\bremove\b"),
+    ),
+    # ---- config: unknown keys
+    Case(
+        "config-unknown-top-level-key",
+        "config",
+        **run_config(toml(top="replicate = 10")),
+        pattern=allof(r"unknown key\b", r"\breplicate\b", r"allowed|did you mean", "replicates"),
+    ),
+    Case(
+        "config-unknown-design-key",
+        "config",
+        **run_config(toml(design="group = 5\n")),
+        pattern=allof(r"unknown key\b", r"design\.group\b", r"allowed|did you mean", "groups"),
+    ),
+    Case(
+        "config-unknown-bayes-key",
+        "config",
+        **run_config(
+            toml(engines='[engines]\nrun = ["reml", "bayes"]\n\n[engines.bayes]\nchain = 4\n')
+        ),
+        pattern=allof(r"unknown key\b", r"engines\.bayes\.chain\b", r"\bchains\b"),
+    ),
+    Case(
+        "config-unknown-predictor-key",
+        "config",
+        **run_config(toml(extra="[design.predictor]\nmu = 0.0\n")),
+        pattern=allof(r"unknown key\b", r"design\.predictor\.mu\b", r"allowed|did you mean"),
+    ),
+    # ---- config: out of range
+    Case(
+        "config-replicates-zero",
+        "config",
+        **run_config(toml().replace("replicates = 3", "replicates = 0")),
+        pattern=allof(r"\breplicates = 0\b", MUST, r">= 1|at least 1|1 to"),
+    ),
+    Case(
+        "config-replicates-too-many",
+        "config",
+        **run_config(toml().replace("replicates = 3", "replicates = 1000000000")),
+        pattern=allof(r"\breplicates\b", MUST, r"1,000,000|1000000"),
+    ),
+    Case(
+        "config-groups-one",
+        "config",
+        **run_config(toml().replace("groups = 6", "groups = 1")),
+        pattern=allof(r"design\.groups = 1\b", MUST, r">= 2|at least 2"),
+    ),
+    Case(
+        "config-sigma-negative",
+        "config",
+        **run_config(toml(design="sigma = -1\n")),
+        pattern=allof(r"design\.sigma = -1\b", MUST, r"> 0|positive"),
+    ),
+    Case(
+        "config-chains-zero",
+        "config",
+        **run_config(
+            toml(engines='[engines]\nrun = ["reml", "bayes"]\n\n[engines.bayes]\nchains = 0\n')
+        ),
+        pattern=allof(r"engines\.bayes\.chains = 0\b", MUST, r">= 1|at least 1"),
+    ),
+    Case(
+        "config-level-above-one",
+        "config",
+        **run_config(toml(top="level = 1.5")),
+        pattern=allof(r"\blevel = 1\.5\b", MUST, r"< 1|between 0 and 1"),
+    ),
+    Case(
+        "config-level-zero",
+        "config",
+        **run_config(toml(top="level = 0.0")),
+        pattern=allof(r"\blevel = 0(\.0)?\b", MUST, r"> 0|between 0 and 1"),
+    ),
+    Case(
+        "config-name-with-slash",
+        "config",
+        **run_config(toml().replace('name = "tiny"', 'name = "a/b"')),
+        pattern=allof(r"\bname\b", "a/b", MUST, "slash"),
+    ),
+    # ---- config: correlations that are not positive definite
+    Case(
+        "config-re-cor-above-one",
+        "config",
+        **run_config(toml(design="re_cor = [[1.0, 1.5], [1.5, 1.0]]\n")),
+        pattern=allof(r"design\.re_cor\b", MUST, "positive definite"),
+    ),
+    Case(
+        "config-re-cor-3x3-not-pd",
+        "config",
+        **run_config(
+            toml(
+                design='predictors = ["A", "B"]\nbeta = [1.0, 2.0, 3.0]\n'
+                "re_sd = [1.0, 1.0, 1.0]\n"
+                "re_cor = [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]\n"
+            )
+        ),
+        pattern=allof(r"design\.re_cor\b", MUST, "positive definite"),
+    ),
+    Case(
+        "config-re-cor-not-symmetric",
+        "config",
+        **run_config(toml(design="re_cor = [[1.0, 0.5], [0.2, 1.0]]\n")),
+        pattern=allof(r"design\.re_cor\b", MUST, "symmetric"),
+    ),
+    # ---- config: files that are no config
+    Case(
+        "config-empty-file",
+        "config",
+        **run_config("", "empty.toml", "--replicates", "1", "--engines", "reml"),
+        pattern=allof(r"empty\.toml", r"\bempty\b|no settings|nothing", r"give|write|add|use"),
+    ),
+    Case(
+        "config-binary-invalid-utf8",
+        "config",
+        **run_config(BINARY, "binary.toml"),
+        pattern=allof(
+            r"binary\.toml", r"binary|not (a )?text|utf-?8|not valid TOML", r"give|use|check|save"
+        ),
+    ),
+    Case(
+        "config-binary-nul-bytes",
+        "config",
+        **run_config(b'name = "x"\x00\x00\x00\nreplicates = 3\n', "nul.toml"),
+        pattern=allof(r"nul\.toml", r"binary|TOML|NUL|text", r"fix|give|use|check"),
+    ),
+    Case(
+        "config-invalid-toml-syntax",
+        "config",
+        **run_config('name = "tiny"\n[design\ngroups = 6\n', "syntax.toml"),
+        pattern=allof(r"syntax\.toml", "TOML", r"line \d+", r"\bfix\b|syntax"),
+    ),
+    Case(
+        "config-duplicate-key",
+        "config",
+        **run_config(toml(design="groups = 7\n"), "dup.toml"),
+        pattern=allof(r"dup\.toml", "TOML", r"line \d+"),
+    ),
+    Case(
+        "config-is-a-directory",
+        "config",
+        argv=["run", "confdir", "--workers", "1"],
+        setup=make_dir("confdir"),
+        pattern=allof("confdir", "directory", r"give|use"),
+    ),
+    # ---- config: grids
+    Case(
+        "config-grid-groups-one",
+        "config",
+        **run_config(toml(extra="[conditions]\ngroups = [10, 1]\n")),
+        pattern=allof(r"condition\b.*groups=1", r"design\.groups = 1\b", r">= 2|at least 2"),
+    ),
+    Case(
+        "config-grid-add-negative-sigma",
+        "config",
+        **run_config(toml(extra="[conditions]\nadd = [{sigma = -1}]\n")),
+        pattern=allof(r"\bcondition\b", r"sigma = -1\b", r"> 0|positive"),
+    ),
+    Case(
+        "config-grid-unknown-factor",
+        "config",
+        **run_config(toml(extra="[conditions]\ngrups = [5, 10]\n")),
+        pattern=allof(r"unknown key\b", r"conditions\.grups\b", r"\bgroups\b"),
+    ),
+    Case(
+        "config-grid-empty-levels",
+        "config",
+        **run_config(toml(extra="[conditions]\ngroups = []\n")),
+        pattern=allof(r"conditions\.groups\b", MUST, "non-empty"),
+    ),
+    Case(
+        "config-grid-exclude-matches-nothing",
+        "config",
+        **run_config(toml(extra="[conditions]\ngroups = [6, 8]\nexclude = [{groups = 99}]\n")),
+        pattern=allof(r"conditions\.exclude\b", "matches no condition"),
+    ),
+    # ---- config: names
+    Case(
+        "config-unknown-preset",
+        "config",
+        argv=["run", "defualt", "--workers", "1"],
+        pattern=allof("defualt", r"preset|no such file", r"\bdefault\b", r"\bseed\b"),
+    ),
+    Case(
+        "config-unknown-engine-in-run",
+        "config",
+        **run_config(toml(engines='[engines]\nrun = ["reml", "stan"]\n')),
+        pattern=allof(r"engines\.run\b", r"\bstan\b", r"\breml\b", r"\bbayes\b"),
+    ),
+    # ---- CLI misuse
+    Case(
+        "cli-unknown-command",
+        "cli",
+        argv=["frobnicate"],
+        pattern=allof("frobnicate", r"choose from|one of", r"\brun\b"),
+    ),
+    Case("cli-no-command", "cli", argv=[], pattern=allof(r"\bcommand\b", r"required|give")),
+    Case(
+        "cli-unknown-option",
+        "cli",
+        argv=["run", "default", "--frobnicate"],
+        pattern=allof("--frobnicate", r"unrecognized|unknown", "--help"),
+    ),
+    Case(
+        "cli-replicates-zero",
+        "cli",
+        argv=["run", "default", "--replicates", "0"],
+        pattern=allof("--replicates", MUST, r"1 to 1,000,000"),
+    ),
+    Case(
+        "cli-replicates-negative",
+        "cli",
+        argv=["run", "default", "--replicates", "-3"],
+        pattern=allof("--replicates", "-3", MUST, r"1 to 1,000,000"),
+    ),
+    Case(
+        "cli-replicates-text",
+        "cli",
+        argv=["run", "default", "--replicates", "ten"],
+        pattern=allof("--replicates", "ten", MUST, "whole number"),
+    ),
+    Case(
+        "cli-replicates-too-many",
+        "cli",
+        argv=["run", "default", "--replicates", str(10**9)],
+        pattern=allof("--replicates", MUST, r"1 to 1,000,000"),
+    ),
+    Case(
+        "cli-workers-zero",
+        "cli",
+        argv=["run", "default", "--workers", "0"],
+        pattern=allof("--workers", MUST, r"1 to \d+"),
+    ),
+    Case(
+        "cli-workers-text",
+        "cli",
+        argv=["run", "default", "--workers", "many"],
+        pattern=allof("--workers", "many", MUST, "whole number"),
+    ),
+    Case(
+        "cli-batch-size-zero",
+        "cli",
+        argv=["run", "default", "--batch-size", "0"],
+        pattern=allof("--batch-size", MUST, "whole number"),
+    ),
+    Case(
+        "cli-engines-unknown",
+        "cli",
+        argv=["run", "default", "--engines", "reml,stan"],
+        pattern=allof("--engines", r"\bstan\b|reml,stan", r"\breml\b", r"\bbayes\b"),
+    ),
+    Case(
+        "cli-shard-index-above-count",
+        "cli",
+        argv=["run", "default", "--shard", "3/2"],
+        pattern=allof("--shard", r"\b3\b", r"1\.\.2|1 to 2|between 1 and 2"),
+    ),
+    Case(
+        "cli-shard-index-zero",
+        "cli",
+        argv=["run", "default", "--shard", "0/4"],
+        pattern=allof("--shard", r"\b0\b", r"1\.\.4|1 to 4|between 1 and 4"),
+    ),
+    Case(
+        "cli-shard-not-numbers",
+        "cli",
+        argv=["run", "default", "--shard", "a/b"],
+        pattern=allof("--shard", r"I/N", r"slurm/N"),
+    ),
+    Case(
+        "cli-shard-slurm-without-task-id",
+        "cli",
+        argv=["run", "default", "--shard", "slurm/4"],
+        setup=both(no_env("SLURM_ARRAY_TASK_ID"), no_env("SLURM_ARRAY_TASK_MIN")),
+        pattern=allof("--shard", "SLURM_ARRAY_TASK_ID", r"sbatch --array|array job|I/N"),
+    ),
+    Case(
+        "cli-scheduler-empty",
+        "cli",
+        argv=["run", "default", "--scheduler", ""],
+        pattern=allof("--scheduler", r"tcp://"),
+    ),
+    Case(
+        "cli-scheduler-with-space",
+        "cli",
+        argv=["run", "default", "--scheduler", "tcp://a b"],
+        pattern=allof("--scheduler", "tcp://a b", r"give|like|e\.g\."),
+    ),
+    Case(
+        "cli-workers-with-scheduler",
+        "cli",
+        argv=["run", "default", "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"],
+        pattern=allof("--workers", "--scheduler", r"not allowed|one of|either|not both"),
+    ),
+    Case(
+        "cli-out-is-a-file",
+        "cli",
+        argv=["run", "tiny.toml", "--out", "taken", "--workers", "1"],
+        files={"tiny.toml": TINY, "taken": "a regular file\n"},
+        pattern=allof(r"\btaken\b", r"not a directory|is a file|exists", r"--out|another|remove"),
+    ),
+    Case(
+        "cli-out-cannot-be-created",
+        "cli",
+        argv=["run", "tiny.toml", "--out", "/proc/lmm-study-test/out", "--workers", "1"],
+        files={"tiny.toml": TINY},
+        pattern=allof(
+            "/proc/lmm-study-test",
+            r"cannot|could not|no such|not (be )?(created|writable)|permission|read-only",
+            r"--out|another|check",
+        ),
+    ),
+    Case(
+        "cli-config-file-missing",
+        "cli",
+        argv=["run", "{tmp}/missing.toml", "--workers", "1"],
+        pattern=allof(r"missing\.toml", r"no such file|not found|does not exist", r"give|preset"),
+    ),
+    Case(
+        "cli-truth-config-missing",
+        "cli",
+        argv=["truth", "missing.toml"],
+        pattern=allof(r"missing\.toml", r"no such file|not found|does not exist", r"give|preset"),
+    ),
+    Case(
+        "cli-summarize-no-such-dir",
+        "cli",
+        argv=["summarize", "nowhere"],
+        pattern=allof(r"\bnowhere\b", PROBLEM_DIR, r"give|study run"),
+    ),
+    Case(
+        "cli-info-no-such-dir",
+        "cli",
+        argv=["info", "nowhere"],
+        pattern=allof(r"\bnowhere\b", PROBLEM_DIR, r"give|study run"),
+    ),
+    Case(
+        "cli-report-no-such-dir",
+        "cli",
+        argv=["report", "nowhere"],
+        pattern=allof(r"\bnowhere\b", PROBLEM_DIR, r"give|study run"),
+    ),
+    Case(
+        "cli-plot-no-such-dir",
+        "cli",
+        argv=["plot", "nowhere"],
+        pattern=allof(r"\bnowhere\b", PROBLEM_DIR, r"give|study run"),
+    ),
+    Case(
+        "cli-summarize-empty-dir",
+        "cli",
+        argv=["summarize", "emptydir"],
+        setup=make_dir("emptydir"),
+        pattern=allof(r"\bemptydir\b", r"no results|not a (run|results)", r"study run"),
+    ),
+    Case(
+        "cli-summarize-unknown-measure",
+        "cli",
+        argv=["summarize", "run", "--measures", "nonsense"],
+        setup=copy_run(),
+        pattern=allof("--measures", "nonsense", r"choose from|one of", "coverage"),
+    ),
+    Case(
+        "cli-summarize-unknown-reference",
+        "cli",
+        argv=["summarize", "run", "--reference", "bayes"],
+        setup=copy_run(),
+        pattern=allof("--reference", r"\bbayes\b", r"not an engine|not in", r"\breml\b"),
+    ),
+    Case(
+        "cli-summarize-unknown-format",
+        "cli",
+        argv=["summarize", "run", "--format", "xml"],
+        setup=copy_run(),
+        pattern=allof("--format", "xml", r"choose from|one of", "csv"),
+    ),
+    Case(
+        "cli-plot-unknown-figure",
+        "cli",
+        argv=["plot", "run", "--what", "nonsense"],
+        setup=copy_run(),
+        pattern=allof("--what", "nonsense", r"choose from|one of", "coverage"),
+    ),
+    Case(
+        "cli-merge-without-dirs",
+        "cli",
+        argv=["merge"],
+        pattern=allof("RUN_DIR", r"required|give"),
+    ),
+    # ---- CSV for `study fit`
+    Case(
+        "csv-file-missing",
+        "csv",
+        argv=["fit", "nope.csv", *FIT],
+        pattern=allof(r"nope\.csv", r"not found|no such file|does not exist", r"give"),
+    ),
+    Case(
+        "csv-missing-column",
+        "csv",
+        argv=["fit", "data.csv", "--y", "resp", "--x", "dosage", "--group", "school"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof(r"\bdosage\b", r"not in|no such|missing|not found", r"\bdose\b"),
+    ),
+    Case(
+        "csv-nan-in-response",
+        "csv",
+        **fit_csv("nan.csv", csv_text(_with_row(3, ("", 2.0, "s0")))),
+        pattern=allof(r"nan\.csv", r"\bresp\b", r"missing|NaN|empty", r"drop|remove|fill"),
+    ),
+    Case(
+        "csv-non-numeric-predictor",
+        "csv",
+        **fit_csv("text.csv", csv_text(_with_row(7, (2.0, "high", "s1")))),
+        pattern=allof(r"text\.csv", r"\bdose\b", r"numeric|number"),
+    ),
+    Case(
+        "csv-infinite-response",
+        "csv",
+        **fit_csv("inf.csv", csv_text(_with_row(2, ("inf", 3.0, "s0")))),
+        pattern=allof(r"inf\.csv", r"\bresp\b", r"non-finite|infinite|\binf\b", r"drop|remove"),
+    ),
+    Case(
+        "csv-one-group",
+        "csv",
+        **fit_csv("onegroup.csv", csv_text([(r, d, "s0") for r, d, _ in GOOD_ROWS])),
+        pattern=allof(r"\bschool\b", r"\b1 group|one group|only one", r"at least 2|two or more"),
+    ),
+    Case(
+        "csv-one-row-per-group",
+        "csv",
+        **fit_csv(
+            "onerow.csv", csv_text([(r, d, f"g{i}") for i, (r, d, _) in enumerate(GOOD_ROWS)])
+        ),
+        pattern=allof(
+            r"\bschool\b",
+            r"one row|1 row|single row|levels?|observations",
+            r"more than one|at least|must be <|fewer",
+        ),
+    ),
+    Case(
+        "csv-constant-predictor",
+        "csv",
+        **fit_csv("constant.csv", csv_text([(r, 3.0, s) for r, _, s in GOOD_ROWS])),
+        pattern=allof(r"\bdose\b", r"constant|collinear", r"drop|remove|vary"),
+    ),
+    Case(
+        "csv-header-only",
+        "csv",
+        **fit_csv("header.csv", "resp,dose,school\n"),
+        pattern=allof(r"header\.csv", r"no (data )?rows", r"add|give"),
+    ),
+    Case(
+        "csv-empty-file",
+        "csv",
+        **fit_csv("empty.csv", ""),
+        pattern=allof(r"empty\.csv", r"\bempty\b", r"give|header"),
+    ),
+    Case(
+        "csv-semicolon-delimited",
+        "csv",
+        **fit_csv("semi.csv", csv_text(GOOD_ROWS, sep=";")),
+        pattern=allof(r"semi\.csv", r"semicolon|delimit|separat|comma"),
+    ),
+    Case(
+        "csv-huge-value",
+        "csv",
+        **fit_csv("huge.csv", csv_text(_with_row(4, (1e308, 5.0, "s0")))),
+        expect_code=(1, 2),
+        pattern=allof(
+            r"\bresp\b|response|\by\b|overflow",
+            r"large|overflow|finite|\binf\b|scale|extreme",
+        ),
+    ),
+    Case(
+        "csv-binary-file",
+        "csv",
+        **fit_csv("bin.csv", BINARY),
+        pattern=allof(r"bin\.csv", r"CSV|text|binary", r"give|save|export|use"),
+    ),
+    Case(
+        "csv-is-a-directory",
+        "csv",
+        argv=["fit", "datadir", *FIT],
+        setup=make_dir("datadir"),
+        pattern=allof(r"\bdatadir\b", r"directory|not a file", r"give"),
+    ),
+    Case(
+        "csv-level-above-one",
+        "csv",
+        **fit_csv("data.csv", GOOD_CSV, "--level", "1.5"),
+        pattern=allof("--level", r"1\.5", r"between 0 and 1|must"),
+    ),
+    Case(
+        "csv-level-text",
+        "csv",
+        **fit_csv("data.csv", GOOD_CSV, "--level", "high"),
+        pattern=allof("--level", "high", r"float|number|invalid"),
+    ),
+    Case(
+        "csv-ci-with-bayes",
+        "csv",
+        **fit_csv("data.csv", GOOD_CSV, "--engine", "bayes", "--ci", "t"),
+        pattern=allof("--ci", r"\breml\b", r"drop|remove|--engine reml"),
+    ),
+    Case(
+        "csv-unknown-engine",
+        "csv",
+        **fit_csv("data.csv", GOOD_CSV, "--engine", "stan"),
+        pattern=allof("--engine", "stan", r"choose from|one of", r"\breml\b"),
+    ),
+    Case(
+        "csv-no-predictor",
+        "csv",
+        argv=["fit", "data.csv", "--y", "resp", "--x", ",", "--group", "school"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof("--x", r"at least one|give"),
+    ),
+    Case(
+        "csv-group-option-missing",
+        "csv",
+        argv=["fit", "data.csv", "--y", "resp", "--x", "dose"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof("--group", r"required|give"),
+    ),
+    # ---- damaged stores
+    Case(
+        "store-manifest-not-json-summarize",
+        "store",
+        argv=["summarize", "run"],
+        setup=copy_run(damage=manifest_not_json),
+        pattern=allof(r"manifest\.json", r"corrupt|not (valid )?JSON|damaged|invalid"),
+    ),
+    Case(
+        "store-manifest-not-json-info",
+        "store",
+        argv=["info", "run"],
+        setup=copy_run(damage=manifest_not_json),
+        pattern=allof(r"manifest\.json", r"corrupt|not (valid )?JSON|damaged|invalid"),
+    ),
+    Case(
+        "store-manifest-not-json-report",
+        "store",
+        argv=["report", "run"],
+        setup=copy_run(damage=manifest_not_json),
+        pattern=allof(r"manifest\.json", r"corrupt|not (valid )?JSON|damaged|invalid"),
+    ),
+    Case(
+        "store-manifest-lacks-keys-info",
+        "store",
+        argv=["info", "run"],
+        setup=copy_run(damage=manifest_empty_object),
+        pattern=allof(r"manifest\.json", r"corrupt|lacks|missing|damaged|invalid"),
+    ),
+    Case(
+        "store-truncated-results-only",
+        "store",
+        argv=["summarize", "run"],
+        setup=copy_run(damage=only_truncated_results),
+        pattern=allof(
+            r"results\.nc",
+            r"corrupt|damaged|truncated|cannot be read",
+            r"study run|run the study|delete",
+        ),
+    ),
+    Case(
+        "store-truncated-piece-summarize",
+        "store",
+        argv=["summarize", "run"],
+        setup=copy_run(damage=truncate_piece),
+        pattern=allof(
+            r"part-[\w-]+\.npz", r"damaged|corrupt|truncated|unreadable", r"study run", "--out"
+        ),
+    ),
+    Case(
+        "store-truncated-piece-report",
+        "store",
+        argv=["report", "run"],
+        setup=copy_run(damage=truncate_piece),
+        pattern=allof(
+            r"part-[\w-]+\.npz", r"damaged|corrupt|truncated|unreadable", r"study run", "--out"
+        ),
+    ),
+    Case(
+        "store-garbage-piece-summarize",
+        "store",
+        argv=["summarize", "run"],
+        setup=copy_run(damage=garbage_piece),
+        pattern=allof(
+            r"part-[\w-]+\.npz",
+            r"damaged|corrupt|unreadable|not a checkpoint",
+            r"study run",
+            "--out",
+        ),
+    ),
+    Case(
+        "store-merge-with-non-run",
+        "store",
+        argv=["merge", "run", "notrun"],
+        files={"notrun/notes.txt": "not a run\n"},
+        setup=copy_run(),
+        pattern=allof(r"\bnotrun\b", r"not a (results store|run)|no manifest", r"give|study run"),
+    ),
+    Case(
+        "store-study-toml-invalid-summarize",
+        "store",
+        argv=["summarize", "run"],
+        setup=copy_run(damage=study_toml_invalid),
+        pattern=allof(
+            r"study\.toml",
+            r"not (a )?valid|corrupt|invalid|damaged",
+            r"--overwrite|restore|study run",
+        ),
+    ),
+]
+
+# -- the module's small real run ---------------------------------------------------------
+
+REAL_RUN_CONFIG = """\
+name = "tiny"
+replicates = 3
+seed = 7
+
+[design]
+groups = 6
+group_size = 5
+
+[engines]
+run = ["reml"]
+"""
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small finished run (REML, 3 replicates, K = 6 groups of 5), made once."""
+    base = tmp_path_factory.mktemp("real-run")
+    config = base / "tiny.toml"
+    config.write_text(REAL_RUN_CONFIG)
+    out = base / "run"
+    code = main(["run", str(config), "--out", str(out), "--workers", "1"])
+    assert code == 0
+    assert (out / "manifest.json").is_file() and (out / "results.nc").is_file()
+    assert list((out / "checkpoints").glob("part-*.npz"))
+    return out
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str] | str]:
+    """Every directory and file under ``root``: relative path -> "dir" or (size, sha256)."""
+    tree: dict[str, tuple[int, str] | str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for d in dirnames:
+            tree[str((here / d).relative_to(root))] = "dir"
+        for f in filenames:
+            path = here / f
+            rel = str(path.relative_to(root))
+            if path.is_symlink() or not path.is_file():
+                tree[rel] = f"special:{os.readlink(path) if path.is_symlink() else ''}"
+                continue
+            data = path.read_bytes()
+            tree[rel] = (len(data), hashlib.sha256(data).hexdigest())
+    return tree
+
+
+#: warning categories a Python process hides by default (the rest reach stderr)
+QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return int(main(argv))
+    except SystemExit as exc:  # argparse
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(
+    case: Case,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "100")
+    for rel, content in case.files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    if case.setup is not None:
+        case.setup(Ctx(tmp_path, monkeypatch, lambda: request.getfixturevalue("real_run")))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in case.argv]
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+
+    with warnings.catch_warnings(record=True) as caught:
+        # what a fresh `study` process shows on stderr (Python's default filters)
+        warnings.simplefilter("default")
+        for quiet in QUIET_WARNINGS:
+            warnings.simplefilter("ignore", quiet)
+        code = _run(argv)
+
+    out, err = capsys.readouterr()
+    err += "".join(
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught
+    )
+    shown = f"exit {code}\nstdout: {out!r}\nstderr: {err!r}"
+    assert "Traceback" not in out + err, shown
+    allowed = case.expect_code if isinstance(case.expect_code, tuple) else (case.expect_code,)
+    assert code in allowed, shown
+    assert out == "", shown
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n") and lines[0].strip(), shown
+    line = lines[0]
+    assert line.startswith("study"), shown
+    assert re.search(case.pattern, line, re.IGNORECASE), f"{shown}\npattern: {case.pattern}"
+    assert snapshot(tmp_path) == before, f"{shown}\nthe working directory changed"
+
+
+def test_corpus_covers_every_category() -> None:
+    assert len(CASES) >= 48
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids), "case ids must be unique"
+    counts = {cat: sum(c.category == cat for c in CASES) for cat in CATEGORIES}
+    assert all(n >= 1 for n in counts.values()), counts
+    assert {c.category for c in CASES} <= set(CATEGORIES)
+    for c in CASES:
+        re.compile(c.pattern)
+        assert c.expect_code in (1, 2, (1, 2)), c.id
