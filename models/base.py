@@ -114,12 +114,20 @@ class FitResult:
 
     @classmethod
     def failed(
-        cls, predictors: tuple[str, ...], message: str, fit_seconds: float = float("nan")
+        cls,
+        predictors: tuple[str, ...],
+        message: str,
+        fit_seconds: float = float("nan"),
+        trace: str = "",
     ) -> FitResult:
-        """A result for a fit that raised: every value NaN, not converged."""
+        """A result for a fit that raised: every value NaN, not converged; the
+        exception's traceback text (if any) in ``extra["traceback"]``."""
         terms, effects = term_names(predictors)
         nan = np.full(len(terms), np.nan)
-        return cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message)
+        result = cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message)
+        if trace:
+            result.extra["traceback"] = trace
+        return result
 
     def to_frame(self):  # -> pandas.DataFrame
         """broom::tidy-shaped table: term, effect, estimate, std_error, ci_lower, ci_upper."""

@@ -23,3 +23,27 @@ class RunError(Exception):
 
     The CLI prints one line and exits with code 1; finished replicates are saved.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal (Ctrl-C: SIGINT, a scheduler's SIGTERM) after saving
+    its finished replicates; ``report`` (a ``RunReport``) says how many."""
+
+    def __init__(self, signum: int, report: object = None) -> None:
+        super().__init__(signum, report)
+        self.signum = int(signum)
+        self.report = report
+
+
+class FitFailed(RunError):
+    """``--fail-fast``: the first fit that failed or did not converge.
+
+    ``args`` are (message, traceback text) so the exception crosses process borders.
+    """
+
+    def __init__(self, message: str, trace: str = "") -> None:
+        super().__init__(message, trace)
+        self.trace = trace
+
+    def __str__(self) -> str:
+        return str(self.args[0])

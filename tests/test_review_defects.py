@@ -12,12 +12,14 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.base import DIAGNOSTIC_FIELDS, FIT_FIELDS, TERM_FIELDS, FitResult
 from models.bayes import BayesEngine, BayesOptions
 from models.data import LMMData
 from models.reml import RemlOptions
+from models.reml.engine import RemlEngine
 from models.validate import OptionError
 from study.cli.main import main
 from study.design.config import MAX_REPLICATES, config_from_dict, load_config
@@ -178,7 +180,7 @@ def test_4_runner_walks_the_replicates_lazily(small_toml, tmp_path, monkeypatch)
     class Fake:  # an executor that fails nothing but counts what it is given
         workers, batch_size = 2, 1
 
-        def map(self, config, work):
+        def map(self, config, work, fail_fast=False):
             for pairs in work:
                 fitted.extend(pairs)
                 if len(fitted) == 3:
@@ -201,13 +203,27 @@ def _constant_predictor() -> LMMData:
     return LMMData(rng.normal(size=48), X, group, ("x",))
 
 
-def test_5_fit_failure_exits_1_with_the_reason(tmp_path, capsys):
+def test_5_fit_failure_exits_1_with_the_reason(tmp_path, capsys, monkeypatch):
+    """Data no fit can use are refused up front (exit 2); a fit that runs and fails
+    exits 1 with its reason."""
     data = _constant_predictor()
     csv = tmp_path / "const.csv"
     data.to_frame().to_csv(csv, index=False)
-    assert main(["fit", str(csv), "--y", "y", "--x", "x", "--group", "group"]) == 1
+    assert main(["fit", str(csv), "--y", "y", "--x", "x", "--group", "group"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "rank deficient" in err
+    assert out == "" and err.count("\n") == 1 and "column 'x' is constant" in err
+    good = tmp_path / "good.csv"
+    sleep = pd.read_csv(Path(__file__).parent / "data" / "sleepstudy.csv")
+    sleep.to_csv(good, index=False)
+
+    def fail(self, data):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(RemlEngine, "_fit", fail)
+    argv = ["fit", str(good), "--y", "Reaction", "--x", "Days", "--group", "Subject"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "study: fit failed: LinAlgError: Singular matrix\n"
 
 
 def test_5_bayes_refuses_rank_deficient_design_like_reml():
@@ -269,7 +285,7 @@ def test_8_schema_is_what_engines_store_and_datasets_hold(small_toml, tmp_path):
     assert set(ds.data_vars) == {*PIECE_VARS, "done"}
     assert set(TERM_COORDS) <= set(ds.coords)
     with np.load(next((tmp_path / "R" / "checkpoints").iterdir())) as npz:
-        assert set(npz.files) == {*PIECE_VARS, "condition", "replicate"}
+        assert set(npz.files) == {*PIECE_VARS, "condition", "replicate", "stamp"}
     # a results.nc that lacks a schema variable is named as such
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -335,7 +351,10 @@ def test_11_docstrings_point_to_docs_in_the_repo():
         ),
         ("[engines]\nrun = ['reml']\n[engines.bayes]\nchains = 2\n", r"add it to engines.run"),
         ("colour = 1\n", r"allowed keys: conditions, design, engines, keep_draws"),
-        ("[engines]\nrnu = ['reml']\n", r"unknown key engines.rnu; allowed keys in \[engines\]"),
+        (
+            "[engines]\nrnu = ['reml']\n",
+            r"unknown key engines.rnu \(did you mean run\?\); allowed keys in \[engines\]",
+        ),
     ],
 )
 def test_12_engine_traps_get_a_fix(text, pattern, write_config, capsys):

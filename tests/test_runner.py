@@ -131,14 +131,17 @@ def test_different_config_is_refused(small_run, tmp_path, capsys):
 
 
 def test_corrupt_checkpoint_is_named(small_run, tmp_path, capsys):
+    """Reading commands name a damaged piece and the repair (more in test_damaged_stores)."""
     cfg_path, _ = small_run
     out = tmp_path / "run"
     run_study(load_config(cfg_path).with_replicates(2), out)
     piece = next((out / "checkpoints").iterdir())
     piece.write_bytes(b"not a zip file")
-    assert main(["info", str(out)]) == 2
+    assert main(["summarize", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and piece.name in err and "delete that file" in err
+    assert err.count("\n") == 1 and piece.name in err and "recompute its replicates" in err
+    assert main(["info", str(out)]) == 0
+    assert f"{piece.name} (unreadable: ValueError)" in capsys.readouterr().out
 
 
 def test_info_describes_a_run(small_run, tmp_path, capsys):
@@ -149,7 +152,7 @@ def test_info_describes_a_run(small_run, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "done:       3 of 3 replicates" in text and "reml" in text and "[design]" in text
     assert main(["info", str(tmp_path / "nothing")]) == 2
-    assert "not a results store" in capsys.readouterr().err
+    assert "no such run directory" in capsys.readouterr().err
 
 
 def test_kill_and_resume_matches_uninterrupted(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -213,10 +214,10 @@ class BayesEngine:
             return self._fit(data, seed, start, keep_posterior or self.options.keep_posterior)
         except Exception as err:  # failures are data: record, never raise
             message = f"{type(err).__name__}: {err}".strip()
-            return self._failed(data, message, time.perf_counter() - start)
+            return self._failed(data, message, time.perf_counter() - start, traceback.format_exc())
 
-    def _failed(self, data: LMMData, message: str, seconds: float) -> FitResult:
-        result = FitResult.failed(data.predictors, message, seconds)
+    def _failed(self, data: LMMData, message: str, seconds: float, trace: str = "") -> FitResult:
+        result = FitResult.failed(data.predictors, message, seconds, trace)
         result.optimizer = self.options.sampler
         result.nobs, result.ngroups = float(data.n_obs), float(data.n_groups)
         return result

@@ -27,6 +27,7 @@ log-SD / atanh-correlation scale, ``"profile"`` likelihood (lme4), or ``"none"``
 from __future__ import annotations
 
 import time
+import traceback
 import warnings
 from typing import Any
 
@@ -116,7 +117,9 @@ class RemlEngine:
             try:
                 result = self._fit(data)
             except Exception as err:
-                result = FitResult.failed(predictors, f"{type(err).__name__}: {err}")
+                result = FitResult.failed(
+                    predictors, f"{type(err).__name__}: {err}", trace=traceback.format_exc()
+                )
         notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
         result.message = "; ".join(m for m in (result.message, *notes) if m)
         result.fit_seconds = time.perf_counter() - t0

@@ -56,7 +56,9 @@ figcaption { font-size: 0.9em; color: #555; }
 <img alt="{{ fig.caption }}" src="data:image/png;base64,{{ fig.data }}">
 <figcaption>{{ fig.stem }}: {{ fig.caption }}</figcaption>
 </figure>
-{% endfor %}<h2>Failed fits</h2>
+{% endfor %}<h2>Failed fits, by reason</h2>
+<p class="note">Per engine and condition: fits run, how many failed or did not
+converge, and why (messages grouped, numbers as #; one real message as the example).</p>
 {% if failures %}<div class="wide">{{ failures | safe }}</div>
 {% else %}<p>None: every fit converged.</p>{% endif %}
 </body>
@@ -131,6 +133,6 @@ class Report:
         for fig in self.figures:
             link = f"![{fig.caption}]({figure_dir}/{fig.stem}.png)"
             parts.append(f"{link}\n\n*{fig.stem}*: {fig.caption}")
-        parts.append("## Failed fits")
+        parts.append("## Failed fits, by reason")
         parts.append(table(self.failures) if len(self.failures) else "None: every fit converged.")
         return "\n\n".join(parts) + "\n"

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from study.analysis.failures import failure_reasons
+
 #: measures shown by default in the measure table
 DEFAULT_MEASURES = (
     "bias",
@@ -248,6 +250,12 @@ def summary_text(
         if "singular" in summary:
             n_sing = int(summary["singular"].sel(engine=engine).sum())
             title += f", {n_sing} singular ({'excluded' if exclude_singular else 'kept'})"
+        found = failure_reasons(ds, engine) if nc else []
+        if found:
+            lines = [f"{r.count} x {r.reason[:100]}" for r in found[:3]]
+            if len(found) > 3:
+                lines.append(f"{sum(r.count for r in found[3:])} x other reasons")
+            title += "; reasons: " + "; ".join(lines) + " (all: `study info`)"
         blocks.append(_title(title, fmt))
         if n_cond > 1:
             table = grid_table(ds, summary, engine, measures)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from study.run.results import stored_config
-from study.run.store import Store
+from study.analysis.failures import reasons, reasons_text
+from study.errors import StoreError
+from study.run.integrity import check_pieces, expected_shapes, resume_command, stamp_of
+from study.run.results import results_problem, stored_config
+from study.run.store import DAMAGED, Piece, Store
 
 
 def register(sub: Any) -> None:
@@ -26,15 +30,29 @@ def command(args: argparse.Namespace) -> int:
 
 
 def describe_run(run_dir: str | Path) -> str:
-    """A short human-readable description of a run directory."""
+    """A short human-readable description of a run directory: what is done, the
+    failure reasons with counts per engine, and any damage (with the repair)."""
     store = Store(run_dir)
+    if not store.path.is_dir():
+        raise StoreError(f"{run_dir}: no such run directory; give a directory `study run` wrote")
     manifest = store.read_manifest()
-    piece = store.load()
+    config = stored_config(store)
+    pieces, damage = check_pieces(
+        store,
+        stamp=stamp_of(config),
+        shapes=expected_shapes(len(manifest["engines"]), len(manifest["terms"])),
+    )
+    piece = Piece.concat(pieces)
     engines = list(manifest["engines"])
     conditions = int(manifest.get("conditions", 1))
     requested = int(manifest["replicates"]) * conditions
     done = 0 if piece is None else len(piece)
     what = "replicates" if conditions == 1 else f"fits of {conditions} conditions x replicates"
+    problem = results_problem(store)
+    if problem:
+        results = f"{problem}: `study merge {store.path}` rebuilds it from the checkpoints"
+    else:
+        results = "present" if store.results_path.is_file() else "not written yet"
     lines = [
         f"run:        {store.path}",
         f"study:      {manifest.get('study', '?')}  (config hash {manifest['config_hash']}, "
@@ -42,27 +60,40 @@ def describe_run(run_dir: str | Path) -> str:
         f"created:    {manifest.get('created', '?')}",
         f"done:       {done} of {requested} {what}" + ("" if done >= requested else "  (partial)"),
         f"engines:    {', '.join(engines)}",
-        f"results.nc: {'present' if store.results_path.is_file() else 'not written yet'}",
+        f"results.nc: {results}",
     ]
+    if damage:
+        lines.append(f"damaged:    {len(damage)} checkpoint piece(s) cannot be used:")
+        lines += [f"              {d.path.name} ({d.reason})" for d in damage]
+        lines.append(
+            f"            `{resume_command(store)}` sets them aside and refits their replicates"
+        )
+    aside = sorted((store.path / DAMAGED).glob("*")) if (store.path / DAMAGED).is_dir() else []
+    if aside:
+        lines.append(
+            f"set aside:  {len(aside)} damaged file(s) in {store.path / DAMAGED} "
+            "(kept for inspection; their replicates were refitted)"
+        )
     if piece is not None:
-        labels = {c.id: c.label for c in stored_config(store).conditions}
+        labels = {c.id: c.label for c in config.conditions}
         conv = piece.values["converged"]
         msg = piece.values["message"]
         secs = piece.values["fit_seconds"]
         for j, name in enumerate(engines):
-            failed = int((~conv[:, j]).sum())
+            bad = ~conv[:, j]
             warned = int(sum(1 for m in msg[:, j] if m))
             med = float(np.nanmedian(secs[:, j])) if np.isfinite(secs[:, j]).any() else float("nan")
             lines.append(
-                f"  {name:6s} not converged {failed}, with messages {warned}, "
-                f"median fit {med:.3f} s"
+                f"  {name:6s} not converged {int(bad.sum())} of {len(piece)}, "
+                f"with messages {warned}, median fit {med:.3f} s"
             )
-            if failed:
-                i = int(np.flatnonzero(~conv[:, j])[0])
-                example = msg[i, j] or "no message"
-                where = f"replicate {piece.replicate[i]}"
-                if conditions > 1:
-                    where += f" of {labels.get(str(piece.condition[i]), piece.condition[i])}"
-                lines.append(f"         e.g. {where}: {example[:120]}")
+            if not bad.any():
+                continue
+            lines.append("         reasons (count, reason with numbers as #):")
+            lines += reasons_text(reasons(msg[bad, j].tolist()), indent="         ")
+            if conditions > 1:
+                per = Counter(labels.get(str(c), str(c)) for c in piece.condition[bad])
+                shown = ", ".join(f"{label} {n}" for label, n in per.most_common(8))
+                lines.append(f"         by condition: {shown}")
     lines += ["", "configuration:", store.config_text().rstrip()]
     return "\n".join(lines)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from study.analysis.failures import reasons_table
 from study.analysis.plots.catalog import FIGURES, build
-from study.analysis.plots.diagnostics import failures
 from study.analysis.report import Report, ReportFigure, png_bytes
 from study.analysis.tables import DEFAULT_MEASURES, grid_table, measure_table, report_table
 from study.cli.plot import plot_input
@@ -74,7 +74,7 @@ def command(args: argparse.Namespace) -> int:
         truth=truth_frame(config),
         tables=_tables(inp),
         figures=figures,
-        failures=failures(ds),
+        failures=reasons_table(ds),
     )
     write_text_atomic(run / "report.html", report.html())
     write_text_atomic(run / "report.md", report.markdown("plots"))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
 from models.registry import ENGINE_NAMES, is_engine_label
 from study.cli.progress import make_progress
 from study.design.config import MAX_REPLICATES, load_config
-from study.errors import RunError
+from study.errors import FitFailed, Interrupted, RunError
 from study.run.executors import make_executor
 from study.run.runner import run_study
 from study.run.shards import Shard, parse_shard
@@ -112,11 +113,23 @@ def register(sub: Any) -> None:
         metavar="N",
         help="(condition, replicate) pairs per task (default 2 for workers, 10 for Dask)",
     )
+    p.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first fit that fails or does not converge and print its "
+        "traceback (for debugging; by default failures are recorded and the study goes on)",
+    )
     p.set_defaults(func=command)
 
 
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def command(args: argparse.Namespace) -> int:
-    """Run the study; exit 130 on Ctrl-C after saving what is finished."""
+    """Run the study.  Ctrl-C (exit 130) and SIGTERM (exit 143, a scheduler at
+    walltime) stop it after saving what is finished; ``--fail-fast`` stops at the first
+    failing fit and prints its traceback (exit 1)."""
     cfg = load_config(args.config)
     if args.replicates is not None:
         cfg = cfg.with_replicates(args.replicates)
@@ -124,6 +137,7 @@ def command(args: argparse.Namespace) -> int:
         cfg = cfg.with_engines(args.engines)
     out = args.out if args.out is not None else f"outputs/{cfg.name}"
     executor = make_executor(args.workers, args.scheduler, args.batch_size)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         report = run_study(
             cfg,
@@ -132,17 +146,30 @@ def command(args: argparse.Namespace) -> int:
             progress=make_progress(),
             executor=executor,
             shard=args.shard,
+            fail_fast=args.fail_fast,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
+        done = getattr(err, "report", None)
+        count = f" ({done.done} of {done.total} pairs)" if done is not None else ""
         print(
-            f"study: interrupted; finished replicates are saved in {out}; "
+            f"study: {how}; finished replicates are saved in {out}{count}; "
             "run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
+    except FitFailed as err:
+        if err.trace:
+            print(err.trace.rstrip(), file=sys.stderr)
+        print(f"study: {err}; finished replicates are saved in {out}", file=sys.stderr)
+        return 1
     except RunError as err:
         print(f"study: {err}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.shard is not None:
         print(
             f"study: shard {args.shard}: {report.done} of {report.total} pairs done in {out}; "

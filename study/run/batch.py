@@ -25,6 +25,7 @@ from models.base import Engine, FitResult
 from models.registry import build_engine, limit_threads
 from study.design.generate import Design
 from study.design.seeds import engine_seed
+from study.errors import FitFailed
 from study.run.results import piece_from_fits
 from study.run.store import Piece
 
@@ -134,14 +135,19 @@ def warm_up(config: StudyConfig) -> float:
 
 
 def fit_replicate(
-    config: StudyConfig, design: Design, engines: list[Engine], replicate: int
+    config: StudyConfig,
+    design: Design,
+    engines: list[Engine],
+    replicate: int,
+    fail_fast: bool = False,
 ) -> tuple[list[FitResult], list[tuple[str, Any]]]:
     """Generate replicate ``replicate`` of ``design`` and fit it with every engine.
 
     Returns the fits and, for the first ``config.keep_draws`` replicates of each
     condition, the posteriors to keep as ``(engine name, DataTree)``.  An engine that
     raises despite its contract is recorded as a failed fit with the exception text;
-    the study goes on.
+    the study goes on, unless ``fail_fast``: then the first fit that failed or did
+    not converge raises :class:`~study.errors.FitFailed` with its traceback.
     """
     sample = design.sample(replicate)
     keep = replicate < config.keep_draws
@@ -157,6 +163,17 @@ def fit_replicate(
                 config.design.predictors,
                 f"{type(err).__name__}: {err} (at {Path(last.filename).name}:{last.lineno})",
                 time.perf_counter() - t0,
+                traceback.format_exc(),
+            )
+        if fail_fast and not fit.converged:
+            label = next((c.label for c in config.conditions if c.id == design.id), design.id)
+            where = f"replicate {replicate}" + (
+                f" of condition {label}" if len(config.conditions) > 1 else ""
+            )
+            what = "failed" if fit.extra.get("traceback") else "did not converge"
+            raise FitFailed(
+                f"--fail-fast: {name} {what} at {where}: {fit.message or 'no reason given'}",
+                str(fit.extra.get("traceback", "")),
             )
         posterior = fit.extra.pop("posterior", None)
         if keep and posterior is not None:
@@ -165,19 +182,21 @@ def fit_replicate(
     return fits, kept
 
 
-def iter_batches(config: StudyConfig, pairs: Iterable[Pair]) -> Iterator[BatchResult]:
+def iter_batches(
+    config: StudyConfig, pairs: Iterable[Pair], fail_fast: bool = False
+) -> Iterator[BatchResult]:
     """Fit ``pairs`` in turn, yielding a one-pair :class:`BatchResult` for each."""
     engines = get_engines(config)
     for cid, r in pairs:
         with one_blas_thread():
-            fits, kept = fit_replicate(config, get_design(config, cid), engines, r)
+            fits, kept = fit_replicate(config, get_design(config, cid), engines, r, fail_fast)
         yield BatchResult(
             piece_from_fits([(cid, r)], [fits]),
             [(name, cid, r, tree) for name, tree in kept],
         )
 
 
-def run_batch(config: StudyConfig, pairs: Sequence[Pair]) -> BatchResult:
+def run_batch(config: StudyConfig, pairs: Sequence[Pair], fail_fast: bool = False) -> BatchResult:
     """Fit the (condition id, replicate) ``pairs`` of ``config``: the unit any worker
     can execute.
 
@@ -186,7 +205,7 @@ def run_batch(config: StudyConfig, pairs: Sequence[Pair]) -> BatchResult:
     """
     if not pairs:
         raise ValueError("pairs = []: give at least one (condition id, replicate) pair")
-    results = list(iter_batches(config, pairs))
+    results = list(iter_batches(config, pairs, fail_fast))
     piece = Piece.concat([b.piece for b in results])
     assert piece is not None
     return BatchResult(piece, [p for b in results for p in b.posteriors])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import Client, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from study.errors import RunError, UserError
+from study.errors import FitFailed, RunError, UserError
 from study.run.batch import BatchResult, Pair, prepare_process, run_batch, span
 from study.run.results import package_versions
 
@@ -54,11 +54,13 @@ def check_versions(driver: dict[str, str]) -> None:
         )
 
 
-def dask_batch(config: StudyConfig, batch: list[Pair], versions: dict[str, str]) -> BatchResult:
+def dask_batch(
+    config: StudyConfig, batch: list[Pair], versions: dict[str, str], fail_fast: bool = False
+) -> BatchResult:
     """The task each Dask batch runs: engines cached in the worker process."""
     check_versions(versions)
     with _LOCK:
-        return run_batch(config, batch)
+        return run_batch(config, batch, fail_fast)
 
 
 class StudyWorker(WorkerPlugin):
@@ -95,7 +97,9 @@ class DaskCluster:
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.batch_size = batch_size
 
-    def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]:
+    def map(
+        self, config: StudyConfig, work: Iterator[list[Pair]], fail_fast: bool = False
+    ) -> Iterator[BatchResult]:
         tag = config.hash()[:12]
         versions = package_versions()
         flying: dict[Any, list[Pair]] = {}
@@ -108,8 +112,9 @@ class DaskCluster:
                 config,
                 batch,
                 versions,
+                fail_fast,
                 key=f"lmm-study-{tag}-{cid[:8]}-{r}-{len(batch)}",
-                retries=RETRIES,
+                retries=0 if fail_fast else RETRIES,
                 pure=False,
             )
             flying[future] = batch
@@ -123,6 +128,8 @@ class DaskCluster:
             batch = flying.pop(future)
             try:
                 result = future.result()
+            except FitFailed:
+                raise
             except Exception as err:
                 raise RunError(
                     f"batch of replicates {span(batch)} failed on the cluster after "

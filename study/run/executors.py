@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
-from study.errors import RunError
+from study.errors import FitFailed, RunError
 from study.run.batch import BatchResult, Pair, prepare_process, run_batch, span, warm_up
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ class Executor(Protocol):
     #: pairs per batch that suits it
     batch_size: int
 
-    def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]: ...
+    def map(
+        self, config: StudyConfig, work: Iterator[list[Pair]], fail_fast: bool = False
+    ) -> Iterator[BatchResult]: ...
     def close(self, *, cancel: bool = False) -> None: ...
 
 
@@ -64,9 +66,11 @@ class InProcess:
     workers = 1
     batch_size = 1
 
-    def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]:
+    def map(
+        self, config: StudyConfig, work: Iterator[list[Pair]], fail_fast: bool = False
+    ) -> Iterator[BatchResult]:
         for batch in work:
-            yield run_batch(config, batch)
+            yield run_batch(config, batch, fail_fast)
 
     def close(self, *, cancel: bool = False) -> None:
         pass
@@ -82,9 +86,12 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _init_worker(slot_queue: Any, threads: int, config: StudyConfig) -> None:
-    """Process initializer: ignore Ctrl-C (the driver stops the workers), follow the
-    driver's death, take a compile slot, and build and compile the engines once."""
+    """Process initializer: ignore Ctrl-C and SIGTERM (the driver stops the workers:
+    a terminal sends Ctrl-C, and a scheduler SIGTERM, to every process of the job),
+    follow the driver's death, take a compile slot, and build and compile the engines
+    once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     prepare_process(f"worker-{slot_queue.get()}", threads)
     warm_up(config)
@@ -125,7 +132,9 @@ class LocalProcesses:
         self.threads = max(1, (cores or cpu_count()) // workers)
         self._pool: ProcessPoolExecutor | None = None
 
-    def map(self, config: StudyConfig, work: Iterator[list[Pair]]) -> Iterator[BatchResult]:
+    def map(
+        self, config: StudyConfig, work: Iterator[list[Pair]], fail_fast: bool = False
+    ) -> Iterator[BatchResult]:
         import multiprocessing
 
         head = list(itertools.islice(work, self.workers))
@@ -144,10 +153,12 @@ class LocalProcesses:
         )
         pool = self._pool
         for future, batch in _windowed(
-            lambda b: pool.submit(run_batch, config, b), work, 2 * self.workers
+            lambda b: pool.submit(run_batch, config, b, fail_fast), work, 2 * self.workers
         ):
             try:
                 yield future.result()
+            except FitFailed:
+                raise
             except Exception as err:  # a worker died (BrokenProcessPool) or could not start
                 raise RunError(
                     f"a worker process failed on replicates {span(batch)} "
@@ -163,7 +174,7 @@ class LocalProcesses:
             processes = list(getattr(pool, "_processes", {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:  # a fit in flight would run on: stop it
-                process.terminate()
+                process.kill()  # (workers ignore SIGTERM)
             for process in processes:
                 process.join(5)
         else:

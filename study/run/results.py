@@ -22,6 +22,7 @@ from study.design.config import config_from_text
 from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import ConfigError, StoreError
+from study.run.integrity import load_checked, stamp_of
 from study.run.store import Piece, Store
 from study.schema import (
     CONDITION_COORDS,
@@ -175,28 +176,47 @@ def open_results(run_dir: str | Path) -> xr.Dataset:
     store = Store(run_dir)
     if not store.path.is_dir():
         raise StoreError(f"{run_dir}: no such run directory; give a directory `study run` wrote")
-    if store.exists() and store.piece_files():
+    if store.piece_files() or store.exists():
         manifest = store.read_manifest()
         config = stored_config(store)
-        piece = store.load()
-        assert piece is not None
-        return build_dataset(piece, config, compute_truths(config), manifest)
+        piece = load_checked(store, manifest, stamp_of(config))
+        if piece is not None:
+            return build_dataset(piece, config, compute_truths(config), manifest)
     if store.results_path.is_file():
-        try:
-            with xr.open_dataset(store.results_path) as ds:
-                loaded = ds.load()
-        except (OSError, ValueError) as err:
-            raise StoreError(
-                f"{store.results_path} is corrupt ({err}); delete it and run `study run` again"
-            ) from err
-        missing = missing_from(set(map(str, loaded.variables)))
-        if missing:
-            raise StoreError(
-                f"{store.results_path} is not a results Dataset (lacks {', '.join(missing)}); "
-                "give a file `study run` wrote"
-            )
-        return loaded
+        return read_results_file(store.results_path)
     raise StoreError(f"{run_dir}: holds no results yet; run `study run` first")
+
+
+def read_results_file(path: Path) -> xr.Dataset:
+    """A ``results.nc`` loaded into memory; :class:`StoreError` if it is damaged."""
+    try:
+        with xr.open_dataset(path) as ds:
+            loaded = ds.load()
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        if Store(path.parent).piece_files():
+            fix = f"rebuild it from the run's checkpoints with `study merge {path.parent}`"
+        else:
+            fix = "there are no checkpoints to rebuild it from: run the study again"
+        raise StoreError(f"{path} is damaged ({type(err).__name__}); {fix}") from err
+    missing = missing_from(set(map(str, loaded.variables)))
+    if missing:
+        raise StoreError(
+            f"{path} is not a results Dataset (lacks {', '.join(missing)}); "
+            "give a file `study run` wrote"
+        )
+    return loaded
+
+
+def results_problem(store: Store) -> str | None:
+    """Why the run's ``results.nc`` cannot be read (``None``: readable or absent)."""
+    if not store.results_path.is_file():
+        return None
+    try:
+        with xr.open_dataset(store.results_path) as ds:
+            missing = missing_from(set(map(str, ds.variables)))
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        return f"damaged ({type(err).__name__})"
+    return f"lacks {', '.join(missing)}" if missing else None
 
 
 def is_partial(ds: xr.Dataset) -> bool:

@@ -11,6 +11,9 @@ to ``study merge``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,9 +24,12 @@ from models.base import term_names
 from models.registry import ENGINE_VERSIONS, engine_kind
 from study.design.config import differences
 from study.design.truth import compute_truth
-from study.errors import StoreError
+from study.errors import Interrupted, RunError, StoreError
 from study.run.batch import Pair, get_design, prepare_process, warm_up
+from study.run.budget import check_budget
 from study.run.executors import Executor, InProcess, batches, cpu_count
+from study.run.integrity import Warn, load_repairing, recover_manifest, stamp_of, warn_stderr
+from study.run.lock import run_lock
 from study.run.results import build_dataset, stored_config
 from study.run.store import Store
 
@@ -92,19 +98,32 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
     }
 
 
-def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> dict[str, object]:
+def open_run(
+    config: StudyConfig,
+    store: Store,
+    *,
+    overwrite: bool = False,
+    warn: Warn = warn_stderr,
+) -> dict[str, object]:
     """Create the run directory or check that it holds a run of the same configuration.
 
+    A manifest that is missing beside checkpoints, or does not parse, is rebuilt when
+    the run is confirmed to be of ``config`` (:func:`study.run.integrity.recover_manifest`).
     Returns the manifest (its replicate count raised to ``config.replicates``).
     """
-    if store.path.exists() and not store.path.is_dir():
-        raise StoreError(f"--out {store.path} is a file; give a directory")
     terms, effects = term_names(config.design.predictors)
     fresh = _manifest(config, terms, effects)
     if store.exists() and overwrite:
         store.clear()
-    if store.exists():
-        old = store.read_manifest()
+    has_run = store.exists() or bool(store.piece_files())
+    if has_run and not overwrite:
+        try:
+            old = store.read_manifest()
+        except StoreError:
+            problem = "does not parse" if store.exists() else "is missing beside checkpoints"
+            return recover_manifest(
+                store, config, fresh, problem=problem, stored_hash=_stored_hash(store), warn=warn
+            )
         if old["config_hash"] != config.hash():
             try:
                 changed = differences(
@@ -130,28 +149,51 @@ def open_run(config: StudyConfig, store: Store, *, overwrite: bool = False) -> d
                 "seeds now give other numbers, and a resumed run would mix them); use "
                 "--overwrite to rerun it or --out for a new directory"
             )
+        if _stored_hash(store) != config.hash():  # study.toml lost or damaged: rewrite it
+            if store.config_path.exists():
+                dest = store.set_aside(store.config_path)
+                warn(f"{store.config_path} is damaged; moved to {dest} and rewritten")
+            text = config.to_toml()
+        else:
+            text = store.config_text()
         old["replicates"] = max(int(old["replicates"]), config.replicates)
-        store.write_manifest(old, store.config_text())
+        store.write_manifest(old, text)
         return old
-    if store.path.is_dir() and any(store.path.iterdir()):
-        leftovers = sorted(p.name for p in store.path.iterdir())
-        if any(p in leftovers for p in ("results.nc", "checkpoints")):
-            raise StoreError(
-                f"{store.path} has results but no manifest; use --overwrite to start afresh "
-                "or --out for a new directory"
-            )
+    if store.results_path.exists() and not overwrite:
+        raise StoreError(
+            f"{store.path} has a {store.results_path.name} but no manifest or checkpoints; "
+            "use --overwrite to start afresh or --out for a new directory"
+        )
+    if overwrite:
+        store.clear()
     store.write_manifest(fresh, config.to_toml())
     return fresh
+
+
+def _stored_hash(store: Store) -> str | None:
+    """The hash of the run's study.toml (``None`` when it is missing or invalid)."""
+    try:
+        return stored_config(store).hash()
+    except StoreError:
+        return None
 
 
 def finish_run(
     config: StudyConfig, store: Store, manifest: dict[str, object], truths: Mapping[str, Truth]
 ) -> Path | None:
     """Consolidate the pieces and (re)write results.nc; ``None`` when nothing is done."""
-    piece = store.consolidate()
+    piece = store.consolidate(stamp_of(config))
     if piece is None:
         return None
     return store.write_results(build_dataset(piece, config, truths, manifest))
+
+
+def _out_of_space(err: OSError, store: Store) -> RunError:
+    return RunError(
+        f"no space left to write in {store.path} ({err.strerror or err}); the finished "
+        "replicates are saved: free space (or give another --out) and run the same "
+        "command again to resume"
+    )
 
 
 def run_study(
@@ -162,14 +204,27 @@ def run_study(
     progress: Progress | None = None,
     executor: Executor | None = None,
     shard: Shard | None = None,
+    fail_fast: bool = False,
+    warn: Warn = warn_stderr,
 ) -> RunReport:
     """Run (or resume, or extend) a study; results in ``out`` (default outputs/<name>).
 
     Every batch is checkpointed as soon as it comes back, so an interruption (Ctrl-C,
-    kill -9) loses at most the batches in flight, and running again resumes.
+    SIGTERM, kill -9) loses at most the batches in flight, and running again resumes;
+    a resume sets damaged checkpoints aside and fits their replicates again.
     ``executor`` says where batches run (default: in this process); ``shard`` runs
     only that shard's replicates and writes no ``results.nc`` (``study merge`` does).
-    The results never depend on either.
+    The results never depend on either.  The run directory is locked while the run
+    writes (:mod:`study.run.lock`); a study that would not fit in memory or on disk
+    is refused before anything is written (:mod:`study.run.budget`).  With
+    ``fail_fast`` the first fit that fails or does not converge stops the run
+    (:class:`~study.errors.FitFailed`, with the engine's traceback).
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C or SIGTERM (a KeyboardInterrupt), after saving what is finished;
+        ``report`` says how much.
     """
     if shard is not None and overwrite:
         raise StoreError(
@@ -177,8 +232,31 @@ def run_study(
             "directory once before submitting the array job"
         )
     store = Store(out if out is not None else Path("outputs") / config.name)
-    manifest = open_run(config, store, overwrite=overwrite)
-    existing = store.load()
+    if store.path.exists() and not store.path.is_dir():
+        raise StoreError(f"--out {store.path} is a file; give a directory")
+    # the truth of every condition before anything is written
+    truths = {c.id: compute_truth(get_design(config, c.id)) for c in config.conditions}
+    with run_lock(store.path, shard=None if shard is None else str(shard)):
+        check_budget(config, store.path)  # a refusal leaves nothing behind
+        return _run_locked(
+            config, store, truths, overwrite, progress, executor, shard, fail_fast, warn
+        )
+
+
+def _run_locked(
+    config: StudyConfig,
+    store: Store,
+    truths: Mapping[str, Truth],
+    overwrite: bool,
+    progress: Progress | None,
+    executor: Executor | None,
+    shard: Shard | None,
+    fail_fast: bool,
+    warn: Warn,
+) -> RunReport:
+    manifest = open_run(config, store, overwrite=overwrite, warn=warn)
+    stamp = stamp_of(config)
+    existing = load_repairing(store, manifest, stamp, warn)
     finished = set() if existing is None else existing.pairs()
     mine = (lambda p: True) if shard is None else shard.owns
     total = sum(1 for p in all_pairs(config) if mine(p))
@@ -188,16 +266,16 @@ def run_study(
     executor = executor or InProcess()
     progress = progress or _Silent()
     labels = {c.id: c.label for c in config.conditions}
-    truths = {c.id: compute_truth(get_design(config, c.id)) for c in config.conditions}
-    if executor.workers == 1 and done < total:
-        prepare_process(None, cpu_count())  # chains on the cores this process may use
-        warm_up(config)  # the compile stays out of the progress rate
-    progress.start(total, done, len(config.conditions))
     written = 0
-    pieces = len(store.piece_files())  # counted here, not listed again per batch
     try:
-        for result in executor.map(config, batches(todo, executor.batch_size)):
+        if executor.workers == 1 and done < total:
+            prepare_process(None, cpu_count())  # chains on the cores this process may use
+            warm_up(config)  # the compile stays out of the progress rate
+        progress.start(total, done, len(config.conditions))
+        pieces = len(store.piece_files())  # counted here, not listed again per batch
+        for result in executor.map(config, batches(todo, executor.batch_size), fail_fast):
             piece = result.piece
+            piece.stamp = stamp
             for name, cid, r, tree in result.posteriors:
                 store.write_posterior(name, cid, r, tree)
             store.write_piece(piece)  # after its posteriors: a piece means "all saved"
@@ -208,16 +286,27 @@ def run_study(
                 progress.advance(failures, labels[str(cid)])
             pieces += 1
             if shard is None and pieces > CONSOLIDATE_EVERY:
-                store.consolidate()
+                store.consolidate(stamp)
                 pieces = 1
-    except BaseException:
+    except BaseException as err:
         progress.close()
         executor.close(cancel=True)
         if shard is None:
-            finish_run(config, store, manifest, truths)  # results.nc of what is done
+            with contextlib.suppress(OSError):  # e.g. the disk is full: the pieces stand
+                finish_run(config, store, manifest, truths)  # results.nc of what is done
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _out_of_space(err, store) from err
+        if isinstance(err, KeyboardInterrupt):
+            report = RunReport(store.path, total, done + written, written, failures, False)
+            raise Interrupted(getattr(err, "signum", signal.SIGINT), report) from err
         raise
     progress.close()
     executor.close()
     if shard is None:
-        finish_run(config, store, manifest, truths)
+        try:
+            finish_run(config, store, manifest, truths)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _out_of_space(err, store) from err
+            raise
     return RunReport(store.path, total, done + written, written, failures, True)

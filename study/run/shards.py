@@ -16,12 +16,18 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from study.design.config import differences
 from study.errors import StoreError, UserError
 from study.run.batch import Pair
+from study.run.integrity import load_checked, stamp_of
+from study.run.lock import run_lock
 from study.run.results import build_dataset, compute_truths, stored_config
 from study.run.store import Piece, Store, atomic_path
+
+if TYPE_CHECKING:
+    from study.design.config import StudyConfig
 
 _SHARD = re.compile(r"^\s*(\d+|slurm)\s*/\s*(\d+)\s*$")
 
@@ -145,8 +151,24 @@ def merge(
         raise StoreError(
             f"--out {target.path} holds a run of another configuration; give a new directory"
         )
+    with run_lock(target.path):  # no run, shard or other merge writes there meanwhile
+        return _merge_locked(stores, manifests, config, target, dirs, partial)
+
+
+def _merge_locked(
+    stores: list[Store],
+    manifests: list[dict[str, Any]],
+    config: StudyConfig,
+    target: Store,
+    dirs: Sequence[str | Path],
+    partial: bool,
+) -> MergeReport:
+    stamp = stamp_of(config)
     sources = [s for s in stores if not _same(s, target)]
-    loaded = [s.load() for s in [*sources, *([target] if target.exists() else [])]]
+    loaded = [
+        load_checked(s, s.read_manifest(), stamp)
+        for s in [*sources, *([target] if target.exists() else [])]
+    ]
     joined = Piece.concat([p for p in loaded if p is not None])
     if joined is None:
         raise StoreError(f"{', '.join(map(str, dirs))}: no finished replicates to merge")
@@ -173,7 +195,7 @@ def merge(
                 with atomic_path(dest) as tmp:
                     shutil.copyfile(path, tmp)
                 copied += 1
-    piece = target.consolidate()
+    piece = target.consolidate(stamp)
     assert piece is not None
     truths = compute_truths(config)
     results = target.write_results(build_dataset(piece, config, truths, manifest))

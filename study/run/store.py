@@ -4,11 +4,15 @@ Layout of a run directory::
 
     study.toml          the configuration that produced it (TOML)
     manifest.json       config hash, root seed, engines, terms, replicates requested
-    checkpoints/*.npz   independent pieces, each holding finished replicates
+    checkpoints/*.npz   independent pieces, each holding finished replicates and the
+                        stamp of what made them (config hash, engine versions)
     results.nc          the merged xarray Dataset (rewritten when a run completes)
+    damaged/            files a resume found damaged or foreign, set aside (kept)
+    .lock               held while a run writes (:mod:`study.run.lock`)
 
 Every file is written atomically (a temporary file in the same directory, flushed,
-then ``os.replace``), so a kill at any moment leaves each file either absent or whole.
+then ``os.replace``), so a kill at any moment leaves each file either absent or whole
+(and at most a hidden ``.*.tmp`` file, removed by the next run).
 Pieces are the source of truth: ``results.nc`` is rebuilt from them, and a resume
 skips the replicates they hold.  Pieces may overlap (a kill during consolidation);
 on load, duplicates of a replicate are identical and one is kept.
@@ -34,11 +38,25 @@ from study.errors import StoreError
 from study.schema import PIECE_VARS
 
 CHECKPOINTS = "checkpoints"
+DAMAGED = "damaged"
 RESULTS = "results.nc"
 MANIFEST = "manifest.json"
 CONFIG = "study.toml"
 SUMMARY = "summary.nc"
 POSTERIORS = "posteriors"
+
+
+#: the key of a piece's stamp (configuration hash and engine versions)
+STAMP = "stamp"
+
+
+class DamagedPiece(StoreError):
+    """A checkpoint piece that cannot be used: ``path`` and ``reason``."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"checkpoint {path} is damaged ({reason})")
+        self.path = path
+        self.reason = reason
 
 
 def _file_mode() -> int:
@@ -91,6 +109,9 @@ class Piece:
     condition: np.ndarray
     replicate: np.ndarray
     values: dict[str, np.ndarray]
+    #: what made it: the configuration hash and engine versions (empty in pieces
+    #: written before the stamp existed)
+    stamp: str = ""
 
     def __len__(self) -> int:
         return int(self.replicate.shape[0])
@@ -117,7 +138,12 @@ class Piece:
         _, first = np.unique(pair, return_index=True)
         keep = order[np.sort(first)]
         values = {k: np.concatenate([p.values[k] for p in pieces])[keep] for k in pieces[0].values}
-        return Piece(cond[keep], rep[keep], values)
+        stamps = {p.stamp for p in pieces} - {""}
+        return Piece(cond[keep], rep[keep], values, stamps.pop() if len(stamps) == 1 else "")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of each variable after the pair axis: (engines[, terms])."""
+        return {k: tuple(v.shape[1:]) for k, v in self.values.items()}
 
 
 class Store:
@@ -153,6 +179,12 @@ class Store:
         """The manifest; :class:`StoreError` if missing or unreadable."""
         path = self.path / MANIFEST
         if not path.is_file():
+            if self.piece_files():
+                raise StoreError(
+                    f"{path} is missing beside checkpoints; run `study run "
+                    f"{self.config_path} --out {self.path}` to rebuild it (finished "
+                    "replicates are kept)"
+                )
             raise StoreError(
                 f"{self.path} is not a results store (no {MANIFEST}); "
                 "give the directory a `study run` wrote"
@@ -163,8 +195,10 @@ class Store:
                 if key not in manifest:
                     raise KeyError(key)
         except (OSError, ValueError, KeyError, TypeError) as err:
+            what = f"lacks {err}" if isinstance(err, KeyError) else type(err).__name__
             raise StoreError(
-                f"{path} is corrupt ({err}); delete the run directory or use --overwrite"
+                f"{path} is corrupt ({what}); run `study run {self.config_path} --out "
+                f"{self.path}` to rebuild it (finished replicates are kept)"
             ) from err
         return dict(manifest)
 
@@ -187,10 +221,12 @@ class Store:
 
     def clear(self) -> None:
         """Remove everything a run wrote (for ``--overwrite``)."""
-        for name in (CHECKPOINTS, POSTERIORS):
+        for name in (CHECKPOINTS, POSTERIORS, DAMAGED):
             shutil.rmtree(self.path / name, ignore_errors=True)
         for name in (RESULTS, MANIFEST, CONFIG, SUMMARY):
             (self.path / name).unlink(missing_ok=True)
+        for tmp in self.leftover_temporaries():
+            tmp.unlink(missing_ok=True)
 
     # -- pieces -----------------------------------------------------------------------
     def piece_files(self) -> list[Path]:
@@ -210,6 +246,8 @@ class Store:
                 "replicate": piece.replicate,
                 **piece.values,
             }
+            if piece.stamp:
+                arrays[STAMP] = np.array(piece.stamp)
             np.savez(fh, **arrays)
         return path
 
@@ -217,35 +255,60 @@ class Store:
         """Read one piece; :class:`StoreError` naming the file if it is corrupt."""
         try:
             with np.load(path, allow_pickle=False) as npz:
-                values = {k: npz[k] for k in npz.files if k not in ("condition", "replicate")}
+                meta = ("condition", "replicate", STAMP)
+                values = {k: npz[k] for k in npz.files if k not in meta}
                 replicate = npz["replicate"]
                 condition = npz["condition"]
+                stamp = str(npz[STAMP]) if STAMP in npz.files else ""
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise StoreError(
-                f"checkpoint {path} is corrupt ({type(err).__name__}); delete that file "
-                "and run again to recompute its replicates"
-            ) from err
+            raise DamagedPiece(path, f"unreadable: {type(err).__name__}") from err
         missing = [k for k in PIECE_VARS if k not in values]
         if missing:
-            raise StoreError(f"checkpoint {path} lacks {missing}; delete that file and run again")
-        return Piece(condition, replicate, values)
+            raise DamagedPiece(path, f"lacks {', '.join(missing)}")
+        n = replicate.shape[0] if replicate.ndim == 1 else -1
+        if n < 1 or condition.shape != (n,) or any(v.shape[:1] != (n,) for v in values.values()):
+            raise DamagedPiece(path, "arrays of inconsistent lengths")
+        return Piece(condition, replicate, values, stamp)
 
     def load(self) -> Piece | None:
-        """All finished replicates, sorted, duplicates dropped (``None`` if none)."""
+        """All finished replicates, sorted, duplicates dropped (``None`` if none).
+
+        Raises :class:`DamagedPiece` for the first piece that cannot be read; see
+        :mod:`study.run.integrity` for loading that checks and sets damage aside.
+        """
         return Piece.concat([self.read_piece(p) for p in self.piece_files()])
 
-    def consolidate(self) -> Piece | None:
+    def consolidate(self, stamp: str = "") -> Piece | None:
         """Join all pieces into one (written first, then the old ones removed).
 
-        Returns the joined piece (``None`` when there are no pieces).
+        Returns the joined piece (``None`` when there are no pieces).  The pieces must
+        have been checked (:func:`study.run.integrity.load_pieces`) first.
         """
         files = self.piece_files()
         joined = Piece.concat([self.read_piece(p) for p in files])
         if joined is not None and len(files) > 1:
+            joined.stamp = stamp or joined.stamp
             self.write_piece(joined)
             for f in files:
                 f.unlink(missing_ok=True)
         return joined
+
+    def set_aside(self, path: Path) -> Path:
+        """Move a damaged file into ``damaged/`` (never delete it); returns where."""
+        dest = self.path / DAMAGED / path.name
+        if dest.exists():
+            dest = dest.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        return dest
+
+    def leftover_temporaries(self) -> list[Path]:
+        """Temporary files of atomic writes a killed process left behind."""
+        found = list(self.path.glob(".*.tmp"))
+        for sub in (CHECKPOINTS, POSTERIORS):
+            if (self.path / sub).is_dir():
+                found += (self.path / sub).glob(".*.tmp")
+        return sorted(found)
 
     # -- posteriors -------------------------------------------------------------------
     def posterior_path(self, engine: str, condition: str, replicate: int) -> Path:
