@@ -1021,3 +1021,14 @@ def test_corpus_covers_every_category() -> None:
     for c in CASES:
         re.compile(c.pattern)
         assert c.expect_code in (1, 2, (1, 2)), c.id
+
+
+def test_one_group_of_one_row_among_others_is_fitted_as_lme4_does(tmp_path, capsys):
+    """Only data where *every* group has one row are refused (lme4: the number of
+    levels must be < the number of observations); a single one-row group is data."""
+    rows = [*GOOD_ROWS, (GOOD_ROWS[0][0], 4.0, "lonely")]
+    path = tmp_path / "lonely.csv"
+    path.write_text(csv_text(rows))
+    assert main(["fit", str(path), *FIT]) == 0
+    out = capsys.readouterr().out
+    assert "(Intercept)" in out and "dose" in out

@@ -292,3 +292,32 @@ def test_shard_lock_is_taken_by_a_shard_run(small, tmp_path):
             run_study(load_config(small), out, shard=Shard(1, 2))
         report = run_study(load_config(small), out, shard=Shard(2, 2))  # side by side
     assert report.done == 1
+
+
+def test_two_shards_running_at_once_into_one_directory_merge_to_the_serial_run(small, tmp_path):
+    cfg = load_config(small).with_replicates(8)
+    cfg_path = tmp_path / "eight.toml"
+    cfg_path.write_text(cfg.to_toml())
+    serial = tmp_path / "serial"
+    run_study(cfg, serial)
+    out = tmp_path / "shared"
+    base = [sys.executable, "-m", "study", "run", str(cfg_path), "--out", str(out)]
+    procs = [
+        subprocess.Popen(
+            [*base, "--shard", f"{i}/2", "--workers", "1"],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert main(["merge", str(out)]) == 0
+    with xr.open_dataset(out / "results.nc") as a, xr.open_dataset(serial / "results.nc") as b:
+        xr.testing.assert_identical(
+            a.load().drop_vars("fit_seconds").drop_attrs(),
+            b.load().drop_vars("fit_seconds").drop_attrs(),
+        )
