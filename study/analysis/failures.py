@@ -57,12 +57,17 @@ def failure_reasons(ds: xr.Dataset, engine: str) -> list[Reason]:
     return reasons(np.asarray(sel["message"].values)[failed].tolist())
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters, with ``...`` where it was cut."""
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
 def reasons_text(found: list[Reason], limit: int = 6, indent: str = "    ") -> list[str]:
     """Lines ``count  reason (e.g. example)`` for the first ``limit`` reasons."""
     lines = []
     for r in found[:limit]:
-        example = "" if r.example == r.reason else f"  (e.g. {r.example[:100]})"
-        lines.append(f"{indent}{r.count:>6}  {r.reason[:120]}{example}")
+        example = "" if r.example == r.reason else f"  (e.g. {shorten(r.example, 100)})"
+        lines.append(f"{indent}{r.count:>6}  {shorten(r.reason, 120)}{example}")
     if len(found) > limit:
         rest = sum(r.count for r in found[limit:])
         lines.append(f"{indent}{rest:>6}  ({len(found) - limit} other reasons)")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from study.analysis.failures import failure_reasons
+from study.analysis.failures import failure_reasons, shorten
 
 #: measures shown by default in the measure table
 DEFAULT_MEASURES = (
@@ -252,7 +252,7 @@ def summary_text(
             title += f", {n_sing} singular ({'excluded' if exclude_singular else 'kept'})"
         found = failure_reasons(ds, engine) if nc else []
         if found:
-            lines = [f"{r.count} x {r.reason[:100]}" for r in found[:3]]
+            lines = [f"{r.count} x {shorten(r.reason, 100)}" for r in found[:3]]
             if len(found) > 3:
                 lines.append(f"{sum(r.count for r in found[3:])} x other reasons")
             title += "; reasons: " + "; ".join(lines) + " (all: `study info`)"
