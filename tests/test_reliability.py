@@ -321,3 +321,18 @@ def test_two_shards_running_at_once_into_one_directory_merge_to_the_serial_run(s
             a.load().drop_vars("fit_seconds").drop_attrs(),
             b.load().drop_vars("fit_seconds").drop_attrs(),
         )
+
+
+def test_a_shard_leaves_other_writers_temporaries_a_whole_run_removes_a_killed_runs(
+    small, tmp_path
+):
+    out = tmp_path / "run"
+    run_study(load_config(small), out, shard=Shard(1, 2))
+    in_flight = out / "checkpoints" / ".part-0000001-00001-abcd.npz.x1y2.tmp"
+    in_flight.write_bytes(b"another shard's piece, half written")
+    summary_tmp = out / ".summary.nc.q9.tmp"  # a `study summarize` writing beside it
+    summary_tmp.write_bytes(b"...")
+    run_study(load_config(small), out, shard=Shard(2, 2))
+    assert in_flight.exists() and summary_tmp.exists()
+    run_study(load_config(small), out)  # exclusive: the killed write is garbage now
+    assert not in_flight.exists() and summary_tmp.exists()

@@ -85,14 +85,16 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _init_worker(slot_queue: Any, threads: int, config: StudyConfig) -> None:
+def _init_worker(slot_queue: Any, threads: int, config: StudyConfig, driver: int) -> None:
     """Process initializer: ignore Ctrl-C and SIGTERM (the driver stops the workers:
     a terminal sends Ctrl-C, and a scheduler SIGTERM, to every process of the job),
     follow the driver's death, take a compile slot, and build and compile the engines
     once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # the driver's pid comes from the driver: had it died before this line,
+    # os.getppid() would already name the new parent and the watch would never fire
+    threading.Thread(target=_exit_with_parent, args=(driver,), daemon=True).start()
     prepare_process(f"worker-{slot_queue.get()}", threads)
     warm_up(config)
 
@@ -149,7 +151,7 @@ class LocalProcesses:
             len(head),
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(slots, self.threads, config),
+            initargs=(slots, self.threads, config, os.getpid()),
         )
         pool = self._pool
         for future, batch in _windowed(

@@ -106,16 +106,25 @@ def load_checked(store: Store, manifest: dict[str, Any], stamp: str = "") -> Pie
 
 
 def load_repairing(
-    store: Store, manifest: dict[str, Any], stamp: str, warn: Warn = warn_stderr
+    store: Store,
+    manifest: dict[str, Any],
+    stamp: str,
+    warn: Warn = warn_stderr,
+    *,
+    exclusive: bool = True,
 ) -> Piece | None:
     """The finished replicates of a run, for resuming it: damaged pieces are moved to
-    ``damaged/`` (with a warning each) and left to be recomputed."""
+    ``damaged/`` (with a warning each) and left to be recomputed.  With ``exclusive``
+    (the run holds the directory alone: not a shard) the temporary files a killed
+    run left are removed too; a shard leaves them, as they may be another shard's
+    writes in progress."""
     good, damage = check_pieces(store, stamp=stamp, shapes=_shapes_of(manifest))
     for d in damage:
         dest = store.set_aside(d.path)
         warn(f"{d.path} is damaged ({d.reason}); moved to {dest}; its replicates are fitted again")
-    for tmp in store.leftover_temporaries():  # half-written files of a killed run
-        tmp.unlink(missing_ok=True)
+    if exclusive:
+        for tmp in store.leftover_temporaries():  # half-written files of a killed run
+            tmp.unlink(missing_ok=True)
     return Piece.concat(good)
 
 

@@ -256,7 +256,7 @@ def _run_locked(
 ) -> RunReport:
     manifest = open_run(config, store, overwrite=overwrite, warn=warn)
     stamp = stamp_of(config)
-    existing = load_repairing(store, manifest, stamp, warn)
+    existing = load_repairing(store, manifest, stamp, warn, exclusive=shard is None)
     finished = set() if existing is None else existing.pairs()
     mine = (lambda p: True) if shard is None else shard.owns
     total = sum(1 for p in all_pairs(config) if mine(p))

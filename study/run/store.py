@@ -303,8 +303,16 @@ class Store:
         return dest
 
     def leftover_temporaries(self) -> list[Path]:
-        """Temporary files of atomic writes a killed process left behind."""
-        found = list(self.path.glob(".*.tmp"))
+        """Temporary files of a run's atomic writes (pieces, posteriors, results.nc,
+        the manifest, study.toml) that a killed run left behind.
+
+        Only a run writes these, under the exclusive lock; the temporaries of
+        commands that write beside a run (``summarize``, ``plot``, ``report``) are
+        not listed, so removing these never breaks a write in progress.
+        """
+        found = [
+            p for name in (RESULTS, MANIFEST, CONFIG) for p in self.path.glob(f".{name}.*.tmp")
+        ]
         for sub in (CHECKPOINTS, POSTERIORS):
             if (self.path / sub).is_dir():
                 found += (self.path / sub).glob(".*.tmp")
