@@ -232,7 +232,9 @@ def test_the_report_tables_the_failure_reasons(failing_run, capsys):
     capsys.readouterr()
     md = (failing_run / "report.md").read_text()
     assert "## Failed fits, by reason" in md
-    assert "| reml | group_size=2 | 4 | 4 | ValueError: need more rows than random effects" in md
+    assert (
+        "| reml | group_size=2 | 4 | 4 | 4 | ValueError: need more rows than random effects" in md
+    )
 
 
 # -- --fail-fast -----------------------------------------------------------------------------

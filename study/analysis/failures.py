@@ -78,7 +78,7 @@ def reasons_table(ds: xr.Dataset) -> pd.DataFrame:
     """Failed or non-converged fits grouped by reason, per engine and condition.
 
     Columns ``engine``, ``condition``, ``fits`` (fitted pairs of that condition),
-    ``failed`` (of them, not converged), ``reason``, ``count``, ``example``; one row
+    ``failed`` (of them, not converged), ``count``, ``reason``, ``example``; one row
     per (engine, condition, reason), most frequent first within each.
     """
     rows = []
@@ -88,17 +88,7 @@ def reasons_table(ds: xr.Dataset) -> pd.DataFrame:
             done = one["done"].values.astype(bool)
             failed = done & ~one["converged"].sel(engine=engine).values.astype(bool)
             found = reasons(np.asarray(one["message"].sel(engine=engine).values)[failed].tolist())
-            for r in found:
-                rows.append(
-                    (
-                        engine,
-                        label,
-                        int(done.sum()),
-                        int(failed.sum()),
-                        r.reason,
-                        r.count,
-                        r.example,
-                    )
-                )
-    columns = ["engine", "condition", "fits", "failed", "reason", "count", "example"]
+            n_done, n_failed = int(done.sum()), int(failed.sum())
+            rows += [(engine, label, n_done, n_failed, r.count, r.reason, r.example) for r in found]
+    columns = ["engine", "condition", "fits", "failed", "count", "reason", "example"]
     return pd.DataFrame(rows, columns=columns)

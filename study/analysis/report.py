@@ -31,6 +31,9 @@ h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+table.reasons td, table.reasons th { text-align: left; }
+table.reasons td:nth-child(n+6) { white-space: normal; min-width: 16em; }
+table.reasons td:nth-child(n+3):nth-child(-n+5) { text-align: right; }
 .wide { overflow-x: auto; }
 pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -105,8 +108,14 @@ class Report:
     def html(self) -> str:
         """One self-contained HTML document."""
 
-        def table(frame: pd.DataFrame) -> str:
-            return frame.to_html(index=False, na_rep="NA", float_format=lambda v: f"{v:.4f}")
+        def table(frame: pd.DataFrame, classes: str = "") -> str:
+            return frame.to_html(
+                index=False,
+                na_rep="NA",
+                float_format=lambda v: f"{v:.4f}",
+                classes=classes or None,
+                border=0,
+            )
 
         return _HTML.render(
             title=self.title,
@@ -116,7 +125,7 @@ class Report:
             tables=[(name, table(frame)) for name, frame in self.tables],
             notes=self.notes,
             figures=self.figures,
-            failures=table(self.failures) if len(self.failures) else "",
+            failures=table(self.failures, "reasons") if len(self.failures) else "",
         )
 
     def markdown(self, figure_dir: str) -> str:
