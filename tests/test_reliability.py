@@ -30,7 +30,7 @@ from models.reml.engine import RemlEngine
 from study.cli.main import main
 from study.design.config import load_config
 from study.errors import FitFailed, StoreError, UserError
-from study.run.budget import check_budget, estimate
+from study.run.budget import MEMORY_COPIES, check_budget, estimate
 from study.run.lock import LOCK, run_lock
 from study.run.runner import run_study
 from study.run.shards import Shard
@@ -138,7 +138,7 @@ def test_a_study_too_big_for_memory_or_disk_is_refused_up_front(small, tmp_path,
     need = estimate(cfg.with_replicates(1000))
     # per pair: 8 per-term variables x 6 terms x 8 bytes + the per-fit fields
     assert 6 * 8 * 8 < need.per_pair < 2000
-    assert need.memory == 3 * 1000 * need.per_pair
+    assert need.memory == MEMORY_COPIES * 1000 * need.per_pair
     check_budget(cfg, tmp_path, available_memory=need.memory, free_disk=need.disk)
     with pytest.raises(UserError, match=r"would need about .* of memory .* is available"):
         check_budget(cfg.with_replicates(1000), tmp_path, available_memory=need.memory - 1)

@@ -1,8 +1,9 @@
 """Will a study fit?  Memory and disk a run needs, estimated before it starts.
 
 A run holds every (condition, replicate) pair's results in memory when it merges them
-into ``results.nc`` (the pieces, their concatenation and the Dataset: about three
-copies), and on disk it keeps the pieces, ``results.nc`` (for a while both the
+into ``results.nc`` (the pieces, their concatenation, the Dataset and the netCDF
+write's copy of the text: about four copies, as ``benchmarks/bench_budget.py``
+measures), and on disk it keeps the pieces, ``results.nc`` (for a while both the
 consolidated piece and its parts) and the kept posteriors.  The per-pair size comes
 from the results schema; a fit's ``message`` is stored as fixed-width text, so it is
 counted at :data:`MESSAGE_CHARS` characters.  A run whose estimate exceeds the
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 MESSAGE_CHARS = 200
 #: characters of other text fields (optimizer, condition id)
 TEXT_CHARS = 16
-#: copies of the results held at once while merging (pieces, joined, Dataset)
-MEMORY_COPIES = 3
+#: copies of the results held at once while merging (pieces, joined, Dataset, the
+#: netCDF write's text conversion): measured 3.5 by benchmarks/bench_budget.py
+MEMORY_COPIES = 4
 #: copies on disk at the peak (pieces, the consolidated piece, results.nc)
 DISK_COPIES = 3
 #: bytes of a kept posterior per draw and parameter, and its fixed overhead
