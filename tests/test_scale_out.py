@@ -227,6 +227,41 @@ def test_interrupted_and_killed_runs_with_workers_resume_to_the_serial_results(g
     _assert_same_run(serial, out)
 
 
+@pytest.mark.slow
+def test_a_run_on_a_dask_cluster_stopped_by_sigterm_then_killed_resumes(grid, tmp_path):
+    """The interruption guarantees with --scheduler: SIGTERM to the driver exits 143
+    with the resume line, kill -9 of the driver loses only batches in flight, and the
+    resume (on the same cluster) gives the serial results."""
+    from distributed import LocalCluster
+
+    cfg, _ = grid
+    reps = 40
+    serial = tmp_path / "serial"
+    run_study(load_config(cfg).with_replicates(reps), serial)
+    out = tmp_path / "dask"
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        cmd = [sys.executable, "-m", "study", "run", str(cfg), "--out", str(out)]
+        cmd += ["--scheduler", cluster.scheduler_address, "--batch-size", "1"]
+        cmd += ["--replicates", str(reps)]
+        proc, _ = _start_and_wait(cmd, out, 2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        assert "stopped by SIGTERM; finished replicates are saved" in err.decode()
+        assert "Traceback" not in err.decode()
+        first = Store(out).load()
+        assert first is not None and 2 <= len(first) < 2 * reps, "SIGTERM came too late"
+        proc, _ = _start_and_wait(cmd, out, 1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = Store(out).load()
+        assert partial is not None and len(first) < len(partial) < 2 * reps
+        subprocess.run(cmd, env=ENV, check=True, capture_output=True)
+    _assert_same_run(serial, out)
+
+
 def test_parse_shard_and_slurm_task_ids():
     assert parse_shard("2/10") == Shard(2, 10)
     env = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0"}
