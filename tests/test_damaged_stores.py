@@ -11,13 +11,13 @@ while writing results.nc.
 from __future__ import annotations
 
 import errno
-import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import comparable, file_tree
 
 from study.cli.main import main
 from study.design.config import load_config
@@ -43,17 +43,6 @@ sigma = [1.0, 2.0]
 [engines]
 run = ["reml"]
 """
-
-
-def _comparable(ds: xr.Dataset) -> xr.Dataset:
-    return ds.drop_vars("fit_seconds").drop_attrs()
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-        for p in sorted(root.rglob("*"))
-    }
 
 
 def _split(store: Store) -> list[Path]:
@@ -106,7 +95,7 @@ def _assert_resumes_to(cfg: Path, out: Path, clean: Path, refits: int, capsys) -
     report = run_study(load_config(cfg), out)
     assert report.new == refits, (report.new, refits, before)
     with xr.open_dataset(out / "results.nc") as a, xr.open_dataset(clean / "results.nc") as b:
-        xr.testing.assert_identical(_comparable(a.load()), _comparable(b.load()))
+        xr.testing.assert_identical(comparable(a.load()), comparable(b.load()))
     return capsys.readouterr().err
 
 
@@ -121,7 +110,7 @@ def test_a_damaged_piece_is_named_kept_aside_and_recomputed(fault, split_run, re
         mid = len(data) // 2
         victim.write_bytes(data[:mid] + b"\xff" * 64 + data[mid + 64 :])
     damaged = victim.read_bytes()
-    tree = _tree(out)
+    tree = file_tree(out)
     # reading commands name the file and the repair, and change nothing
     assert main(["summarize", str(out)]) == 2
     err = _one_line(capsys)
@@ -129,7 +118,7 @@ def test_a_damaged_piece_is_named_kept_aside_and_recomputed(fault, split_run, re
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "damaged:    1 checkpoint piece(s)" in text and victim.name in text
-    assert _tree(out) == tree
+    assert file_tree(out) == tree
     # a resume sets it aside (byte for byte), refits its one pair, keeps the other 7
     warnings = _assert_resumes_to(cfg, out, reference[1], 1, capsys)
     assert f"{victim} is damaged" in warnings and "fitted again" in warnings
@@ -179,7 +168,7 @@ def test_a_truncated_results_file_is_rebuilt_from_the_pieces(reference, tmp_path
     assert main(["merge", str(out)]) == 0
     capsys.readouterr()
     with xr.open_dataset(out / "results.nc") as a, xr.open_dataset(clean / "results.nc") as b:
-        xr.testing.assert_identical(_comparable(a.load()), _comparable(b.load()))
+        xr.testing.assert_identical(comparable(a.load()), comparable(b.load()))
     # with no pieces at all, the damaged file is named with what to do
     (out / "results.nc").write_bytes(data[: len(data) // 2])
     shutil.rmtree(out / "checkpoints")
@@ -196,13 +185,13 @@ def test_a_manifest_that_does_not_parse_is_rebuilt_on_resume(toml, reference, tm
     (out / "manifest.json").write_text('{"config_hash": "12')
     if toml == "damaged too":  # then the pieces' stamps confirm the configuration
         (out / "study.toml").write_text("name = [")
-    tree = _tree(out)
+    tree = file_tree(out)
     assert main(["summarize", str(out)]) == 2
     err = _one_line(capsys)
     assert "manifest.json is corrupt" in err and f"--out {out}" in err
     assert main(["info", str(out)]) == 2
     capsys.readouterr()
-    assert _tree(out) == tree
+    assert file_tree(out) == tree
     warnings = _assert_resumes_to(cfg, out, clean, 0, capsys)
     assert "manifest.json does not parse; moved to" in warnings
     assert (out / "damaged" / "manifest.json").read_text() == '{"config_hash": "12'
@@ -216,11 +205,11 @@ def test_a_corrupt_manifest_is_not_rebuilt_for_another_configuration(reference, 
     (out / "manifest.json").write_text("not json")
     other = tmp_path / "other.toml"
     other.write_text(GRID.replace("seed = 3", "seed = 9"))
-    tree = _tree(out)
+    tree = file_tree(out)
     assert main(["run", str(other), "--out", str(out)]) == 2
     err = _one_line(capsys)
     assert "manifest.json does not parse" in err and "--out for a new directory" in err
-    assert _tree(out) == tree
+    assert file_tree(out) == tree
 
 
 def test_a_missing_manifest_beside_checkpoints_is_rebuilt(reference, tmp_path, capsys):
@@ -294,7 +283,7 @@ def test_a_full_disk_while_writing_results_keeps_the_pieces(
     assert main(["run", str(cfg), "--out", str(out)]) == 0
     capsys.readouterr()
     with xr.open_dataset(out / "results.nc") as a, xr.open_dataset(clean / "results.nc") as b:
-        xr.testing.assert_identical(_comparable(a.load()), _comparable(b.load()))
+        xr.testing.assert_identical(comparable(a.load()), comparable(b.load()))
 
 
 def test_the_cli_reports_a_full_disk_in_one_line_with_exit_1(

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import file_tree
 
 from models.reml.engine import RemlEngine
 from study.cli.main import main
@@ -55,13 +56,6 @@ run = ["reml"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-        for p in sorted(root.rglob("*"))
-    }
-
-
 @pytest.fixture
 def small(tmp_path) -> Path:
     cfg = tmp_path / "small.toml"
@@ -73,7 +67,7 @@ def small(tmp_path) -> Path:
 def test_a_second_run_on_a_busy_directory_is_refused_and_changes_nothing(small, tmp_path, capsys):
     out = tmp_path / "run"
     run_study(load_config(small), out)
-    tree = _tree(out)
+    tree = file_tree(out)
     with run_lock(out):  # a run in progress (this process holds the lock)
         held = json.loads((out / LOCK).read_text())
         tree[LOCK] = hashlib.sha256((out / LOCK).read_bytes()).hexdigest()
@@ -84,7 +78,7 @@ def test_a_second_run_on_a_busy_directory_is_refused_and_changes_nothing(small, 
         assert "wait for it to finish" in err
         assert main(["merge", str(out)]) == 2  # a merge would consolidate under it
         assert "is in use by" in capsys.readouterr().err
-        assert _tree(out) == tree  # nothing written, not even the lock's holder
+        assert file_tree(out) == tree  # nothing written, not even the lock's holder
     # reading commands never wait for the lock
     assert main(["summarize", str(out)]) == 0
 

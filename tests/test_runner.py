@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import comparable
 
 from study.cli.main import main
 from study.design.config import load_config
@@ -36,10 +37,6 @@ run = ["reml"]
 """
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def _comparable(ds: xr.Dataset) -> xr.Dataset:
-    return ds.drop_vars(["fit_seconds"]).drop_attrs()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +93,7 @@ def test_rerun_is_a_no_op_and_extension_adds(small_run, tmp_path):
     report = run_study(cfg.with_replicates(6), out)  # extends: replicate count not hashed
     assert report.new == 2 and report.done == 6
     with xr.open_dataset(out / "results.nc") as ds:
-        xr.testing.assert_identical(_comparable(ds.load()), _comparable(first))
+        xr.testing.assert_identical(comparable(ds.load()), comparable(first))
     again = run_study(cfg.with_replicates(6), out)
     assert again.new == 0
 
@@ -194,7 +191,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
         xr.open_dataset(clean_dir / "results.nc") as b,
     ):
         assert a.sizes["replicate"] == n
-        xr.testing.assert_identical(_comparable(a.load()), _comparable(b.load()))
+        xr.testing.assert_identical(comparable(a.load()), comparable(b.load()))
 
 
 def test_bad_cli_input_exit_2(tmp_path, capsys):

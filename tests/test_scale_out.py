@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 import xarray as xr
+from helpers import comparable
 
 from models.registry import ENGINE_VERSIONS
 from study.cli.main import main
@@ -57,15 +58,11 @@ tune = 150
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _comparable(ds: xr.Dataset) -> xr.Dataset:
-    return ds.drop_vars("fit_seconds").drop_attrs()
-
-
 def _assert_same_run(a: Path, b: Path) -> None:
     """Same results (fit_seconds and timestamps aside) and the same kept posteriors."""
     with xr.open_dataset(a / "results.nc") as x, xr.open_dataset(b / "results.nc") as y:
         assert bool(x.done.all()) and bool(y.done.all())
-        xr.testing.assert_identical(_comparable(x.load()), _comparable(y.load()))
+        xr.testing.assert_identical(comparable(x.load()), comparable(y.load()))
     kept_a = sorted(p.name for p in (a / "posteriors").iterdir())
     assert kept_a == sorted(p.name for p in (b / "posteriors").iterdir())
     assert len(kept_a) == 2  # bayes, replicate 0, both conditions
