@@ -162,3 +162,15 @@ class Engine(Protocol):
         ``xarray.DataTree`` in ``extra["posterior"]``.
         """
         ...
+
+
+@runtime_checkable
+class PriorEngine(Engine, Protocol):
+    """An engine with a prior it can draw from (the Bayesian engine): what
+    simulation-based calibration needs.  Its fits return the posterior draws of every
+    term in ``extra["draws"]``, shape (chain, draw, term)."""
+
+    def draw_prior(self, q: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+        """One draw of every term (``term_names`` order) from the engine's priors, each
+        prior scale multiplied by ``scale``."""
+        ...

@@ -24,6 +24,8 @@ ENGINES: dict[str, tuple[str, str, str]] = {
     "reml": ("models.reml", "RemlEngine", "RemlOptions"),
     "bayes": ("models.bayes.engine", "BayesEngine", "BayesOptions"),
 }
+#: engines with a prior they can draw from (:class:`models.base.PriorEngine`)
+PRIOR_ENGINES: tuple[str, ...] = ("bayes",)
 #: engine names, in their canonical order
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 #: engine name -> version of what it computes: raised when the same options and seed
@@ -143,7 +145,12 @@ def build_options(
 
 
 def options_table(options: Any) -> dict[str, Any]:
-    """The options object as a plain table (lists for tuples; ``level`` left out)."""
+    """The options object as a plain table (lists for tuples; ``level`` left out).
+
+    A field marked ``OMIT_DEFAULT`` is left out while it holds its default: an option
+    added later then leaves the tables, and so the configuration hashes, of existing
+    runs as they were.
+    """
 
     def plain(value: Any) -> Any:
         if isinstance(value, tuple):
@@ -153,7 +160,7 @@ def options_table(options: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
-        if f.name == "level":
+        if f.name == "level" or (f.metadata.get("omit_default") and value == f.default):
             continue
         out[f.name] = options_table(value) if dataclasses.is_dataclass(value) else plain(value)
     return out

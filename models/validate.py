@@ -20,6 +20,7 @@ from numbers import Integral, Real
 from typing import Any
 
 __all__ = [
+    "OMIT_DEFAULT",
     "OptionError",
     "OptionTypeError",
     "UnknownKeyError",
@@ -31,6 +32,11 @@ __all__ = [
     "number",
     "numbers",
 ]
+
+
+#: dataclass field metadata: leave the setting out of option tables (and hashes) while
+#: it holds its default (for options added after runs were made with the old tables)
+OMIT_DEFAULT = {"omit_default": True}
 
 
 class OptionError(ValueError):

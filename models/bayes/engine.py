@@ -107,7 +107,7 @@ class BayesEngine:
     def _algebra(self, q: int) -> str:
         if self.options.algebra != "auto":
             return self.options.algebra
-        if q == 2 and self.options.sampler == "nutpie":
+        if q == 2 and self.options.sampler == "nutpie" and self.options.likelihood == "marginal":
             return "kernel"  # the Op's Python fallback would be slow under PyMC's NUTS
         return "unrolled" if q <= bm.UNROLL_MAX else "batched"
 
@@ -123,6 +123,7 @@ class BayesEngine:
             o.priors,
             fast,
             latent and n_groups,
+            o.likelihood,
         )
 
     def compile(self, data: LMMData) -> float:
@@ -148,7 +149,8 @@ class BayesEngine:
             start = time.perf_counter()
             o = self.options
             if o.parameterization == "marginal":
-                model = bm.build_marginal(data.q, o.priors, key[3], bm.pack_stats(data))
+                exact = o.likelihood == "marginal"
+                model = bm.build_marginal(data.q, o.priors, key[3], bm.pack_stats(data), exact)
             else:
                 centered = o.parameterization == "centered"
                 model = bm.build_latent(data.q, data.n_groups, o.priors, centered, data)
@@ -167,6 +169,14 @@ class BayesEngine:
                     model = nutpie.compile_pymc_model(model, var_names=var_names)
             self._cache[key] = Compiled(model, where)
             return time.perf_counter() - start
+
+    def draw_prior(self, q: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+        """One draw of every term (``term_names`` order) from this engine's priors for
+        a model with ``q`` coefficients; ``scale`` multiplies every prior scale (a
+        deliberately wrong generating prior, for simulation-based calibration)."""
+        from models.bayes.prior import draw_prior
+
+        return draw_prior(self.options.priors, q, rng, scale=scale)
 
     # -- fitting -------------------------------------------------------------------
     def fit(
@@ -193,7 +203,8 @@ class BayesEngine:
             sampler error) is returned with ``converged=False``, NaN values and the
             reason in ``message``: it never raises for a dataset.  ``extra`` holds
             ``seed``, ``sampler``, ``parameterization``, ``compile_seconds`` (0 when
-            the model was cached), ``sampling_seconds`` and, when asked for,
+            the model was cached), ``sampling_seconds``, ``draws`` (the posterior
+            draws of every term, shape (chain, draw, term)) and, when asked for,
             ``random_effects`` and ``posterior``.  Chains start in a region scaled
             by the data (:mod:`models.bayes.start`); a chain stuck away from the
             others (:func:`models.bayes.sample.stuck_chains`) is rerun, up to
@@ -257,6 +268,7 @@ class BayesEngine:
             "sampling_seconds": sampling_seconds,
         }
         attrs = {"/": {"engine": self.name, **extra}}
+        extra["draws"] = draws.terms  # (chain, draw, term): for SBC ranks, not stored
         u = draws.u
         if o.random_effects and u is None:
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))

@@ -132,7 +132,14 @@ def _lower_matrix(L: list[list[Any]]) -> Any:
     return pt.stack([pt.stack([L[i][j] if j <= i else zero for j in range(q)]) for i in range(q)])
 
 
-def marginal_loglik(stats: Any, beta: list[Any], sigma: Any, L: list[list[Any]], algebra: str):
+def marginal_loglik(
+    stats: Any,
+    beta: list[Any],
+    sigma: Any,
+    L: list[list[Any]],
+    algebra: str,
+    logdet_term: bool = True,
+):
     """Log marginal likelihood summed over groups, from packed statistics.
 
     Parameters
@@ -145,6 +152,9 @@ def marginal_loglik(stats: Any, beta: list[Any], sigma: Any, L: list[list[Any]],
     algebra : {"kernel", "unrolled", "batched"}
         One hand-written Op with its gradient (q = 2 only, :mod:`models.bayes.kernel`),
         elementwise closed form over groups, or batched linalg ops.
+    logdet_term : bool
+        ``False`` drops ``sum_i log|A_i|``: a deliberately wrong likelihood (the
+        ``likelihood = "no-logdet"`` option) for showing the power of SBC.
     """
     import pytensor.tensor as pt
 
@@ -177,7 +187,7 @@ def marginal_loglik(stats: Any, beta: list[Any], sigma: Any, L: list[list[Any]],
     return -0.5 * (
         n_tot * np.log(2 * np.pi)
         + (n_tot - q * n_groups) * pt.log(s2)
-        + pt.sum(logdet)
+        + (pt.sum(logdet) if logdet_term else 0.0)
         + pt.sum(rr - quad) / s2
     )
 
@@ -249,14 +259,18 @@ def _batched_quad_logdet(G: dict, ztr: list, L: list[list[Any]], s2: Any, q: int
     return logdet, pt.sum(w**2, axis=-1)
 
 
-def build_marginal(q: int, priors: BayesPriors, algebra: str, stats: np.ndarray) -> pm.Model:
-    """The marginal model: random effects integrated out, data = packed statistics."""
+def build_marginal(
+    q: int, priors: BayesPriors, algebra: str, stats: np.ndarray, logdet_term: bool = True
+) -> pm.Model:
+    """The marginal model: random effects integrated out, data = packed statistics
+    (``logdet_term=False``: the deliberately wrong ``"no-logdet"`` likelihood)."""
     import pymc as pm
 
     with pm.Model() as model:
         data = pm.Data(STATS, stats)
         p = add_priors(q, priors)
-        pm.Potential("loglik", marginal_loglik(data, p["beta"], p["sigma"], p["L"], algebra))
+        loglik = marginal_loglik(data, p["beta"], p["sigma"], p["L"], algebra, logdet_term)
+        pm.Potential("loglik", loglik)
     return model
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from models.validate import (
+    OMIT_DEFAULT,
     OptionError,
     OptionTypeError,
     boolean,
@@ -18,6 +19,9 @@ PARAMETERIZATIONS = ("marginal", "centered", "noncentered")
 SAMPLERS = ("nutpie", "pymc")
 SCALE_FAMILIES = ("halfnormal", "halft", "exponential")
 ALGEBRAS = ("auto", "kernel", "unrolled", "batched")
+#: "no-logdet" is deliberately wrong (drops sum_i log|A_i|): it exists to show that
+#: simulation-based calibration (``study sbc``) detects an error of that size
+LIKELIHOODS = ("marginal", "no-logdet")
 
 
 def _per_coefficient(name: str, value: object, *, low: float | None) -> float | tuple[float, ...]:
@@ -115,6 +119,12 @@ class BayesOptions:
         Marginal likelihood algebra.  ``"auto"``: the hand-written kernel (value and
         gradient in one Numba loop) for q = 2 under nutpie, unrolled elementwise
         for ``q <= 4``, else batched linalg.  ``"kernel"`` needs q = 2.
+    likelihood : {"marginal", "no-logdet"}
+        ``"marginal"``: the exact marginal likelihood.  ``"no-logdet"`` drops the
+        ``sum_i log|A_i|`` part of ``log|V_i|``, a deliberately wrong model kept only
+        to show what simulation-based calibration detects (``study sbc``); it needs
+        the marginal parameterization and the unrolled or batched algebra (``"auto"``
+        picks unrolled).
     fastmath : bool
         Compile nutpie's log-density with Numba fastmath (about 20% less CPU per
         fit).  Off by default: with it, a function compiled cold and one loaded from
@@ -137,6 +147,7 @@ class BayesOptions:
     random_effects: bool = False
     keep_posterior: bool = False
     algebra: str = "auto"
+    likelihood: str = field(default="marginal", metadata=OMIT_DEFAULT)
     fastmath: bool = False
 
     def __post_init__(self) -> None:
@@ -145,6 +156,20 @@ class BayesOptions:
         choice("point", self.point, ("mean", "median"))
         choice("interval", self.interval, ("eti", "hdi"))
         choice("algebra", self.algebra, ALGEBRAS)
+        choice("likelihood", self.likelihood, LIKELIHOODS)
+        if self.likelihood != "marginal" and self.parameterization != "marginal":
+            raise OptionError(
+                "likelihood",
+                self.likelihood,
+                f'is a variant of the marginal model; set parameterization = "marginal" '
+                f'(not {self.parameterization!r}) or likelihood = "marginal"',
+            )
+        if self.likelihood != "marginal" and self.algebra == "kernel":
+            raise OptionError(
+                "likelihood",
+                self.likelihood,
+                'has no hand-written kernel; use algebra = "unrolled", "batched" or "auto"',
+            )
         integer("chains", self.chains, low=1)
         integer("draws", self.draws, low=4)
         integer("tune", self.tune, low=0)
