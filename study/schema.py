@@ -66,3 +66,55 @@ def missing_from(names: set[str] | frozenset[str]) -> list[str]:
     """Schema variables and coordinates not among ``names``."""
     wanted = [*TERM_VARS, *FIT_VARS, *PAIR_VARS, "effect", *CONDITION_COORDS, *TERM_COORDS]
     return [v for v in wanted if v not in names]
+
+
+# -- simulation-based calibration (``study sbc``, the run's ``sbc.nc``) -------------
+#: derived quantities ranked beside the parameters (appended to the term list)
+SBC_DERIVED = ("loglik",)
+#: variables over (condition, simulation, engine, term)
+SBC_TERM_VARS: dict[str, str] = {
+    "rank": "rank of the true value among the thinned posterior draws (0 .. n_ranks - 1; "
+    "-1 when the fit gave no draws)",
+    "pit": "randomized PIT (rank + U(0,1)) / n_ranks: U(0,1) when the posterior is right",
+    "estimate": "posterior mean",
+    "rhat": "rank-normalized split R-hat (NaN for derived quantities)",
+    "ess_bulk": "bulk effective sample size (NaN for derived quantities)",
+}
+#: variables over (condition, simulation, engine)
+SBC_FIT_VARS: dict[str, str] = {
+    "n_ranks": "number of possible ranks (thinned draws + 1); 0 when the fit gave no draws",
+    "thin": "thinning step of the draws (total draws / min bulk ESS, rounded up)",
+    "converged": "the fit met the engine's convergence criteria (R-hat, ESS, divergences)",
+    "divergences": "divergent transitions",
+    "fit_seconds": "wall time of the fit",
+    "message": "why the fit failed or did not converge; empty otherwise",
+}
+#: variables over (condition, simulation, term)
+SBC_TRUE_VARS: dict[str, str] = {
+    "true_value": "the parameters drawn from the prior (and the derived quantities at them)",
+}
+SBC_DTYPES: dict[str, type] = {
+    **dict.fromkeys(SBC_TERM_VARS, float),
+    **dict.fromkeys(SBC_TRUE_VARS, float),
+    "rank": np.int64,
+    "n_ranks": np.int64,
+    "thin": np.int64,
+    "converged": bool,
+    "divergences": float,
+    "fit_seconds": float,
+    "message": np.str_,
+}
+#: every variable a checkpoint piece of an SBC run holds
+SBC_PIECE_VARS = (*SBC_TERM_VARS, *SBC_FIT_VARS, *SBC_TRUE_VARS)
+
+
+def piece_shapes(kind: str, engines: int, terms: int) -> dict[str, tuple[int, ...]]:
+    """The shape after the pair axis of each checkpoint variable of a run of ``kind``
+    (``"study"`` or ``"sbc"``)."""
+    if kind == "sbc":
+        return {
+            **dict.fromkeys(SBC_TERM_VARS, (engines, terms)),
+            **dict.fromkeys(SBC_FIT_VARS, (engines,)),
+            **dict.fromkeys(SBC_TRUE_VARS, (terms,)),
+        }
+    return {v: (engines, terms) if "term" in dims_of(v) else (engines,) for v in PIECE_VARS}

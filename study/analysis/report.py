@@ -48,9 +48,9 @@ figcaption { font-size: 0.9em; color: #555; }
 <details><summary>the study's TOML (every setting written out)</summary>
 <pre>{{ config }}</pre>
 </details>
-<h2>Truth</h2>
+<h2>{{ truth_heading }}</h2>
 <div class="wide">{{ truth | safe }}</div>
-<h2>Performance measures</h2>
+<h2>{{ tables_heading }}</h2>
 {% for name, table in tables %}<h3>{{ name }}</h3>
 <div class="wide">{{ table | safe }}</div>
 {% endfor %}<p class="note">{{ notes }}</p>
@@ -104,6 +104,8 @@ class Report:
     figures: list[ReportFigure]
     failures: pd.DataFrame
     notes: str = FOOTNOTE
+    truth_heading: str = "Truth"
+    tables_heading: str = "Performance measures"
 
     def html(self) -> str:
         """One self-contained HTML document."""
@@ -124,6 +126,8 @@ class Report:
             truth=table(self.truth),
             tables=[(name, table(frame)) for name, frame in self.tables],
             notes=self.notes,
+            truth_heading=self.truth_heading,
+            tables_heading=self.tables_heading,
             figures=self.figures,
             failures=table(self.failures, "reasons") if len(self.failures) else "",
         )
@@ -135,7 +139,7 @@ class Report:
             return render(frame, "markdown", digits=4)
 
         parts = [f"# {self.title}", self.header, "## Configuration", f"```toml\n{self.config}```"]
-        parts += ["## Truth", table(self.truth), "## Performance measures"]
+        parts += [f"## {self.truth_heading}", table(self.truth), f"## {self.tables_heading}"]
         for name, frame in self.tables:
             parts += [f"### {name}", table(frame)]
         parts += [self.notes, "## Figures"]

@@ -12,8 +12,8 @@ import numpy as np
 from study.analysis.failures import reasons, reasons_text
 from study.errors import StoreError
 from study.run.integrity import check_pieces, expected_shapes, resume_command, stamp_of
-from study.run.results import results_problem, stored_config
-from study.run.store import DAMAGED, Piece, Store
+from study.run.results import results_problem, store_of, stored_config
+from study.run.store import DAMAGED, Piece
 
 
 def register(sub: Any) -> None:
@@ -32,7 +32,7 @@ def command(args: argparse.Namespace) -> int:
 def describe_run(run_dir: str | Path) -> str:
     """A short human-readable description of a run directory: what is done, the
     failure reasons with counts per engine, and any damage (with the repair)."""
-    store = Store(run_dir)
+    store = store_of(run_dir)
     if not store.path.is_dir():
         raise StoreError(f"{run_dir}: no such run directory; give a directory `study run` wrote")
     manifest = store.read_manifest()
@@ -40,14 +40,15 @@ def describe_run(run_dir: str | Path) -> str:
     pieces, damage = check_pieces(
         store,
         stamp=stamp_of(config),
-        shapes=expected_shapes(len(manifest["engines"]), len(manifest["terms"])),
+        shapes=expected_shapes(len(manifest["engines"]), len(manifest["terms"]), store.kind),
     )
     piece = Piece.concat(pieces)
     engines = list(manifest["engines"])
     conditions = int(manifest.get("conditions", 1))
     requested = int(manifest["replicates"]) * conditions
     done = 0 if piece is None else len(piece)
-    what = "replicates" if conditions == 1 else f"fits of {conditions} conditions x replicates"
+    unit = "simulations" if store.kind == "sbc" else "replicates"
+    what = unit if conditions == 1 else f"fits of {conditions} conditions x {unit}"
     problem = results_problem(store)
     if problem:
         results = f"{problem}: `study merge {store.path}` rebuilds it from the checkpoints"

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from models.validate import OptionError
-from study.cli import fit, info, merge, plot, report, run, summarize, truth
+from study.cli import fit, info, merge, plot, report, run, sbc, summarize, truth
 from study.errors import UserError
 
-COMMANDS = (truth, run, merge, info, fit, summarize, plot, report)
+COMMANDS = (truth, run, sbc, merge, info, fit, summarize, plot, report)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,8 +9,9 @@ from typing import Any
 
 from study.analysis.measures import compute_measures
 from study.analysis.plots.catalog import FIGURES, PlotInput, build, parse_what
+from study.cli.sbc import plot_sbc_run
 from study.errors import UserError
-from study.run.results import open_results
+from study.run.results import open_results, store_of
 from study.run.store import Store, atomic_path
 
 
@@ -53,8 +54,15 @@ def command(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(str(err)) from err
     t0 = time.perf_counter()
-    inp = plot_input(args.run_dir, args.replicate)
     out = Path(args.out) if args.out else Path(args.run_dir) / "plots"
+    if store_of(args.run_dir).kind == "sbc":  # rank histograms and PIT-ECDF differences
+        if args.what is not None:
+            raise UserError("--what: an SBC run draws its rank and PIT-ECDF figures; omit it")
+        paths = plot_sbc_run(args.run_dir, out, args.format)
+        print("\n".join(map(str, paths)))
+        print(f"{len(paths)} figures in {time.perf_counter() - t0:.1f} s")
+        return 0
+    inp = plot_input(args.run_dir, args.replicate)
     try:
         figures = list(build(names, inp, strict=args.what is not None))
     except ValueError as err:

@@ -31,6 +31,8 @@ class _Counter:
         self.conditions = 1
         self.condition = ""
         self.t0: float | None = None
+        #: what one condition's units are called: replicates, or simulations (SBC)
+        self.noun = "replicates"
 
     def start(self, total: int, done: int, conditions: int = 1) -> None:
         self.total, self.done, self.start_done = total, done, done
@@ -48,7 +50,7 @@ class _Counter:
     @property
     def unit(self) -> str:
         """What is counted: replicates, or (condition, replicate) fits of a grid."""
-        return "replicates" if self.conditions == 1 else f"fits ({self.conditions} conditions)"
+        return self.noun if self.conditions == 1 else f"fits ({self.conditions} conditions)"
 
     @property
     def rate(self) -> float:
@@ -145,9 +147,12 @@ class RichProgress(_Counter):
         self._bar.stop()
 
 
-def make_progress(stream: TextIO | None = None) -> PlainProgress | RichProgress:
-    """A rich bar when stderr is a terminal, plain lines otherwise."""
+def make_progress(
+    stream: TextIO | None = None, noun: str = "replicates"
+) -> PlainProgress | RichProgress:
+    """A rich bar when stderr is a terminal, plain lines otherwise; ``noun`` names
+    what is counted (replicates, simulations)."""
     stream = stream or sys.stderr
-    if stream.isatty():
-        return RichProgress()
-    return PlainProgress(stream)
+    progress = RichProgress() if stream.isatty() else PlainProgress(stream)
+    progress.noun = noun
+    return progress

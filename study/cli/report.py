@@ -14,9 +14,10 @@ from study.analysis.plots.catalog import FIGURES, build
 from study.analysis.report import Report, ReportFigure, png_bytes
 from study.analysis.tables import DEFAULT_MEASURES, grid_table, measure_table, report_table
 from study.cli.plot import plot_input
+from study.cli.sbc import report_sbc_run
 from study.cli.truth import truth_frame
 from study.design.config import config_from_text
-from study.run.results import is_partial
+from study.run.results import is_partial, store_of
 from study.run.store import atomic_path, write_text_atomic
 
 
@@ -50,6 +51,10 @@ def command(args: argparse.Namespace) -> int:
     """Write the report; print the paths."""
     t0 = time.perf_counter()
     run = Path(args.run_dir)
+    if store_of(run).kind == "sbc":  # a simulation-based calibration run
+        for path in report_sbc_run(run):
+            print(path)
+        return 0
     inp = plot_input(run)
     figures = []
     for stem, fig in build(list(FIGURES), inp, strict=False):

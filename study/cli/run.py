@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.registry import ENGINE_NAMES, is_engine_label
 from study.cli.progress import make_progress
 from study.design.config import MAX_REPLICATES, load_config
-from study.errors import FitFailed, Interrupted, RunError
+from study.errors import FitFailed, Interrupted, RunError, UserError
 from study.run.executors import make_executor
-from study.run.runner import run_study
+from study.run.runner import RunReport, run_study
 from study.run.shards import Shard, parse_shard
+
+if TYPE_CHECKING:
+    from study.design.config import StudyConfig
 
 
 def engines_arg(text: str) -> tuple[str, ...]:
@@ -86,6 +89,12 @@ def register(sub: Any) -> None:
     p.add_argument("--replicates", type=replicates_arg, help="number of replicates")
     p.add_argument("--engines", type=engines_arg, help="comma-separated engines: reml,bayes")
     p.add_argument("--out", help="run directory (default outputs/<study name>)")
+    add_run_options(p, "replicate")
+    p.set_defaults(func=command)
+
+
+def add_run_options(p: argparse.ArgumentParser, unit: str) -> None:
+    """The options every runner command shares: where it runs, how it stops."""
     p.add_argument(
         "--overwrite", action="store_true", help="discard a previous run in the directory"
     )
@@ -111,15 +120,14 @@ def register(sub: Any) -> None:
         "--batch-size",
         type=batch_size_arg,
         metavar="N",
-        help="(condition, replicate) pairs per task (default 2 for workers, 10 for Dask)",
+        help=f"(condition, {unit}) pairs per task (default 2 for workers, 10 for Dask)",
     )
     p.add_argument(
         "--fail-fast",
         action="store_true",
         help="stop at the first fit that fails or does not converge and print its "
-        "traceback (for debugging; by default failures are recorded and the study goes on)",
+        "traceback (for debugging; by default failures are recorded and the run goes on)",
     )
-    p.set_defaults(func=command)
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
@@ -131,11 +139,26 @@ def command(args: argparse.Namespace) -> int:
     walltime) stop it after saving what is finished; ``--fail-fast`` stops at the first
     failing fit and prints its traceback (exit 1)."""
     cfg = load_config(args.config)
+    if cfg.sbc is not None:
+        raise UserError(
+            f"config {args.config!r} has an [sbc] table: it is a simulation-based "
+            f"calibration; run it with `study sbc {args.config}`"
+        )
     if args.replicates is not None:
         cfg = cfg.with_replicates(args.replicates)
     if args.engines is not None:
         cfg = cfg.with_engines(args.engines)
     out = args.out if args.out is not None else f"outputs/{cfg.name}"
+    report = execute(cfg, out, args, "replicates")
+    if isinstance(report, int):
+        return report
+    print(f"{report.path / 'results.nc'}")
+    return 0
+
+
+def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> RunReport | int:
+    """Run ``cfg`` into ``out`` with the runner options of ``args``: the report, or the
+    exit code when the run stopped (a signal, ``--fail-fast``, a shard's part done)."""
     executor = make_executor(args.workers, args.scheduler, args.batch_size)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
@@ -143,7 +166,7 @@ def command(args: argparse.Namespace) -> int:
             cfg,
             out,
             overwrite=args.overwrite,
-            progress=make_progress(),
+            progress=make_progress(noun=unit),
             executor=executor,
             shard=args.shard,
             fail_fast=args.fail_fast,
@@ -155,7 +178,7 @@ def command(args: argparse.Namespace) -> int:
         done = getattr(err, "report", None)
         count = f" ({done.done} of {done.total} pairs)" if done is not None else ""
         print(
-            f"study: {how}; finished replicates are saved in {out}{count}; "
+            f"study: {how}; finished {unit} are saved in {out}{count}; "
             "run the same command again to resume",
             file=sys.stderr,
         )
@@ -163,7 +186,7 @@ def command(args: argparse.Namespace) -> int:
     except FitFailed as err:
         if err.trace:
             print(err.trace.rstrip(), file=sys.stderr)
-        print(f"study: {err}; finished replicates are saved in {out}", file=sys.stderr)
+        print(f"study: {err}; finished {unit} are saved in {out}", file=sys.stderr)
         return 1
     except RunError as err:
         print(f"study: {err}", file=sys.stderr)
@@ -177,5 +200,4 @@ def command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    print(f"{report.path / 'results.nc'}")
-    return 0
+    return report

@@ -8,8 +8,9 @@ from typing import Any
 
 from study.analysis.measures import MEASURES, compute_measures
 from study.analysis.tables import COUNTS, DEFAULT_MEASURES, summary_text
+from study.cli.sbc import summarize_sbc_run
 from study.errors import UserError
-from study.run.results import is_partial, open_results
+from study.run.results import is_partial, open_results, store_of
 from study.run.store import Store
 
 #: measures the report's table shows beside the chosen ones
@@ -43,6 +44,9 @@ def register(sub: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Print the summary of a run."""
+    if store_of(args.run_dir).kind == "sbc":  # a simulation-based calibration run
+        print(summarize_sbc_run(args.run_dir, args.format))
+        return 0
     measures = [m.strip() for m in args.measures.split(",")] if args.measures else None
     print(
         summarize(

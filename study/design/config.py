@@ -29,6 +29,7 @@ import tomli_w
 
 from models.registry import (
     ENGINE_NAMES,
+    PRIOR_ENGINES,
     build_options,
     engine_kind,
     is_engine_label,
@@ -36,6 +37,7 @@ from models.registry import (
 )
 from models.validate import OptionError, check_keys, fail, integer, number
 from study.design.conditions import Condition, design_table, expand
+from study.design.sbc import SbcSettings
 from study.design.spec import DesignConfig, PredictorSpec
 from study.errors import ConfigError
 
@@ -81,6 +83,8 @@ class StudyConfig:
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     keep_draws: int = field(default=3, metadata=NOT_HASHED)
     condition_spec: Mapping[str, Any] = field(default_factory=dict)
+    #: the ``[sbc]`` table: set for a simulation-based calibration study (``study sbc``)
+    sbc: SbcSettings | None = None
     #: the designs of the study (from ``design`` and ``condition_spec``), in order
     conditions: tuple[Condition, ...] = field(init=False, compare=False, repr=False)
 
@@ -120,6 +124,30 @@ class StudyConfig:
             raise fail("conditions", self.condition_spec, "must be a table")
         conditions = expand(design_table(self.design), self.condition_spec)
         object.__setattr__(self, "conditions", conditions)
+        if self.sbc is not None:
+            object.__setattr__(self, "sbc", self._checked_sbc(self.sbc))
+
+    def _checked_sbc(self, sbc: SbcSettings) -> SbcSettings:
+        """``sbc`` with ``prior_from`` resolved to an engine of this study that has one."""
+        if not isinstance(sbc, SbcSettings):
+            raise fail("sbc", sbc, "must be a table")
+        with_prior = [e for e in self.engines if engine_kind(e) in PRIOR_ENGINES]
+        if not sbc.prior_from:
+            if not with_prior:
+                raise fail(
+                    "engines.run",
+                    list(self.engines),
+                    "has no engine with a prior, which simulation-based calibration "
+                    f"draws parameters from; add one of {', '.join(PRIOR_ENGINES)}",
+                )
+            return dataclasses.replace(sbc, prior_from=with_prior[0])
+        if sbc.prior_from not in with_prior:
+            raise fail(
+                "sbc.prior_from",
+                sbc.prior_from,
+                f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
+            )
+        return sbc
 
     @property
     def multi(self) -> bool:
@@ -145,6 +173,8 @@ class StudyConfig:
         }
         if self.condition_spec:
             table["conditions"] = dict(self.condition_spec)
+        if self.sbc is not None:
+            table["sbc"] = self.sbc.table()
         return table
 
     def to_toml(self) -> str:
@@ -160,6 +190,8 @@ class StudyConfig:
         for f in fields(self):
             if f.metadata.get("hashed", True) is False:
                 table.pop(f.name, None)
+        if self.sbc is not None:
+            table["sbc"] = self.sbc.table(hashed=True)
         return table
 
     def hash(self) -> str:
@@ -170,6 +202,27 @@ class StudyConfig:
     def with_replicates(self, n: int) -> StudyConfig:
         """A copy with another replicate count."""
         return dataclasses.replace(self, replicates=n)
+
+    def as_sbc(self, simulations: int | None = None) -> StudyConfig:
+        """This configuration as a simulation-based calibration study: its engines with
+        a prior only, ``simulations`` (else the ``[sbc]`` table's, else 500) per
+        condition, no posteriors kept."""
+        sbc = self.sbc or SbcSettings()
+        n = sbc.simulations if simulations is None else simulations
+        try:
+            sbc = dataclasses.replace(sbc, simulations=n)
+        except OptionError as err:
+            raise ConfigError(str(err).replace("sbc.simulations", "--simulations")) from err
+        engines = tuple(e for e in self.engines if engine_kind(e) in PRIOR_ENGINES)
+        if not engines:
+            raise ConfigError(
+                f"engines.run = {list(self.engines)!r}: simulation-based calibration checks "
+                f"a posterior; add an engine with a prior ({', '.join(PRIOR_ENGINES)})"
+            )
+        try:
+            return dataclasses.replace(self, engines=engines, replicates=n, keep_draws=0, sbc=sbc)
+        except OptionError as err:
+            raise ConfigError(str(err)) from err
 
     def with_engines(self, engines: tuple[str, ...]) -> StudyConfig:
         """A copy that runs ``engines`` (options kept for those configured)."""
@@ -210,6 +263,7 @@ _TOP_KEYS = {
     "design",
     "engines",
     "conditions",
+    "sbc",
 }
 _DESIGN_KEYS = {f.name for f in fields(DesignConfig)}
 _PREDICTOR_KEYS = {f.name for f in fields(PredictorSpec)}
@@ -261,6 +315,11 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
         check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
         engines, options = _engines(raw.pop("engines", {}))
         conditions = _table("conditions", raw.pop("conditions", {}))
+        sbc = None
+        if "sbc" in raw:
+            sbc_raw = _table("sbc", raw.pop("sbc"))
+            check_keys(sbc_raw, set(SbcSettings().table()), "sbc")
+            sbc = SbcSettings(**sbc_raw)
         design = DesignConfig(**design_raw, predictor=PredictorSpec(**pred_raw))
         return StudyConfig(
             name=raw.pop("name", default_name),
@@ -268,6 +327,7 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
             engines=engines,
             engine_options=options,
             condition_spec=conditions,
+            sbc=sbc,
             **raw,
         )
     except OptionError as err:

@@ -9,6 +9,7 @@ fixed) and then its residual noise from its own stream, so its data depend only 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -111,6 +112,24 @@ class Design:
         """Per-group ``X_i'X_i``, shape (K, q, q) (fixed across replicates)."""
         starts = np.concatenate(([0], np.cumsum(self.n)[:-1]))
         return np.add.reduceat(self.X[:, :, None] * self.X[:, None, :], starts, axis=0)
+
+    def sample_from(self, terms: np.ndarray, rng: np.random.Generator, replicate: int) -> Sample:
+        """Data from this design's X with the parameters ``terms`` (``term_names``
+        order: beta, SDs, correlations, sigma) instead of the design's own, random
+        effects always redrawn: what simulation-based calibration generates from
+        parameters drawn from a prior."""
+        q = self.config.q
+        terms = np.asarray(terms, dtype=float)
+        beta, sds, sigma = terms[:q], terms[q : 2 * q], float(terms[-1])
+        corr = np.eye(q)
+        for j, (a, b) in enumerate(itertools.combinations(range(q), 2)):
+            corr[a, b] = corr[b, a] = terms[2 * q + j]
+        chol = sds[:, None] * np.linalg.cholesky(corr)
+        u = rng.standard_normal((self.config.groups, q)) @ chol.T
+        e = rng.normal(0.0, sigma, self.X.shape[0])
+        y = self.X @ beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e
+        data = LMMData(y, self.X, self.group, self.config.predictors)
+        return Sample(replicate=replicate, data=data, u=u)
 
     def sample(self, replicate: int) -> Sample:
         """Generate replicate ``replicate`` (depends only on root seed and index)."""

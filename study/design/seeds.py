@@ -13,9 +13,12 @@ design                 ``(c, 0, 1)``                   the X values (once a cond
 fixed random effects   ``(c, 0, 2)``                   u, when the design fixes it
 replicate ``r``        ``(c, r)``                      u (unless fixed), then the noise
 engine ``e`` at ``r``  ``(c, r, 1, name_key(e))``      the engine's sampler seed
+SBC simulation ``r``   ``(c, r, 2, 0, 0)``             parameters from the prior, then
+                                                       u and the noise
+SBC ranks of ``e``     ``(c, r, 2, 1, name_key(e))``   tie breaks and PIT jitter
 =====================  ==============================  ===============================
 
-The key lengths (3, 2, 4) keep the streams apart.  An engine's stream is keyed by its
+The key lengths (3, 2, 4, 5) keep the streams apart.  An engine's stream is keyed by its
 **name** (:func:`name_key`), so the engines chosen and their order never change
 another engine's draws; replicate ``r`` of a condition depends only on
 ``(root, condition design, r)``: the same in any process, order, split of the study,
@@ -75,3 +78,15 @@ def engine_seed(root: int, condition: str, replicate: int, engine: str) -> int:
     """
     key = (condition_key(condition), _check_replicate(replicate), ENGINE_TAG, name_key(engine))
     return int(np.random.SeedSequence(root, spawn_key=key).generate_state(1, np.uint32)[0])
+
+
+def sbc_rng(root: int, condition: str, simulation: int) -> np.random.Generator:
+    """Generator of SBC simulation ``simulation``: its parameters (from the prior),
+    then its random effects and noise."""
+    return _rng(root, (condition_key(condition), _check_replicate(simulation), 2, 0, 0))
+
+
+def sbc_rank_rng(root: int, condition: str, simulation: int, engine: str) -> np.random.Generator:
+    """Generator of the tie breaks and PIT jitter of engine ``engine``'s ranks."""
+    key = (condition_key(condition), _check_replicate(simulation), 2, 1, name_key(engine))
+    return _rng(root, key)

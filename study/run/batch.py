@@ -27,6 +27,7 @@ from study.design.generate import Design
 from study.design.seeds import engine_seed
 from study.errors import FitFailed
 from study.run.results import piece_from_fits
+from study.run.sbc import sbc_piece, simulate_and_rank
 from study.run.store import Piece
 
 if TYPE_CHECKING:
@@ -188,6 +189,11 @@ def iter_batches(
     """Fit ``pairs`` in turn, yielding a one-pair :class:`BatchResult` for each."""
     engines = get_engines(config)
     for cid, r in pairs:
+        if config.sbc is not None:  # simulation-based calibration: ranks, not fits
+            with one_blas_thread():
+                values = simulate_and_rank(config, get_design(config, cid), engines, r, fail_fast)
+            yield BatchResult(sbc_piece([(cid, r)], [values]))
+            continue
         with one_blas_thread():
             fits, kept = fit_replicate(config, get_design(config, cid), engines, r, fail_fast)
         yield BatchResult(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from models.registry import ENGINE_VERSIONS, engine_kind
 from study.errors import StoreError
 from study.run.store import MANIFEST, DamagedPiece, Piece, Store
-from study.schema import PIECE_VARS, dims_of
+from study.schema import piece_shapes
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
@@ -39,16 +39,17 @@ def stamp_of(config: StudyConfig) -> str:
     return f"{config.hash()} {versions}"
 
 
-def expected_shapes(engines: int, terms: int) -> dict[str, tuple[int, ...]]:
-    """The shape after the pair axis of each piece variable."""
-    return {v: (engines, terms) if "term" in dims_of(v) else (engines,) for v in PIECE_VARS}
+def expected_shapes(engines: int, terms: int, kind: str = "study") -> dict[str, tuple[int, ...]]:
+    """The shape after the pair axis of each piece variable of a run of ``kind``."""
+    return piece_shapes(kind, engines, terms)
 
 
 def resume_command(store: Store) -> str:
     """The command that resumes (and so repairs) the run in ``store``."""
-    cmd = f"study run {store.config_path} --out {store.path}"
+    cmd = f"{store.command} {store.config_path} --out {store.path}"
+    count = "--simulations" if store.kind == "sbc" else "--replicates"
     try:
-        return f"{cmd} --replicates {int(store.read_manifest()['replicates'])}"
+        return f"{cmd} {count} {int(store.read_manifest()['replicates'])}"
     except (StoreError, ValueError, TypeError):
         return cmd
 
@@ -88,7 +89,8 @@ def check_pieces(
 
 
 def _shapes_of(manifest: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    return expected_shapes(len(manifest["engines"]), len(manifest["terms"]))
+    kind = str(manifest.get("kind", "study"))
+    return expected_shapes(len(manifest["engines"]), len(manifest["terms"]), kind)
 
 
 def load_checked(store: Store, manifest: dict[str, Any], stamp: str = "") -> Piece | None:

@@ -17,19 +17,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from models.base import term_names
 from study.design.conditions import factor_names, factor_values
 from study.design.config import config_from_text
 from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import ConfigError, StoreError
 from study.run.integrity import load_checked, stamp_of
-from study.run.store import Piece, Store
+from study.run.sbc import build_sbc_dataset, sbc_terms
+from study.run.store import MANIFEST, SBC_RESULTS, Piece, Store
 from study.schema import (
     CONDITION_COORDS,
     DTYPES,
     FIT_VARS,
     PAIR_VARS,
     REPLICATE_DESCRIPTION,
+    SBC_PIECE_VARS,
     TERM_COORDS,
     TERM_VARS,
     dims_of,
@@ -142,6 +145,61 @@ def build_dataset(
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
+def run_kind(config: StudyConfig) -> str:
+    """``"sbc"`` for a simulation-based calibration (an ``[sbc]`` table), else ``"study"``."""
+    return "study" if config.sbc is None else "sbc"
+
+
+def run_terms(config: StudyConfig) -> tuple[list[str], list[str]]:
+    """The terms of a run's results and their effect kinds (SBC adds derived ones)."""
+    terms, effects = term_names(config.design.predictors)
+    if config.sbc is None:
+        return terms, effects
+    extra = sbc_terms(config.design.predictors)[len(terms) :]
+    return [*terms, *extra], [*effects, *(["derived"] * len(extra))]
+
+
+def store_of(run_dir: str | Path) -> Store:
+    """The run directory as a :class:`Store` of its kind (the manifest's ``kind``; an
+    sbc.nc without a manifest also marks an SBC run)."""
+    path = Path(run_dir)
+    kind = "study"
+    try:
+        kind = str(json.loads((path / MANIFEST).read_text()).get("kind", "study"))
+    except (OSError, ValueError, AttributeError):
+        if (path / SBC_RESULTS).is_file():
+            kind = "sbc"
+    return Store(path, kind if kind in ("study", "sbc") else "study")
+
+
+def dataset_of(piece: Piece, config: StudyConfig, manifest: Mapping[str, Any]) -> xr.Dataset:
+    """The Dataset a run's joined piece makes: results.nc's or, for SBC, sbc.nc's."""
+    if config.sbc is not None:
+        return build_sbc_dataset(piece, config, manifest, package_versions())
+    return build_dataset(piece, config, compute_truths(config), manifest)
+
+
+def open_sbc(run_dir: str | Path) -> xr.Dataset:
+    """The SBC Dataset of a run directory (from its checkpoints, so a partial run
+    shows what it finished; else its sbc.nc), loaded into memory."""
+    store = Store(run_dir, "sbc")
+    if store.piece_files() or store.exists():
+        manifest = store.read_manifest()
+        config = stored_config(store)
+        piece = load_checked(store, manifest, stamp_of(config))
+        if piece is not None:
+            return dataset_of(piece, config, manifest)
+    if store.results_path.is_file():
+        try:
+            with xr.open_dataset(store.results_path) as ds:
+                return ds.load()
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise StoreError(
+                f"{store.results_path} is damaged ({type(err).__name__}); run the SBC again"
+            ) from err
+    raise StoreError(f"{run_dir}: holds no simulations yet; run `study sbc` first")
+
+
 def compute_truths(config: StudyConfig) -> dict[str, Truth]:
     """The analytic truth of every condition of a study, by condition id."""
     return {c.id: compute_truth(Design.from_study(config, c)) for c in config.conditions}
@@ -213,7 +271,11 @@ def results_problem(store: Store) -> str | None:
         return None
     try:
         with xr.open_dataset(store.results_path) as ds:
-            missing = missing_from(set(map(str, ds.variables)))
+            names = set(map(str, ds.variables))
+            if store.kind == "sbc":
+                missing = [v for v in (*SBC_PIECE_VARS, "done") if v not in names]
+            else:
+                missing = missing_from(names)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         return f"damaged ({type(err).__name__})"
     return f"lacks {', '.join(missing)}" if missing else None

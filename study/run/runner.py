@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from models.base import term_names
 from models.registry import ENGINE_VERSIONS, engine_kind
 from study.design.config import differences
 from study.design.truth import compute_truth
@@ -30,12 +29,11 @@ from study.run.budget import check_budget
 from study.run.executors import Executor, InProcess, batches, cpu_count
 from study.run.integrity import Warn, load_repairing, recover_manifest, stamp_of, warn_stderr
 from study.run.lock import run_lock
-from study.run.results import build_dataset, stored_config
+from study.run.results import dataset_of, run_kind, run_terms, stored_config
 from study.run.store import Store
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
-    from study.design.truth import Truth
     from study.run.shards import Shard
 
 #: consolidate checkpoint pieces when there are more than this many
@@ -84,7 +82,9 @@ class RunReport:
 
 
 def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict[str, object]:
+    kind = {} if config.sbc is None else {"kind": "sbc"}  # study runs: as before the field
     return {
+        **kind,
         "study": config.name,
         "config_hash": config.hash(),
         "root_seed": config.seed,
@@ -111,7 +111,7 @@ def open_run(
     the run is confirmed to be of ``config`` (:func:`study.run.integrity.recover_manifest`).
     Returns the manifest (its replicate count raised to ``config.replicates``).
     """
-    terms, effects = term_names(config.design.predictors)
+    terms, effects = run_terms(config)
     fresh = _manifest(config, terms, effects)
     if store.exists() and overwrite:
         store.clear()
@@ -178,14 +178,13 @@ def _stored_hash(store: Store) -> str | None:
         return None
 
 
-def finish_run(
-    config: StudyConfig, store: Store, manifest: dict[str, object], truths: Mapping[str, Truth]
-) -> Path | None:
-    """Consolidate the pieces and (re)write results.nc; ``None`` when nothing is done."""
+def finish_run(config: StudyConfig, store: Store, manifest: dict[str, object]) -> Path | None:
+    """Consolidate the pieces and (re)write results.nc (sbc.nc for an SBC run);
+    ``None`` when nothing is done."""
     piece = store.consolidate(stamp_of(config))
     if piece is None:
         return None
-    return store.write_results(build_dataset(piece, config, truths, manifest))
+    return store.write_results(dataset_of(piece, config, manifest))
 
 
 def _out_of_space(err: OSError, store: Store) -> RunError:
@@ -231,22 +230,25 @@ def run_study(
             "--overwrite with --shard would delete the other shards' work; clear the run "
             "directory once before submitting the array job"
         )
-    store = Store(out if out is not None else Path("outputs") / config.name)
+    kind = run_kind(config)
+    default = (
+        Path("outputs") / config.name if kind == "study" else Path("outputs/sbc") / config.name
+    )
+    store = Store(out if out is not None else default, kind)
     if store.path.exists() and not store.path.is_dir():
         raise StoreError(f"--out {store.path} is a file; give a directory")
-    # the truth of every condition before anything is written
-    truths = {c.id: compute_truth(get_design(config, c.id)) for c in config.conditions}
+    # the truth of every condition before anything is written (a design it cannot
+    # compute is refused here)
+    for c in config.conditions:
+        compute_truth(get_design(config, c.id))
     with run_lock(store.path, shard=None if shard is None else str(shard)):
         check_budget(config, store.path)  # a refusal leaves nothing behind
-        return _run_locked(
-            config, store, truths, overwrite, progress, executor, shard, fail_fast, warn
-        )
+        return _run_locked(config, store, overwrite, progress, executor, shard, fail_fast, warn)
 
 
 def _run_locked(
     config: StudyConfig,
     store: Store,
-    truths: Mapping[str, Truth],
     overwrite: bool,
     progress: Progress | None,
     executor: Executor | None,
@@ -293,7 +295,7 @@ def _run_locked(
         executor.close(cancel=True)
         if shard is None:
             with contextlib.suppress(OSError):  # e.g. the disk is full: the pieces stand
-                finish_run(config, store, manifest, truths)  # results.nc of what is done
+                finish_run(config, store, manifest)  # results.nc of what is done
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _out_of_space(err, store) from err
         if isinstance(err, KeyboardInterrupt):
@@ -304,7 +306,7 @@ def _run_locked(
     executor.close()
     if shard is None:
         try:
-            finish_run(config, store, manifest, truths)
+            finish_run(config, store, manifest)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _out_of_space(err, store) from err

@@ -23,7 +23,7 @@ from study.errors import StoreError, UserError
 from study.run.batch import Pair
 from study.run.integrity import load_checked, stamp_of
 from study.run.lock import run_lock
-from study.run.results import build_dataset, compute_truths, stored_config
+from study.run.results import dataset_of, store_of, stored_config
 from study.run.store import Piece, Store, atomic_path
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def merge(
         A directory is not a run, holds another configuration, or (without
         ``partial``) replicates are missing.
     """
-    stores = [Store(d) for d in dirs]
+    stores = [store_of(d) for d in dirs]
     if not stores:
         raise UserError("study merge: give at least one run directory")
     for store in stores:
@@ -146,7 +146,7 @@ def merge(
             f"the runs were made by different engine versions ({' vs '.join(sorted(versions))}); "
             "their numbers would not fit together: rerun the older shards"
         )
-    target = Store(out) if out is not None else stores[0]
+    target = Store(out, stores[0].kind) if out is not None else stores[0]
     if target.exists() and stored_config(target).hash() != config.hash():
         raise StoreError(
             f"--out {target.path} holds a run of another configuration; give a new directory"
@@ -197,8 +197,7 @@ def _merge_locked(
                 copied += 1
     piece = target.consolidate(stamp)
     assert piece is not None
-    truths = compute_truths(config)
-    results = target.write_results(build_dataset(piece, config, truths, manifest))
+    results = target.write_results(dataset_of(piece, config, manifest))
     return MergeReport(
         results, total - len(missing), total, missing, copied, len(config.conditions)
     )

@@ -6,7 +6,8 @@ Layout of a run directory::
     manifest.json       config hash, root seed, engines, terms, replicates requested
     checkpoints/*.npz   independent pieces, each holding finished replicates and the
                         stamp of what made them (config hash, engine versions)
-    results.nc          the merged xarray Dataset (rewritten when a run completes)
+    results.nc          the merged xarray Dataset (rewritten when a run completes);
+                        sbc.nc for a simulation-based calibration run (``study sbc``)
     damaged/            files a resume found damaged or foreign, set aside (kept)
     .lock               held while a run writes (:mod:`study.run.lock`)
 
@@ -35,11 +36,17 @@ from typing import Any
 import numpy as np
 
 from study.errors import StoreError
-from study.schema import PIECE_VARS
+from study.schema import PIECE_VARS, SBC_PIECE_VARS
 
 CHECKPOINTS = "checkpoints"
 DAMAGED = "damaged"
 RESULTS = "results.nc"
+SBC_RESULTS = "sbc.nc"
+#: run kind -> (results file, variables every checkpoint piece holds, the command)
+KINDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "study": (RESULTS, PIECE_VARS, "run"),
+    "sbc": (SBC_RESULTS, SBC_PIECE_VARS, "sbc"),
+}
 MANIFEST = "manifest.json"
 CONFIG = "study.toml"
 SUMMARY = "summary.nc"
@@ -153,10 +160,18 @@ class Store:
     ----------
     path : Path
         The run directory (``outputs/<study name>`` by default).
+    kind : {"study", "sbc"}
+        A coverage study (``study run``, results.nc) or a simulation-based
+        calibration (``study sbc``, sbc.nc).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, kind: str = "study") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind = {kind!r}: must be one of {', '.join(KINDS)}")
         self.path = Path(path)
+        self.kind = kind
+        #: the command that runs (and resumes) this kind of run: ``study run`` / ``study sbc``
+        self.command = f"study {KINDS[kind][2]}"
 
     @property
     def checkpoints(self) -> Path:
@@ -164,7 +179,7 @@ class Store:
 
     @property
     def results_path(self) -> Path:
-        return self.path / RESULTS
+        return self.path / KINDS[self.kind][0]
 
     @property
     def config_path(self) -> Path:
@@ -181,7 +196,7 @@ class Store:
         if not path.is_file():
             if self.piece_files():
                 raise StoreError(
-                    f"{path} is missing beside checkpoints; run `study run "
+                    f"{path} is missing beside checkpoints; run `{self.command} "
                     f"{self.config_path} --out {self.path}` to rebuild it (finished "
                     "replicates are kept)"
                 )
@@ -197,7 +212,7 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError) as err:
             what = f"lacks {err}" if isinstance(err, KeyError) else type(err).__name__
             raise StoreError(
-                f"{path} is corrupt ({what}); run `study run {self.config_path} --out "
+                f"{path} is corrupt ({what}); run `{self.command} {self.config_path} --out "
                 f"{self.path}` to rebuild it (finished replicates are kept)"
             ) from err
         return dict(manifest)
@@ -223,7 +238,7 @@ class Store:
         """Remove everything a run wrote (for ``--overwrite``)."""
         for name in (CHECKPOINTS, POSTERIORS, DAMAGED):
             shutil.rmtree(self.path / name, ignore_errors=True)
-        for name in (RESULTS, MANIFEST, CONFIG, SUMMARY):
+        for name in (self.results_path.name, MANIFEST, CONFIG, SUMMARY):
             (self.path / name).unlink(missing_ok=True)
         for tmp in self.leftover_temporaries():
             tmp.unlink(missing_ok=True)
@@ -262,7 +277,7 @@ class Store:
                 stamp = str(npz[STAMP]) if STAMP in npz.files else ""
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise DamagedPiece(path, f"unreadable: {type(err).__name__}") from err
-        missing = [k for k in PIECE_VARS if k not in values]
+        missing = [k for k in KINDS[self.kind][1] if k not in values]
         if missing:
             raise DamagedPiece(path, f"lacks {', '.join(missing)}")
         n = replicate.shape[0] if replicate.ndim == 1 else -1
@@ -311,7 +326,9 @@ class Store:
         not listed, so removing these never breaks a write in progress.
         """
         found = [
-            p for name in (RESULTS, MANIFEST, CONFIG) for p in self.path.glob(f".{name}.*.tmp")
+            p
+            for name in (self.results_path.name, MANIFEST, CONFIG)
+            for p in self.path.glob(f".{name}.*.tmp")
         ]
         for sub in (CHECKPOINTS, POSTERIORS):
             if (self.path / sub).is_dir():
