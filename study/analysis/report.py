@@ -32,6 +32,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 table.reasons td, table.reasons th { text-align: left; }
+table.text-last td:last-child { white-space: normal; text-align: left; min-width: 18em; }
 table.reasons td:nth-child(n+6) { white-space: normal; min-width: 16em; }
 table.reasons td:nth-child(n+3):nth-child(-n+5) { text-align: right; }
 .wide { overflow-x: auto; }
@@ -69,6 +70,14 @@ converge, and why (messages grouped, numbers as #; one real message as the examp
 """,
     autoescape=True,
 )
+
+
+def _text_last(frame: pd.DataFrame) -> str:
+    """``"text-last"`` when the last column holds sentences (let it wrap), else ``""``."""
+    if frame.empty or frame.columns.size == 0:
+        return ""
+    last = frame.iloc[:, -1]
+    return "text-last" if last.astype(str).str.contains(" ").any() else ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ class Report:
             header=self.header,
             config=self.config,
             truth=table(self.truth),
-            tables=[(name, table(frame)) for name, frame in self.tables],
+            tables=[(name, table(frame, _text_last(frame))) for name, frame in self.tables],
             notes=self.notes,
             truth_heading=self.truth_heading,
             tables_heading=self.tables_heading,

@@ -167,12 +167,14 @@ def direction_hint(pit: np.ndarray) -> str:
     """What a non-uniform PIT suggests: a shift (mean PIT) or a wrong width (spread).
 
     Whichever departs more, in SEs under uniformity: the mean from 1/2 (SD of a
-    uniform: sqrt(1/12)) or the mean of (PIT - 1/2)^2 from 1/12 (its SD: sqrt(1/180)).
+    uniform: sqrt(1/12)) or the variance from 1/12 (SE about sqrt(1/180 / n)).  The
+    variance is taken about the PIT's own mean, so that a pure shift (every rank at
+    one end) reads as a shift, not as a wrong width.
     """
     pit = np.asarray(pit, dtype=float)
     pit, n = pit[np.isfinite(pit)], int(np.isfinite(pit).sum())
     z_mean = (pit.mean() - 0.5) * math.sqrt(12 * n) if n else 0.0
-    z_spread = (((pit - 0.5) ** 2).mean() - 1 / 12) * math.sqrt(180 * n) if n else 0.0
+    z_spread = (pit.var() - 1 / 12) * math.sqrt(180 * n) if n else 0.0
     if max(abs(z_mean), abs(z_spread)) < 2:
         return "no clear shift or width error (see the ECDF plot)"
     if abs(z_mean) >= abs(z_spread):
@@ -256,18 +258,21 @@ def summarize_sbc(ds: xr.Dataset, alpha: float = 0.05) -> xr.Dataset:
         out = out.assign_coords(condition_id=ds["condition_id"])
     out.attrs.update(alpha=alpha, alpha_term=a_term, n_terms=ds.sizes["term"], method=METHOD)
     out.attrs["study"] = ds.attrs.get("study", "?")
+    for key in ("prior_from", "generator_prior_scale", "root_seed"):
+        if key in ds.attrs:
+            out.attrs[key] = ds.attrs[key]
     return out
 
 
-def _frame(summary: xr.Dataset) -> pd.DataFrame:
+def sbc_frame(summary: xr.Dataset) -> pd.DataFrame:
     """One row per condition, engine and term, numbers formatted for reading."""
     cols = ["n", "n_nonconverged", "n_failed", "statistic", "p_value", "verdict", "hint"]
     f = summary[cols].to_dataframe().reset_index()
-    short = f["verdict"].str.split(":").str[0]
-    f["verdict"] = short.where(f["hint"] == "", short + ": " + f["hint"])
+    f["verdict"] = f["verdict"].str.split(":").str[0]
+    f["suggests"] = f["hint"]
     f["gamma"] = f["statistic"].map(lambda g: "NA" if math.isnan(g) else f"{g:.2g}")
     f["p"] = f["p_value"].map(lambda p: "NA" if math.isnan(p) else format_p(p)[2:].lstrip("= "))
-    keep = ["condition", "engine", "term", *cols[:3], "gamma", "p", "verdict"]
+    keep = ["condition", "engine", "term", *cols[:3], "gamma", "p", "verdict", "suggests"]
     return f[keep].astype({c: str for c in keep[:3]})
 
 
@@ -276,8 +281,17 @@ def _head(summary: xr.Dataset) -> str:
     return (
         f"SBC of study {summary.attrs.get('study', '?')}: {summary.attrs['method']}; "
         f"alpha = {a:g} over {summary.attrs['n_terms']} terms (Bonferroni), {at:.2g} per "
-        f"term, i.e. a {100 * (1 - at):.3g}% simultaneous band"
+        f"term, i.e. a {100 * (1 - at):.3g}% simultaneous band. Parameters drawn from the "
+        f"priors of {summary.attrs.get('prior_from', '?')}"
+        + _scaled(float(summary.attrs.get("generator_prior_scale", 1.0)))
+        + f", root seed {summary.attrs.get('root_seed', '?')}"
     )
+
+
+def _scaled(scale: float) -> str:
+    if scale == 1.0:
+        return " (as the model's)"
+    return f" with every scale x {scale:g} (NOT the model's: a deliberate error)"
 
 
 _FOOT = (
@@ -288,10 +302,10 @@ _FOOT = (
 
 def sbc_table(summary: xr.Dataset) -> str:
     """The SBC summary as an aligned text table with a header and a footnote."""
-    return "\n\n".join([_head(summary), render(_frame(summary), keep=3), _FOOT])
+    return "\n\n".join([_head(summary), render(sbc_frame(summary), keep=3), _FOOT])
 
 
 def sbc_markdown(summary: xr.Dataset) -> str:
     """The SBC summary as markdown (for a ``summary.md``)."""
-    table = render(_frame(summary), "markdown")
+    table = render(sbc_frame(summary), "markdown")
     return "\n\n".join(["### Simulation-based calibration", _head(summary), table, _FOOT])
