@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import file_tree
 from scipy import stats
 
 from models.bayes.options import BayesOptions
@@ -220,3 +221,97 @@ def test_extending_resuming_workers_and_shards_give_the_same_simulations(small_r
     merge([sharded])
     xr.testing.assert_identical(_ranks(sharded), _ranks(extended))
     assert (sharded / "sbc.nc").is_file() and not (sharded / "results.nc").exists()
+
+
+def test_a_grid_is_calibrated_per_condition(tmp_path, capsys):
+    """Each condition draws its own simulations with its own design; summaries and
+    figures come per condition."""
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text(SMALL.replace("simulations = 6", "simulations = 3") + "\n")
+    cfg.write_text(
+        cfg.read_text().replace("[engines]", "[conditions]\ngroups = [8, 12]\n\n[engines]")
+    )
+    out = tmp_path / "grid"
+    assert main(["sbc", str(cfg), "--out", str(out), "--workers", "1"]) == 0
+    ds = open_sbc(out)
+    assert list(ds["condition"].values) == ["groups=8", "groups=12"] and ds.sizes["simulation"] == 3
+    truth = ds["true_value"].values
+    assert not np.allclose(truth[0], truth[1])  # each condition its own streams
+    capsys.readouterr()
+    assert main(["plot", str(out)]) == 0
+    stems = {p.stem for p in (out / "plots").glob("*.png")}
+    assert stems == {f"sbc-{k}-bayes-groups={g}" for k in ("ranks", "ecdf") for g in (8, 12)}
+    assert main(["summarize", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "groups=8" in text and "groups=12" in text
+
+
+@pytest.mark.slow
+def test_an_sbc_on_a_dask_cluster_gives_the_serial_simulations(small_run, tmp_path):
+    from distributed import LocalCluster
+
+    cfg, out = small_run
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        dask = tmp_path / "dask"
+        args = ["sbc", str(cfg), "--out", str(dask), "--scheduler", cluster.scheduler_address]
+        assert main(args) == 0
+    xr.testing.assert_identical(_ranks(dask), _ranks(out))
+
+
+def test_engines_of_one_sbc_run_must_share_the_prior_it_draws_from():
+    two = SMALL.replace('run = ["reml", "bayes"]', 'run = ["bayes", "bayes-narrow"]')
+    two += '\n[engines.bayes-narrow]\nlikelihood = "no-logdet"\n'
+    ok = config_from_text(two, default_name="x", label="x").as_sbc()
+    assert ok.engines == ("bayes", "bayes-narrow")  # same priors, other likelihood: fine
+    narrow = two + "\n[engines.bayes-narrow.priors]\nsd_scale = 0.1\n"
+    with pytest.raises(ConfigError, match=re.escape("engines.bayes-narrow.priors = '(a table)'")):
+        config_from_text(narrow, default_name="x", label="x").as_sbc()
+
+
+def test_a_correlation_of_one_generates_data_instead_of_crashing():
+    """LKJ draws can hit |cor| = 1 for a small eta: C is then only semi-definite."""
+    from study.design.generate import Design
+
+    cfg = config_from_text(SMALL, default_name="x", label="x")
+    design = Design.from_study(cfg)
+    terms = np.array([1.0, 0.5, 0.8, 0.4, 1.0, 0.7])  # beta, SDs, cor = 1, sigma
+    sample = design.sample_from(terms, np.random.default_rng(0), 0)
+    u = sample.u
+    assert np.isfinite(sample.data.y).all()
+    assert np.allclose(u[:, 1], 0.5 * u[:, 0])  # perfectly correlated: u_1 = (0.4/0.8) u_0
+
+
+def test_an_sbc_run_with_a_damaged_manifest_is_still_an_sbc_run(small_run, tmp_path, capsys):
+    import shutil
+
+    from study.run.results import store_of
+
+    _, out = small_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "sbc.nc").unlink()
+    (copy / "manifest.json").write_text("{not json")
+    assert store_of(copy).kind == "sbc"
+    assert main(["summarize", str(copy)]) == 2
+    err = _one_line(capsys)
+    assert "manifest.json is corrupt" in err and "study sbc" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["summarize", "RUN", "--measures", "bias"], "--measures: options of a coverage study"),
+        (["summarize", "RUN", "--format", "csv"], "--format csv is for study runs"),
+        (["plot", "RUN", "--what", "coverage"], "--what: an SBC run draws"),
+        (["plot", "RUN", "--replicate", "1"], "--replicate: an SBC run draws"),
+    ],
+)
+def test_coverage_options_on_an_sbc_run_are_refused(small_run, args, expected, capsys):
+    _, out = small_run
+    before = file_tree(out)
+    capsys.readouterr()
+    assert main([str(out) if a == "RUN" else a for a in args]) == 2
+    assert expected in _one_line(capsys)
+    assert file_tree(out) == before

@@ -5,9 +5,9 @@ posterior draws is uniform (Talts et al. 2018), hence so is the randomized PIT
 ``(rank + u) / R`` stored in a run's ``sbc.nc``.  Uniformity of the PIT is tested with
 the ECDF statistic of Saeilynoja, Buerkner & Vehtari (2022), whose null distribution is
 simulated: a term is flagged when its PIT-ECDF leaves the simultaneous band, i.e. when
-the Monte Carlo p-value is at most the per-term level ``alpha / n_terms`` (Bonferroni:
-a calibrated model passes every term with probability at least ``1 - alpha``; there is
-no correction across conditions and engines, each a separate check).  Test quantities
+the Monte Carlo p-value is at most the per-test level ``alpha / (terms x conditions x
+engines)`` (Bonferroni over every test of the run: a calibrated engine passes every
+term of every condition with probability at least ``1 - alpha``).  Test quantities
 such as ``loglik`` (Modrak et al. 2023) are terms like the others.
 """
 
@@ -203,9 +203,14 @@ def verdict(test: UniformityTest, hint: str = "", n_nonconverged: int = 0) -> st
     return f"FLAGGED: PIT-ECDF leaves the {band} {numbers}" + (f"; {hint}" if hint else "")
 
 
+def n_tests(ds: xr.Dataset) -> int:
+    """The uniformity tests of a run: one per term, condition and engine."""
+    return max(math.prod(ds.sizes.get(d, 1) for d in ("term", "condition", "engine")), 1)
+
+
 def term_alpha(ds: xr.Dataset, alpha: float = 0.05) -> float:
-    """The per-term level: ``alpha`` Bonferroni-adjusted over the terms of ``ds``."""
-    return alpha / max(ds.sizes.get("term", 1), 1)
+    """The per-test level: ``alpha`` Bonferroni-adjusted over every test of ``ds``."""
+    return alpha / n_tests(ds)
 
 
 def summarize_sbc(ds: xr.Dataset, alpha: float = 0.05) -> xr.Dataset:
@@ -256,7 +261,7 @@ def summarize_sbc(ds: xr.Dataset, alpha: float = 0.05) -> xr.Dataset:
     )
     if "condition_id" in ds.coords:
         out = out.assign_coords(condition_id=ds["condition_id"])
-    out.attrs.update(alpha=alpha, alpha_term=a_term, n_terms=ds.sizes["term"], method=METHOD)
+    out.attrs.update(alpha=alpha, alpha_term=a_term, n_terms=n_tests(ds), method=METHOD)
     out.attrs["study"] = ds.attrs.get("study", "?")
     for key in ("prior_from", "generator_prior_scale", "root_seed"):
         if key in ds.attrs:
@@ -280,11 +285,20 @@ def _head(summary: xr.Dataset) -> str:
     a, at = summary.attrs["alpha"], summary.attrs["alpha_term"]
     return (
         f"SBC of study {summary.attrs.get('study', '?')}: {summary.attrs['method']}; "
-        f"alpha = {a:g} over {summary.attrs['n_terms']} terms (Bonferroni), {at:.2g} per "
+        f"alpha = {a:g} over {_tests(summary)} (Bonferroni), {at:.2g} per "
         f"term, i.e. a {100 * (1 - at):.3g}% simultaneous band. Parameters drawn from the "
         f"priors of {summary.attrs.get('prior_from', '?')}"
         + _scaled(float(summary.attrs.get("generator_prior_scale", 1.0)))
         + f", root seed {summary.attrs.get('root_seed', '?')}"
+    )
+
+
+def _tests(summary: xr.Dataset) -> str:
+    sizes = [summary.sizes.get(d, 1) for d in ("term", "condition", "engine")]
+    if sizes[1:] == [1, 1]:
+        return f"{sizes[0]} terms"
+    return (
+        f"{math.prod(sizes)} tests ({sizes[0]} terms x {sizes[1]} conditions x {sizes[2]} engines)"
     )
 
 

@@ -19,7 +19,7 @@ from study.run.store import DAMAGED, Piece
 def register(sub: Any) -> None:
     """Add the ``info`` command to the ``study`` parser."""
     p = sub.add_parser("info", help="describe what a results store holds")
-    p.add_argument("run_dir", help="a run directory written by `study run`")
+    p.add_argument("run_dir", help="a run directory written by `study run` or `study sbc`")
     p.set_defaults(func=command)
 
 
@@ -61,19 +61,19 @@ def describe_run(run_dir: str | Path) -> str:
         f"created:    {manifest.get('created', '?')}",
         f"done:       {done} of {requested} {what}" + ("" if done >= requested else "  (partial)"),
         f"engines:    {', '.join(engines)}",
-        f"results.nc: {results}",
+        f"{store.results_path.name + ':':11s} {results}",
     ]
     if damage:
         lines.append(f"damaged:    {len(damage)} checkpoint piece(s) cannot be used:")
         lines += [f"              {d.path.name} ({d.reason})" for d in damage]
         lines.append(
-            f"            `{resume_command(store)}` sets them aside and refits their replicates"
+            f"            `{resume_command(store)}` sets them aside and refits their {unit}"
         )
     aside = sorted((store.path / DAMAGED).glob("*")) if (store.path / DAMAGED).is_dir() else []
     if aside:
         lines.append(
             f"set aside:  {len(aside)} damaged file(s) in {store.path / DAMAGED} "
-            "(kept for inspection; their replicates were refitted)"
+            f"(kept for inspection; their {unit} were refitted)"
         )
     if piece is not None:
         labels = {c.id: c.label for c in config.conditions}

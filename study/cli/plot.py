@@ -18,7 +18,7 @@ from study.run.store import Store, atomic_path
 def register(sub: Any) -> None:
     """Add the ``plot`` command to the ``study`` parser."""
     p = sub.add_parser("plot", help="draw the figures of a run (one file each)")
-    p.add_argument("run_dir", help="a run directory written by `study run`")
+    p.add_argument("run_dir", help="a run directory written by `study run` or `study sbc`")
     p.add_argument("--what", help=f"comma-separated figures (default all): {', '.join(FIGURES)}")
     p.add_argument("--replicate", type=int, help="replicate for posterior figures")
     p.add_argument("--format", choices=("png", "svg"), default="png")
@@ -56,8 +56,9 @@ def command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out) if args.out else Path(args.run_dir) / "plots"
     if store_of(args.run_dir).kind == "sbc":  # rank histograms and PIT-ECDF differences
-        if args.what is not None:
-            raise UserError("--what: an SBC run draws its rank and PIT-ECDF figures; omit it")
+        if args.what is not None or args.replicate is not None:
+            option = "--what" if args.what is not None else "--replicate"
+            raise UserError(f"{option}: an SBC run draws its rank and PIT-ECDF figures; omit it")
         paths = plot_sbc_run(args.run_dir, out, args.format)
         print("\n".join(map(str, paths)))
         print(f"{len(paths)} figures in {time.perf_counter() - t0:.1f} s")

@@ -24,7 +24,7 @@ from study.run.store import atomic_path, write_text_atomic
 def register(sub: Any) -> None:
     """Add the ``report`` command to the ``study`` parser."""
     p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained) and report.md")
-    p.add_argument("run_dir", help="a run directory written by `study run`")
+    p.add_argument("run_dir", help="a run directory written by `study run` or `study sbc`")
     p.set_defaults(func=command)
 
 

@@ -20,7 +20,7 @@ REPORT_MEASURES = ("mean_estimate", "mean_se")
 def register(sub: Any) -> None:
     """Add the ``summarize`` command to the ``study`` parser."""
     p = sub.add_parser("summarize", help="performance measures with Monte Carlo SEs")
-    p.add_argument("run_dir", help="a run directory written by `study run`")
+    p.add_argument("run_dir", help="a run directory written by `study run` or `study sbc`")
     p.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     p.add_argument("--measures", help="comma-separated measures (default: a standard set)")
     p.add_argument(
@@ -45,6 +45,16 @@ def register(sub: Any) -> None:
 def command(args: argparse.Namespace) -> int:
     """Print the summary of a run."""
     if store_of(args.run_dir).kind == "sbc":  # a simulation-based calibration run
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("measures", "exclude_nonconverged", "exclude_singular", "reference")
+            if getattr(args, name)
+        ]
+        if given:
+            raise UserError(
+                f"{', '.join(given)}: options of a coverage study; {args.run_dir} is a "
+                "simulation-based calibration (its summary tests every term: omit them)"
+            )
         print(summarize_sbc_run(args.run_dir, args.format))
         return 0
     measures = [m.strip() for m in args.measures.split(",")] if args.measures else None

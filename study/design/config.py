@@ -140,13 +140,23 @@ class StudyConfig:
                     "has no engine with a prior, which simulation-based calibration "
                     f"draws parameters from; add one of {', '.join(PRIOR_ENGINES)}",
                 )
-            return dataclasses.replace(sbc, prior_from=with_prior[0])
+            return self._checked_sbc(dataclasses.replace(sbc, prior_from=with_prior[0]))
         if sbc.prior_from not in with_prior:
             raise fail(
                 "sbc.prior_from",
                 sbc.prior_from,
                 f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
             )
+        priors = options_table(self.engine_options[sbc.prior_from]).get("priors")
+        for e in with_prior:
+            if options_table(self.engine_options[e]).get("priors") != priors:
+                raise fail(
+                    f"engines.{e}.priors",
+                    "(a table)",
+                    f"differ from the priors of {sbc.prior_from}, which simulation-based "
+                    "calibration draws the parameters from; give the engines the same "
+                    "priors or calibrate them in separate runs",
+                )
         return sbc
 
     @property

@@ -124,7 +124,11 @@ class Design:
         corr = np.eye(q)
         for j, (a, b) in enumerate(itertools.combinations(range(q), 2)):
             corr[a, b] = corr[b, a] = terms[2 * q + j]
-        chol = sds[:, None] * np.linalg.cholesky(corr)
+        try:
+            chol = sds[:, None] * np.linalg.cholesky(corr)
+        except np.linalg.LinAlgError:  # a correlation of +-1: C is only semi-definite
+            w, v = np.linalg.eigh(corr)
+            chol = sds[:, None] * (v * np.sqrt(np.clip(w, 0.0, None)))
         u = rng.standard_normal((self.config.groups, q)) @ chol.T
         e = rng.normal(0.0, sigma, self.X.shape[0])
         y = self.X @ beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e

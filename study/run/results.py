@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from study.design.truth import compute_truth
 from study.errors import ConfigError, StoreError
 from study.run.integrity import load_checked, stamp_of
 from study.run.sbc import build_sbc_dataset, sbc_terms
-from study.run.store import MANIFEST, SBC_RESULTS, Piece, Store
+from study.run.store import CONFIG, MANIFEST, SBC_RESULTS, Piece, Store
 from study.schema import (
     CONDITION_COORDS,
     DTYPES,
@@ -166,10 +167,17 @@ def store_of(run_dir: str | Path) -> Store:
     kind = "study"
     try:
         kind = str(json.loads((path / MANIFEST).read_text()).get("kind", "study"))
-    except (OSError, ValueError, AttributeError):
-        if (path / SBC_RESULTS).is_file():
+    except (OSError, ValueError, AttributeError):  # damaged or missing: the config says
+        if (path / SBC_RESULTS).is_file() or _has_sbc_table(path / CONFIG):
             kind = "sbc"
     return Store(path, kind if kind in ("study", "sbc") else "study")
+
+
+def _has_sbc_table(path: Path) -> bool:
+    try:
+        return "sbc" in tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def dataset_of(piece: Piece, config: StudyConfig, manifest: Mapping[str, Any]) -> xr.Dataset:

@@ -7,8 +7,9 @@ then its data from the condition's design with them (seed policy: ``sbc_rng``), 
 them with every engine of the study, and ranks each true value among the engine's
 posterior draws thinned to roughly independent ones:
 
-* thinning step ``thin = ceil(total draws / min bulk ESS)`` (at least 1; at most what
-  leaves 19 draws), as the SBC R package thins to keep ranks roughly independent;
+* thinning step ``thin = ceil(total draws / min bulk ESS)``, the minimum over the
+  parameters and the derived quantities (at least 1; at most what leaves 19 draws), as
+  the SBC R package thins to keep ranks roughly independent;
 * the number of ranks ``R`` is the largest of :data:`RANK_COUNTS` (all multiples of 20)
   with ``R - 1`` thinned draws available; ``R - 1`` draws are taken evenly spaced;
 * rank = number of those draws below the true value (ties split at random);
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -64,8 +67,9 @@ def thinned_ranks(
 ) -> tuple[np.ndarray, int, int, np.ndarray]:
     """Ranks of ``truth`` (T,) among ``draws`` (chain, draw, T) thinned by ESS.
 
-    Returns ``(rank (T,), n_ranks, thin, selected draws (n_ranks - 1, T))``; the
-    selection depends on the draws' positions only, never their values.
+    Returns ``(rank (T,), n_ranks, thin, selected draws (n_ranks - 1, T))``; given
+    the thinning step (from the ESS), the selection depends on the draws' positions
+    only, never on how they compare with the truth.
     """
     chains, n, _ = draws.shape
     total = chains * n
@@ -105,30 +109,40 @@ def _row(fit: FitResult, truth: np.ndarray, data: Any, rng: np.random.Generator)
     if not isinstance(draws, np.ndarray) or not np.isfinite(draws).all():
         row["message"] = fit.message or "the fit returned no posterior draws"
         return row
-    n_par = draws.shape[-1]
-    rhat = np.asarray(fit.rhat, dtype=float)
-    ess_bulk = np.asarray(fit.ess_bulk, dtype=float)
-    ess = float(np.nanmin(ess_bulk)) if np.isfinite(ess_bulk).any() else np.nan
+    chains, n, n_par = draws.shape
     try:
-        rank_p, n_ranks, thin, chosen = thinned_ranks(draws, truth[:n_par], ess, rng)
-        derived = marginal_loglik(chosen, data)
+        # the derived quantity at every draw: its ESS joins the parameters' in the thinning
+        derived = marginal_loglik(draws.reshape(-1, n_par), data).reshape(chains, n)
+        every = np.concatenate([draws, derived[..., None]], axis=-1)
+        rhat = np.append(np.asarray(fit.rhat, dtype=float), _rhat(derived))
+        ess_bulk = np.append(np.asarray(fit.ess_bulk, dtype=float), _ess(derived))
+        ess = float(np.nanmin(ess_bulk)) if np.isfinite(ess_bulk).any() else np.nan
+        rank, n_ranks, thin, _ = thinned_ranks(every, truth, ess, rng)
     except ValueError as err:  # too few draws, or draws outside the model: data, not a crash
         row["message"] = f"no ranks: {err}"
         return row
-    below = int((derived < truth[n_par]).sum())
-    ties = int((derived == truth[n_par]).sum())
-    rank = np.append(rank_p, below + int(rng.integers(0, ties + 1)))
-    flat = draws.reshape(-1, n_par)
     row.update(
         rank=rank,
         pit=(rank + rng.uniform(size=t)) / n_ranks,
-        estimate=np.append(flat.mean(axis=0), derived.mean()),
-        rhat=np.append(rhat, np.nan),
-        ess_bulk=np.append(ess_bulk, np.nan),
+        estimate=every.reshape(-1, t).mean(axis=0),
+        rhat=rhat,
+        ess_bulk=ess_bulk,
         n_ranks=n_ranks,
         thin=thin,
     )
     return row
+
+
+def _ess(x: np.ndarray) -> float:
+    import arviz as az
+
+    return float(az.ess(x, method="bulk", chain_axis=0, draw_axis=1))
+
+
+def _rhat(x: np.ndarray) -> float:
+    import arviz as az
+
+    return float(az.rhat(x, method="rank", chain_axis=0, draw_axis=1))
 
 
 def simulate_and_rank(
@@ -145,22 +159,41 @@ def simulate_and_rank(
     prior = by_name[config.sbc.prior_from]
     if not isinstance(prior, PriorEngine):
         raise TypeError(f"engine {config.sbc.prior_from!r} has no prior to draw from")
+    n_terms = len(sbc_terms(design.config.predictors))
     rng = sbc_rng(config.seed, design.id, simulation)
-    theta = prior.draw_prior(design.config.q, rng, scale=config.sbc.generator_prior_scale)
-    sample = design.sample_from(theta, rng, simulation)
-    truth = np.append(theta, marginal_loglik(theta, sample.data))
+    try:
+        theta = prior.draw_prior(design.config.q, rng, scale=config.sbc.generator_prior_scale)
+        sample = design.sample_from(theta, rng, simulation)
+        truth = np.append(theta, marginal_loglik(theta, sample.data))
+    except Exception as err:  # a simulation that cannot be made is data, not a crash
+        sample, truth = None, np.full(n_terms, np.nan)
+        problem = f"simulation failed: {type(err).__name__}: {err}"
+        trace = traceback.format_exc()
+    label = next((c.label for c in config.conditions if c.id == design.id), design.id)
+    where = f"simulation {simulation}" + (f" of condition {label}" if config.multi else "")
     rows = []
     for name, engine in by_name.items():
-        seed = engine_seed(config.seed, design.id, simulation, name)
-        fit = engine.fit(sample.data, seed=seed)
+        t0 = time.perf_counter()
+        if sample is None:
+            fit = FitResult.failed(design.config.predictors, problem, 0.0, trace)
+        else:
+            try:
+                seed = engine_seed(config.seed, design.id, simulation, name)
+                fit = engine.fit(sample.data, seed=seed)
+            except Exception as err:  # engines should not raise; if one does, record it
+                message = f"{type(err).__name__}: {err}"
+                seconds = time.perf_counter() - t0
+                fit = FitResult.failed(
+                    design.config.predictors, message, seconds, traceback.format_exc()
+                )
         if fail_fast and not fit.converged:
+            what = "failed" if fit.extra.get("traceback") else "did not converge"
             raise FitFailed(
-                f"--fail-fast: {name} did not converge at simulation {simulation}: "
-                f"{fit.message or 'no reason given'}",
+                f"--fail-fast: {name} {what} at {where}: {fit.message or 'no reason given'}",
                 str(fit.extra.get("traceback", "")),
             )
         rank_rng = sbc_rank_rng(config.seed, design.id, simulation, name)
-        rows.append(_row(fit, truth, sample.data, rank_rng))
+        rows.append(_row(fit, truth, None if sample is None else sample.data, rank_rng))
     values: dict[str, np.ndarray] = {
         var: np.array([r[var] for r in rows], dtype=SBC_DTYPES[var])
         for var in (*SBC_TERM_VARS, *SBC_FIT_VARS)
