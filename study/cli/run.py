@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from models.registry import ENGINE_NAMES, is_engine_label
@@ -49,22 +50,24 @@ def replicates_arg(text: str) -> int:
 MAX_WORKERS = 256
 
 
-def workers_arg(text: str) -> int:
-    """``--workers N``: a whole number in 1..MAX_WORKERS."""
-    value = int(text) if text.strip().isdigit() else 0
-    if not 1 <= value <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: must be a whole number from 1 to {MAX_WORKERS} (1 = in this process)"
-        )
-    return value
+def whole_number(high: int, note: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``high`` (``note`` says more)."""
+
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().isdigit() else 0
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: must be a whole number from 1 to {high:,}{note}"
+            )
+        return value
+
+    return parse
 
 
-def batch_size_arg(text: str) -> int:
-    """``--batch-size N``: a whole number in 1..10,000."""
-    value = int(text) if text.strip().isdigit() else 0
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number from 1 to 10,000")
-    return value
+#: ``--workers N``
+workers_arg = whole_number(MAX_WORKERS, " (1 = in this process)")
+#: ``--batch-size N``
+batch_size_arg = whole_number(10_000)
 
 
 def shard_arg(text: str) -> Shard:

@@ -22,25 +22,19 @@ from study.analysis.plots.catalog import slug
 from study.analysis.plots.sbc import ecdf_difference, rank_histograms
 from study.analysis.report import Report, ReportFigure, png_bytes
 from study.analysis.sbc import sbc_frame, sbc_markdown, sbc_table, summarize_sbc
-from study.cli.run import add_run_options, execute
+from study.cli.run import add_run_options, execute, whole_number
 from study.design.config import load_config
 from study.design.sbc import MAX_SIMULATIONS
 from study.errors import UserError
 from study.run.results import open_sbc
 from study.run.store import Store, atomic_path, write_text_atomic
 
-#: family-wise level of the uniformity tests of a run (Bonferroni over its terms)
+#: family-wise level of the uniformity tests of a run (Bonferroni over all its tests)
 ALPHA = 0.05
 
 
-def simulations_arg(text: str) -> int:
-    """``--simulations N``: a whole number in 1..MAX_SIMULATIONS."""
-    value = int(text) if text.strip().isdigit() else 0
-    if not 1 <= value <= MAX_SIMULATIONS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: must be a whole number from 1 to {MAX_SIMULATIONS:,}"
-        )
-    return value
+#: ``--simulations N``
+simulations_arg = whole_number(MAX_SIMULATIONS)
 
 
 def register(sub: Any) -> None:
