@@ -433,3 +433,20 @@ def test_sigint_stops_a_serial_run_with_the_resume_message(reml_study, tmp_path)
     assert code == 130, f"exit {code}; stderr:\n{err}"
     assert_one_stop_line(err)
     assert 2 <= assert_results_hold_the_pieces(out) < CLEAN_REPLICATES
+
+
+def test_a_stopped_run_leaves_even_if_shutdown_hangs():
+    """The watchdog of a stopped run with workers: exit hooks that never return (what a
+    killed ProcessPoolExecutor can leave) do not keep the process, nor change its code."""
+    code = (
+        "import atexit, sys, time\n"
+        "import study.cli.run as run\n"
+        "run.EXIT_GRACE = 0.5\n"
+        "atexit.register(time.sleep, 60)\n"
+        "class Pool:\n"
+        "    workers = 2\n"
+        "sys.exit(run._stopped(143, Pool()))\n"
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
+    assert proc.returncode == 143 and time.monotonic() - t0 < 20, proc.stderr.decode()

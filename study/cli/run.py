@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +135,35 @@ def add_run_options(p: argparse.ArgumentParser, unit: str) -> None:
     )
 
 
+#: seconds a stopped run with worker processes may take to shut down before it leaves
+EXIT_GRACE = 10.0
+
+
+def _stopped(code: int, executor: Any) -> int:
+    """The exit code of a run stopped early; with worker processes, a watchdog too.
+
+    By then every finished replicate is saved (pieces fsynced, results written, the
+    lock released) and the workers are killed.  But a ProcessPoolExecutor whose
+    workers were killed can hang interpreter shutdown (its exit hook joins a manager
+    thread that may wait on a queue nobody reads: seen in about 1 of 30 SIGTERMs to a
+    process group under load), and a scheduler's SIGTERM must not end in a SIGKILL at
+    the end of its grace period.  So a daemon timer ends the process with ``code`` if
+    the normal shutdown (which lets multiprocessing clean up its semaphores) has not
+    finished within :data:`EXIT_GRACE` seconds.
+    """
+    if executor.workers != 1:
+        timer = threading.Timer(EXIT_GRACE, _leave, args=(code,))
+        timer.daemon = True
+        timer.start()
+    return code
+
+
+def _leave(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
@@ -185,15 +216,15 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
             "run the same command again to resume",
             file=sys.stderr,
         )
-        return 128 + signum
+        return _stopped(128 + signum, executor)
     except FitFailed as err:
         if err.trace:
             print(err.trace.rstrip(), file=sys.stderr)
         print(f"study: {err}; finished {unit} are saved in {out}", file=sys.stderr)
-        return 1
+        return _stopped(1, executor)
     except RunError as err:
         print(f"study: {err}", file=sys.stderr)
-        return 1
+        return _stopped(1, executor)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if args.shard is not None:
