@@ -68,6 +68,35 @@ def term_names(predictors: tuple[str, ...] | list[str]) -> tuple[list[str], list
     return terms, effects
 
 
+def split_terms(terms: np.ndarray, q: int):
+    """Split values of every term (..., T), :func:`term_names` order, into beta (..., q),
+    SDs (..., q), correlation matrices (..., q, q) and sigma (...)."""
+    beta = terms[..., :q]
+    sds = terms[..., q : 2 * q]
+    corr = np.broadcast_to(np.eye(q), (*terms.shape[:-1], q, q)).copy()
+    for j, (a, b) in enumerate(itertools.combinations(range(q), 2)):
+        corr[..., a, b] = corr[..., b, a] = terms[..., 2 * q + j]
+    return beta, sds, corr, terms[..., -1]
+
+
+def correlation_factor(corr: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a stack of correlation matrices (..., q, q).
+
+    Plain Cholesky, except that a zero pivot (a semi-definite matrix, e.g. a correlation
+    of exactly +-1) gives a zero column instead of an error.
+    """
+    q = corr.shape[-1]
+    Lc = np.zeros_like(corr)
+    for j in range(q):
+        d = corr[..., j, j] - np.sum(Lc[..., j, :j] ** 2, axis=-1)
+        Lc[..., j, j] = root = np.sqrt(np.maximum(d, 0.0))
+        safe = np.where(root > 0, root, 1.0)
+        for i in range(j + 1, q):
+            off = corr[..., i, j] - np.sum(Lc[..., i, :j] * Lc[..., j, :j], axis=-1)
+            Lc[..., i, j] = np.where(root > 0, off / safe, 0.0)
+    return Lc
+
+
 @dataclass
 class FitResult:
     """What one engine says about one dataset.

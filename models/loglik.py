@@ -16,40 +16,13 @@ of exactly 0 is fine.  Vectorised over draws and groups; no PyMC or PyTensor.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
+from models.base import correlation_factor, split_terms
 from models.data import LMMData
 
 #: Upper bound on the elements of one (draws, groups, q, q) block of work.
 _CHUNK_ELEMENTS = 2_000_000
-
-
-def _correlation_factor(corr: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack of correlation matrices (..., q, q).
-
-    Plain Cholesky, except that a zero pivot (a semi-definite matrix, e.g. a correlation
-    of exactly +-1) gives a zero column instead of an error.
-    """
-    q = corr.shape[-1]
-    Lc = np.zeros_like(corr)
-    for j in range(q):
-        d = corr[..., j, j] - np.sum(Lc[..., j, :j] ** 2, axis=-1)
-        Lc[..., j, j] = root = np.sqrt(np.maximum(d, 0.0))
-        safe = np.where(root > 0, root, 1.0)
-        for i in range(j + 1, q):
-            off = corr[..., i, j] - np.sum(Lc[..., i, :j] * Lc[..., j, :j], axis=-1)
-            Lc[..., i, j] = np.where(root > 0, off / safe, 0.0)
-    return Lc
-
-
-def _split(terms: np.ndarray, q: int):
-    """beta (S, q), sds (S, q), correlation matrices (S, q, q), sigma (S,)."""
-    corr = np.broadcast_to(np.eye(q), (terms.shape[0], q, q)).copy()
-    for j, (a, b) in enumerate(itertools.combinations(range(q), 2)):
-        corr[:, a, b] = corr[:, b, a] = terms[:, 2 * q + j]
-    return terms[:, :q], terms[:, q : 2 * q], corr, terms[:, -1]
 
 
 def _check(terms: np.ndarray, sds: np.ndarray, corr: np.ndarray, sigma: np.ndarray) -> None:
@@ -97,9 +70,9 @@ def marginal_loglik(terms: np.ndarray, data: LMMData) -> np.ndarray:
             f"(beta, sd, cor, sigma), got shape {arr.shape}"
         )
     flat = arr.reshape(-1, n_terms)
-    beta_all, sds_all, corr_all, sigma_all = _split(flat, q)
+    beta_all, sds_all, corr_all, sigma_all = split_terms(flat, q)
     _check(flat, sds_all, corr_all, sigma_all)
-    L_all = sds_all[:, :, None] * _correlation_factor(corr_all)  # diag(sd) chol(C)
+    L_all = sds_all[:, :, None] * correlation_factor(corr_all)  # diag(sd) chol(C)
     K = data.n_groups
     XtX, Xty, yty = data.XtX, data.Xty, data.yty
     n_tot = float(data.n.sum())

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models.base import split_terms
+
 if TYPE_CHECKING:
     import pymc as pm
 
@@ -293,16 +295,6 @@ def build_latent(q: int, n_groups: int, priors: BayesPriors, centered: bool, dat
         coef = pt.stack(p["beta"])[None, :] + u[group]
         pm.Normal("y_obs", mu=pt.sum(X * coef, axis=-1), sigma=p["sigma"], observed=y)
     return model
-
-
-def split_terms(terms: np.ndarray, q: int):
-    """Split draws of the ``terms`` vector (..., T) into beta, sds, corr matrix, sigma."""
-    beta = terms[..., :q]
-    sds = terms[..., q : 2 * q]
-    corr = np.broadcast_to(np.eye(q), (*terms.shape[:-1], q, q)).copy()
-    for j, (a, b) in enumerate(pairs(q)):
-        corr[..., a, b] = corr[..., b, a] = terms[..., 2 * q + j]
-    return beta, sds, corr, terms[..., -1]
 
 
 def draw_random_effects(

@@ -9,13 +9,13 @@ fixed) and then its residual noise from its own stream, so its data depend only 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.base import correlation_factor, split_terms
 from models.data import LMMData
 from study.design.conditions import Condition, design_id
 from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
@@ -119,18 +119,13 @@ class Design:
         effects always redrawn: what simulation-based calibration generates from
         parameters drawn from a prior."""
         q = self.config.q
-        terms = np.asarray(terms, dtype=float)
-        beta, sds, sigma = terms[:q], terms[q : 2 * q], float(terms[-1])
-        corr = np.eye(q)
-        for j, (a, b) in enumerate(itertools.combinations(range(q), 2)):
-            corr[a, b] = corr[b, a] = terms[2 * q + j]
+        beta, sds, corr, sigma = split_terms(np.asarray(terms, dtype=float), q)
         try:
             chol = sds[:, None] * np.linalg.cholesky(corr)
         except np.linalg.LinAlgError:  # a correlation of +-1: C is only semi-definite
-            w, v = np.linalg.eigh(corr)
-            chol = sds[:, None] * (v * np.sqrt(np.clip(w, 0.0, None)))
+            chol = sds[:, None] * correlation_factor(corr)
         u = rng.standard_normal((self.config.groups, q)) @ chol.T
-        e = rng.normal(0.0, sigma, self.X.shape[0])
+        e = rng.normal(0.0, float(sigma), self.X.shape[0])
         y = self.X @ beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e
         data = LMMData(y, self.X, self.group, self.config.predictors)
         return Sample(replicate=replicate, data=data, u=u)
