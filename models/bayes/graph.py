@@ -73,7 +73,7 @@ def _scale_prior(name: str, family: str, scale: Any, df: float, shape: Any = Non
     return pm.Exponential(name, scale=scale, shape=shape)
 
 
-def _per_coefficient(value: Any, q: int, name: str) -> np.ndarray:
+def per_coefficient(value: Any, q: int, name: str) -> np.ndarray:
     """A prior parameter as q values: one number broadcast, or a list of length q."""
     arr = np.asarray(value, dtype=float)
     if arr.ndim == 0:
@@ -97,7 +97,7 @@ def add_priors(q: int, priors: BayesPriors) -> dict[str, Any]:
     import pytensor.tensor as pt
 
     loc, scale, sd_scale = (
-        _per_coefficient(getattr(priors, name), q, name)
+        per_coefficient(getattr(priors, name), q, name)
         for name in ("fixed_loc", "fixed_scale", "sd_scale")
     )
     beta_v = pm.Normal("beta", mu=loc, sigma=scale, shape=q)

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from models.bayes.graph import _per_coefficient, pairs
+from models.bayes.graph import pairs, per_coefficient
 from models.bayes.options import BayesPriors
 
 
@@ -106,7 +106,7 @@ def draw_prior(
     q = int(q)
     n = 1 if size is None else int(size)
     loc, fixed_scale, sd_scale = (
-        _per_coefficient(getattr(priors, name), q, name)
+        per_coefficient(getattr(priors, name), q, name)
         for name in ("fixed_loc", "fixed_scale", "sd_scale")
     )
     beta = loc + (scale * fixed_scale) * rng.standard_normal((n, q))

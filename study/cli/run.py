@@ -15,6 +15,7 @@ from study.cli.progress import make_progress
 from study.design.config import MAX_REPLICATES, load_config
 from study.errors import FitFailed, Interrupted, RunError, UserError
 from study.run.executors import make_executor
+from study.run.results import default_out
 from study.run.runner import RunReport, run_study
 from study.run.shards import Shard, parse_shard
 
@@ -182,7 +183,7 @@ def command(args: argparse.Namespace) -> int:
         cfg = cfg.with_replicates(args.replicates)
     if args.engines is not None:
         cfg = cfg.with_engines(args.engines)
-    out = args.out if args.out is not None else f"outputs/{cfg.name}"
+    out = args.out if args.out is not None else str(default_out(cfg))
     report = execute(cfg, out, args, "replicates")
     if isinstance(report, int):
         return report

@@ -21,12 +21,12 @@ from study.analysis.failures import reasons_table
 from study.analysis.plots.catalog import slug
 from study.analysis.plots.sbc import ecdf_difference, rank_histograms
 from study.analysis.report import Report, ReportFigure, png_bytes
-from study.analysis.sbc import sbc_frame, sbc_markdown, sbc_table, summarize_sbc
+from study.analysis.sbc import sbc_frame, sbc_markdown, sbc_table, summarize_sbc, term_alpha
 from study.cli.run import add_run_options, execute, whole_number
 from study.design.config import load_config
 from study.design.sbc import MAX_SIMULATIONS
 from study.errors import UserError
-from study.run.results import open_sbc
+from study.run.results import default_out, open_sbc
 from study.run.store import Store, atomic_path, write_text_atomic
 
 #: family-wise level of the uniformity tests of a run (Bonferroni over all its tests)
@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
 def command(args: argparse.Namespace) -> int:
     """Run (or resume, or extend) the SBC; print the verdicts and where they are."""
     cfg = load_config(args.config).as_sbc(args.simulations)
-    out = args.out if args.out is not None else f"outputs/sbc/{cfg.name}"
+    out = args.out if args.out is not None else str(default_out(cfg))
     report = execute(cfg, out, args, "simulations")
     if isinstance(report, int):
         return report
@@ -71,16 +71,16 @@ def summarize_sbc_run(run_dir: str | Path, fmt: str = "table") -> str:
         raise UserError("--format csv is for study runs; an SBC run: table or markdown")
     ds = open_sbc(run_dir)
     summary = summarize_sbc(ds, ALPHA)
-    store = Store(run_dir, "sbc")
-    store.write_summary(summary)
-    write_text_atomic(Path(run_dir) / "summary.md", sbc_markdown(summary) + "\n")
-    return sbc_markdown(summary) if fmt == "markdown" else sbc_table(summary)
+    markdown = sbc_markdown(summary)
+    Store(run_dir, "sbc").write_summary(summary)
+    write_text_atomic(Path(run_dir) / "summary.md", markdown + "\n")
+    return markdown if fmt == "markdown" else sbc_table(summary)
 
 
-def sbc_figures(ds: Any, summary: Any) -> Iterator[tuple[str, str, Figure]]:
+def sbc_figures(ds: Any) -> Iterator[tuple[str, str, Figure]]:
     """Every SBC figure of a run as ``(file stem, caption, Figure)``: rank histograms
     and PIT-ECDF differences per engine (and condition of a grid)."""
-    a_term = float(summary.attrs["alpha_term"])
+    a_term = term_alpha(ds, ALPHA)
     conditions = [str(c) for c in ds["condition"].values]
     for engine in map(str, ds["engine"].values):
         for condition in conditions:
@@ -104,7 +104,7 @@ def plot_sbc_run(run_dir: str | Path, out: Path, fmt: str) -> list[Path]:
     """Draw an SBC run's figures into ``out``; the paths written."""
     ds = open_sbc(run_dir)
     written = []
-    for stem, _, fig in sbc_figures(ds, summarize_sbc(ds, ALPHA)):
+    for stem, _, fig in sbc_figures(ds):
         with atomic_path(out / f"{stem}.{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, dpi=100)
         written.append(out / f"{stem}.{fmt}")
@@ -119,7 +119,7 @@ def report_sbc_run(run_dir: str | Path) -> list[Path]:
     summary = summarize_sbc(ds, ALPHA)
     a_term = float(summary.attrs["alpha_term"])
     figures = []
-    for stem, caption, fig in sbc_figures(ds, summary):
+    for stem, caption, fig in sbc_figures(ds):
         png = png_bytes(fig)
         with atomic_path(run / "plots" / f"{stem}.png") as tmp:
             tmp.write_bytes(png)

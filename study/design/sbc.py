@@ -10,7 +10,7 @@ conditions, seed, engines and their options); only engines with a prior take par
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from models.validate import fail, integer, number
@@ -52,11 +52,8 @@ class SbcSettings:
 
     def table(self, hashed: bool = False) -> dict[str, Any]:
         """The settings as a TOML table (``hashed``: only those in the hash)."""
-        out: dict[str, Any] = {
-            "simulations": self.simulations,
-            "prior_from": self.prior_from,
-            "generator_prior_scale": self.generator_prior_scale,
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not hashed or f.metadata.get("hashed", True)
         }
-        if hashed:
-            out.pop("simulations")
-        return out

@@ -180,11 +180,22 @@ def _has_sbc_table(path: Path) -> bool:
         return False
 
 
-def dataset_of(piece: Piece, config: StudyConfig, manifest: Mapping[str, Any]) -> xr.Dataset:
-    """The Dataset a run's joined piece makes: results.nc's or, for SBC, sbc.nc's."""
+def dataset_of(
+    piece: Piece,
+    config: StudyConfig,
+    manifest: Mapping[str, Any],
+    truths: Mapping[str, Truth] | None = None,
+) -> xr.Dataset:
+    """The Dataset a run's joined piece makes: results.nc's (with ``truths``, computed
+    when not given) or, for SBC, sbc.nc's."""
     if config.sbc is not None:
         return build_sbc_dataset(piece, config, manifest, package_versions())
-    return build_dataset(piece, config, compute_truths(config), manifest)
+    return build_dataset(piece, config, truths or compute_truths(config), manifest)
+
+
+def default_out(config: StudyConfig) -> Path:
+    """Where a run goes without ``--out``: outputs/<name>, or outputs/sbc/<name>."""
+    return Path("outputs") / ("sbc" if config.sbc is not None else "") / config.name
 
 
 def open_sbc(run_dir: str | Path) -> xr.Dataset:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +29,12 @@ from study.run.budget import check_budget
 from study.run.executors import Executor, InProcess, batches, cpu_count
 from study.run.integrity import Warn, load_repairing, recover_manifest, stamp_of, warn_stderr
 from study.run.lock import run_lock
-from study.run.results import dataset_of, run_kind, run_terms, stored_config
+from study.run.results import dataset_of, default_out, run_kind, run_terms, stored_config
 from study.run.store import Store
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
+    from study.design.truth import Truth
     from study.run.shards import Shard
 
 #: consolidate checkpoint pieces when there are more than this many
@@ -178,13 +179,15 @@ def _stored_hash(store: Store) -> str | None:
         return None
 
 
-def finish_run(config: StudyConfig, store: Store, manifest: dict[str, object]) -> Path | None:
+def finish_run(
+    config: StudyConfig, store: Store, manifest: dict[str, object], truths: Mapping[str, Truth]
+) -> Path | None:
     """Consolidate the pieces and (re)write results.nc (sbc.nc for an SBC run);
     ``None`` when nothing is done."""
     piece = store.consolidate(stamp_of(config))
     if piece is None:
         return None
-    return store.write_results(dataset_of(piece, config, manifest))
+    return store.write_results(dataset_of(piece, config, manifest, truths))
 
 
 def _out_of_space(err: OSError, store: Store) -> RunError:
@@ -230,25 +233,24 @@ def run_study(
             "--overwrite with --shard would delete the other shards' work; clear the run "
             "directory once before submitting the array job"
         )
-    kind = run_kind(config)
-    default = (
-        Path("outputs") / config.name if kind == "study" else Path("outputs/sbc") / config.name
-    )
-    store = Store(out if out is not None else default, kind)
+    store = Store(out if out is not None else default_out(config), run_kind(config))
     if store.path.exists() and not store.path.is_dir():
         raise StoreError(f"--out {store.path} is a file; give a directory")
-    # the truth of every condition before anything is written (a design it cannot
-    # compute is refused here)
-    for c in config.conditions:
-        compute_truth(get_design(config, c.id))
+    # the truth of every condition before anything is written (SBC draws its own)
+    truths = {}
+    if config.sbc is None:
+        truths = {c.id: compute_truth(get_design(config, c.id)) for c in config.conditions}
     with run_lock(store.path, shard=None if shard is None else str(shard)):
         check_budget(config, store.path)  # a refusal leaves nothing behind
-        return _run_locked(config, store, overwrite, progress, executor, shard, fail_fast, warn)
+        return _run_locked(
+            config, store, truths, overwrite, progress, executor, shard, fail_fast, warn
+        )
 
 
 def _run_locked(
     config: StudyConfig,
     store: Store,
+    truths: Mapping[str, Truth],
     overwrite: bool,
     progress: Progress | None,
     executor: Executor | None,
@@ -295,7 +297,7 @@ def _run_locked(
         executor.close(cancel=True)
         if shard is None:
             with contextlib.suppress(OSError):  # e.g. the disk is full: the pieces stand
-                finish_run(config, store, manifest)  # results.nc of what is done
+                finish_run(config, store, manifest, truths)  # results.nc of what is done
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _out_of_space(err, store) from err
         if isinstance(err, KeyboardInterrupt):
@@ -306,7 +308,7 @@ def _run_locked(
     executor.close()
     if shard is None:
         try:
-            finish_run(config, store, manifest)
+            finish_run(config, store, manifest, truths)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _out_of_space(err, store) from err
