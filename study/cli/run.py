@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from models.registry import ENGINE_NAMES, is_engine_label
 from study.cli.progress import make_progress
 from study.design.config import MAX_REPLICATES, load_config
-from study.errors import FitFailed, Interrupted, RunError, UserError
+from study.errors import FitFailed, RunError, UserError
 from study.run.executors import make_executor
 from study.run.results import default_out
-from study.run.runner import RunReport, run_study
+from study.run.runner import RunReport, request_stop, run_study
 from study.run.shards import Shard, parse_shard
 
 if TYPE_CHECKING:
@@ -165,8 +165,17 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
+def _on_signal(signum: int, frame: object) -> None:
+    request_stop(signum)
+
+
+def _unraisable(info: Any) -> None:
+    """Python's hook for exceptions it cannot raise (in a finalizer, a weakref
+    callback): a stop request that landed there is not an error (the runner sees the
+    request after its next batch), so it is not printed as a traceback."""
+    if isinstance(info.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(info)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -195,7 +204,8 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
     """Run ``cfg`` into ``out`` with the runner options of ``args``: the report, or the
     exit code when the run stopped (a signal, ``--fail-fast``, a shard's part done)."""
     executor = make_executor(args.workers, args.scheduler, args.batch_size)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook, hook = _unraisable, sys.unraisablehook
     try:
         report = run_study(
             cfg,
@@ -227,7 +237,9 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
         print(f"study: {err}", file=sys.stderr)
         return _stopped(1, executor)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = hook
     if args.shard is not None:
         print(
             f"study: shard {args.shard}: {report.done} of {report.total} pairs done in {out}; "

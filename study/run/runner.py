@@ -37,6 +37,20 @@ if TYPE_CHECKING:
     from study.design.truth import Truth
     from study.run.shards import Shard
 
+#: the signal that asked the running study to stop (:func:`request_stop`), if any
+_STOP: list[int | None] = [None]
+
+
+def request_stop(signum: int) -> None:
+    """Ask the running study to stop (the CLI's SIGINT and SIGTERM handler): raise
+    :class:`~study.errors.Interrupted` here, so a driver waiting for results stops at
+    once, and remember it, because Python swallows an exception raised while a
+    finalizer or weakref callback runs ("Exception ignored in ..."): the runner then
+    stops after the next batch it saves."""
+    _STOP[0] = int(signum)
+    raise Interrupted(signum)
+
+
 #: consolidate checkpoint pieces when there are more than this many
 CONSOLIDATE_EVERY = 200
 
@@ -233,6 +247,7 @@ def run_study(
             "--overwrite with --shard would delete the other shards' work; clear the run "
             "directory once before submitting the array job"
         )
+    _STOP[0] = None
     store = Store(out if out is not None else default_out(config), run_kind(config))
     if store.path.exists() and not store.path.is_dir():
         raise StoreError(f"--out {store.path} is a file; give a directory")
@@ -292,6 +307,8 @@ def _run_locked(
             if shard is None and pieces > CONSOLIDATE_EVERY:
                 store.consolidate(stamp)
                 pieces = 1
+            if _STOP[0] is not None:  # a stop request whose exception was swallowed
+                raise Interrupted(_STOP[0])
     except BaseException as err:
         progress.close()
         executor.close(cancel=True)
