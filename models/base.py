@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.data import INTERCEPT
+from models.structure import FIXED, RAN_PARS, Structure
 
 if TYPE_CHECKING:
     from models.data import LMMData
 
-FIXED = "fixed"
-RAN_PARS = "ran_pars"
+__all__ = ["FIXED", "RAN_PARS", "Engine", "FitResult", "PriorEngine", "Structure"]
 # The per-fit schema: what every FitResult carries, name -> description.  The study's
 # results Dataset (study/schema.py) stacks these over replicates and engines.
 #: Per-term values (NaN where an engine has none).
@@ -54,29 +52,22 @@ FIT_FIELDS: dict[str, tuple[str, str]] = {
 
 
 def term_names(predictors: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
-    """Term names in broom.mixed style and their effect kind.
+    """Term names in broom.mixed style and their effect kind, for the all-slopes model
+    (an intercept and ``predictors``, every one with a correlated random effect).
 
     Returns ``(terms, effects)``: fixed effects ``(Intercept)`` and predictors, then
     ``sd__`` of each random effect, ``cor__A.B`` for each pair (row-major lower
-    triangle), and ``sd__Observation``.
+    triangle), and ``sd__Observation``.  Other structures: :class:`Structure`.
     """
-    fixed = [INTERCEPT, *predictors]
-    sds = [f"sd__{name}" for name in fixed]
-    cors = [f"cor__{a}.{b}" for a, b in itertools.combinations(fixed, 2)]
-    terms = [*fixed, *sds, *cors, "sd__Observation"]
-    effects = [FIXED] * len(fixed) + [RAN_PARS] * (len(terms) - len(fixed))
-    return terms, effects
+    s = Structure.full(predictors)
+    return s.terms, s.effects
 
 
 def split_terms(terms: np.ndarray, q: int):
-    """Split values of every term (..., T), :func:`term_names` order, into beta (..., q),
-    SDs (..., q), correlation matrices (..., q, q) and sigma (...)."""
-    beta = terms[..., :q]
-    sds = terms[..., q : 2 * q]
-    corr = np.broadcast_to(np.eye(q), (*terms.shape[:-1], q, q)).copy()
-    for j, (a, b) in enumerate(itertools.combinations(range(q), 2)):
-        corr[..., a, b] = corr[..., b, a] = terms[..., 2 * q + j]
-    return beta, sds, corr, terms[..., -1]
+    """Split values of every term (..., T) of the all-slopes model with ``q`` fixed
+    effects into beta (..., q), SDs (..., q), correlation matrices (..., q, q) and sigma
+    (...).  Other structures: :meth:`Structure.split`."""
+    return Structure.full([f"x{j}" for j in range(1, q)]).split(terms)
 
 
 def correlation_factor(corr: np.ndarray) -> np.ndarray:
@@ -144,14 +135,17 @@ class FitResult:
     @classmethod
     def failed(
         cls,
-        predictors: tuple[str, ...],
+        structure: Structure | tuple[str, ...],
         message: str,
         fit_seconds: float = float("nan"),
         trace: str = "",
     ) -> FitResult:
         """A result for a fit that raised: every value NaN, not converged; the
-        exception's traceback text (if any) in ``extra["traceback"]``."""
-        terms, effects = term_names(predictors)
+        exception's traceback text (if any) in ``extra["traceback"]``.  ``structure``:
+        the model's :class:`Structure`, or the predictors of the all-slopes model."""
+        if not isinstance(structure, Structure):
+            structure = Structure.full(structure)
+        terms, effects = structure.terms, structure.effects
         nan = np.full(len(terms), np.nan)
         result = cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message)
         if trace:
@@ -199,7 +193,9 @@ class PriorEngine(Engine, Protocol):
     simulation-based calibration needs.  Its fits return the posterior draws of every
     term in ``extra["draws"]``, shape (chain, draw, term)."""
 
-    def draw_prior(self, q: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-        """One draw of every term (``term_names`` order) from the engine's priors, each
-        prior scale multiplied by ``scale``."""
+    def draw_prior(
+        self, structure: Structure, rng: np.random.Generator, scale: float = 1.0
+    ) -> np.ndarray:
+        """One draw of every term (``structure.terms`` order) from the engine's priors
+        for a model of that structure, each prior scale multiplied by ``scale``."""
         ...

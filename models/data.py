@@ -1,41 +1,49 @@
 """The data an engine fits: a long table plus per-group sufficient statistics.
 
-The model is ``y_i = X_i beta + Z_i u_i + e_i`` with ``Z_i = X_i`` (a random intercept
-and a random slope on every predictor).  With Gaussian random effects the marginal
-likelihood of group ``i`` depends on the data only through ``X_i'X_i``, ``X_i'y_i``,
-``y_i'y_i`` and ``n_i``, which are computed here once, vectorised over rows.
+The model is ``y_i = X_i beta + Z_i u_i + e_i`` with ``Z_i`` a subset of the columns of
+``X_i`` (:class:`models.structure.Structure`; by default ``Z_i = X_i``: a random
+intercept and a random slope on every predictor).  With Gaussian random effects the
+marginal likelihood of group ``i`` depends on the data only through ``X_i'X_i``,
+``X_i'y_i``, ``y_i'y_i`` and ``n_i`` (``X'Z``, ``Z'Z`` and ``Z'y`` are sub-blocks of
+them), which are computed here once, vectorised over rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.structure import INTERCEPT, Structure
+
 if TYPE_CHECKING:
     import pandas as pd
 
-INTERCEPT = "(Intercept)"
+__all__ = ["INTERCEPT", "LMMData", "Structure", "fit_problem"]
 
 
 @dataclass(frozen=True)
 class LMMData:
-    """One dataset for a random-intercept, random-slopes linear mixed model.
+    """One dataset for a linear mixed model with one grouping factor.
 
     Parameters
     ----------
     y : ndarray, shape (N,)
         Response.
     X : ndarray, shape (N, q)
-        Fixed-effects design, first column the intercept (all ones).  The
-        random-effects design is the same matrix (``Z = X``).
+        Fixed-effects design.  Without ``structure``: the first column is the
+        intercept (all ones) and the random-effects design is the same matrix
+        (``Z = X``).
     group : ndarray of int, shape (N,)
         Group codes ``0..K-1``; rows must be sorted by group.
     predictors : tuple of str
-        Names of the ``q - 1`` predictor columns (the intercept is implicit).
+        Names of the columns of ``X`` other than the intercept.
     group_labels : tuple of str, optional
         Original group labels, for display; defaults to ``"0".."K-1"``.
+    structure : Structure, optional
+        Names of ``X``'s columns and which of them have random effects, correlated or
+        not; default :meth:`Structure.full` of ``predictors``.
 
     Attributes
     ----------
@@ -48,6 +56,7 @@ class LMMData:
     group: np.ndarray
     predictors: tuple[str, ...]
     group_labels: tuple[str, ...] = ()
+    structure: Structure = None  # type: ignore[assignment]  # None: Structure.full
     n: np.ndarray = field(init=False, repr=False)
     XtX: np.ndarray = field(init=False, repr=False)
     Xty: np.ndarray = field(init=False, repr=False)
@@ -63,11 +72,20 @@ class LMMData:
             raise ValueError(f"X must have shape (len(y), q) = ({y.shape[0]}, q), got {X.shape}")
         if group.shape != y.shape:
             raise ValueError(f"group must have the shape of y {y.shape}, got {group.shape}")
-        if X.shape[1] != len(self.predictors) + 1:
+        structure = self.structure
+        if structure is None:
+            if X.shape[1] != len(self.predictors) + 1:
+                raise ValueError(
+                    f"X has {X.shape[1]} columns but {len(self.predictors)} predictor names "
+                    "were given; X must be [intercept, predictors...]"
+                )
+            structure = Structure.full(self.predictors)
+        elif X.shape[1] != structure.q or tuple(self.predictors) != structure.predictors:
             raise ValueError(
-                f"X has {X.shape[1]} columns but {len(self.predictors)} predictor names were "
-                "given; X must be [intercept, predictors...]"
+                f"X has {X.shape[1]} columns and predictors {list(self.predictors)}, but the "
+                f"structure's fixed effects are {list(structure.fixed)}"
             )
+        object.__setattr__(self, "structure", structure)
         if y.size and np.any(np.diff(group) < 0):
             raise ValueError("rows must be sorted by group; sort the table by its group column")
         K = int(group[-1]) + 1 if group.size else 0
@@ -93,8 +111,48 @@ class LMMData:
 
     @property
     def q(self) -> int:
-        """Number of fixed (and random) effects, intercept included."""
+        """Number of fixed effects (columns of ``X``), intercept included."""
         return int(self.X.shape[1])
+
+    @property
+    def r(self) -> int:
+        """Number of random effects per group (columns of ``Z``)."""
+        return self.structure.r
+
+    @property
+    def z_index(self) -> np.ndarray:
+        """Positions in ``X`` of ``Z``'s columns."""
+        return np.asarray(self.structure.index, dtype=np.int64)
+
+    @property
+    def Z(self) -> np.ndarray:
+        """Random-effects design (N, r): the columns of ``X`` in :attr:`z_index`."""
+        return self.X[:, self.z_index]
+
+    @property
+    def ZtX(self) -> np.ndarray:
+        """Per-group ``Z_i'X_i`` (K, r, q)."""
+        return self.XtX[:, self.z_index, :]
+
+    @property
+    def ZtZ(self) -> np.ndarray:
+        """Per-group ``Z_i'Z_i`` (K, r, r)."""
+        idx = self.z_index
+        return self.XtX[:, idx[:, None], idx[None, :]]
+
+    @property
+    def Zty(self) -> np.ndarray:
+        """Per-group ``Z_i'y_i`` (K, r)."""
+        return self.Xty[:, self.z_index]
+
+    def with_structure(self, structure: Structure) -> LMMData:
+        """The same data fitted with another random-effects structure (same ``X``)."""
+        if structure.fixed != self.structure.fixed:
+            raise ValueError(
+                f"structure fixed effects {list(structure.fixed)} differ from the data's "
+                f"{list(self.structure.fixed)}"
+            )
+        return replace(self, structure=structure)
 
     @property
     def n_obs(self) -> int:
@@ -103,16 +161,17 @@ class LMMData:
 
     @property
     def fixed_names(self) -> tuple[str, ...]:
-        """Fixed-effect term names, broom.mixed style: ``("(Intercept)", *predictors)``."""
-        return (INTERCEPT, *self.predictors)
+        """Fixed-effect term names, broom.mixed style, e.g. ``("(Intercept)", *predictors)``."""
+        return self.structure.fixed
 
     def to_frame(self) -> pd.DataFrame:
         """Long table with columns ``y``, the predictors and ``group``."""
         import pandas as pd
 
         cols: dict[str, np.ndarray] = {"y": self.y}
-        for j, name in enumerate(self.predictors, start=1):
-            cols[name] = self.X[:, j]
+        for j, name in enumerate(self.structure.fixed):
+            if name != INTERCEPT:
+                cols[name] = self.X[:, j]
         cols["group"] = np.asarray(self.group_labels, dtype=object)[self.group]
         return pd.DataFrame(cols)
 

@@ -1,28 +1,30 @@
 """The (restricted) likelihood of the model on per-group sufficient statistics.
 
-With ``Z_i = X_i`` and ``V_i = sigma^2 (I + X_i Psi X_i')`` (``Psi = D / sigma^2``, the
-relative covariance), every quantity the REML engine needs depends on the data only
-through ``A_i = X_i'X_i``, ``b_i = X_i'y_i``, ``y_i'y_i`` and ``n_i``.  With
-``T_i = (I + Psi A_i)^-1`` and ``S_i = T_i Psi`` (so that
-``(I + X Psi X')^-1 = I - X S X'``):
+With ``V_i = sigma^2 (I + Z_i Psi Z_i')`` (``Psi = D / sigma^2``, the relative
+covariance, r x r; ``Z_i`` a subset of ``X_i``'s columns, :class:`models.structure.
+Structure`), every quantity the REML engine needs depends on the data only through
+``A_i = X_i'X_i``, ``B_i = Z_i'X_i``, ``C_i = Z_i'Z_i`` (sub-blocks of ``A_i``),
+``X_i'y_i``, ``Z_i'y_i``, ``y_i'y_i`` and ``n_i``.  With ``T_i = (I + Psi C_i)^-1`` and
+``S_i = T_i Psi`` (so that ``(I + Z Psi Z')^-1 = I - Z S Z'``):
 
-- ``log|I + X_i Psi X_i'| = log|I + Psi A_i|``
-- ``X'V^-1 X = sum_i (A_i - A_i S_i A_i) / sigma^2``, likewise ``X'V^-1 y``, ``y'V^-1 y``
+- ``log|I + Z_i Psi Z_i'| = log|I + Psi C_i|``
+- ``X'V^-1 X = sum_i (A_i - B_i' S_i B_i) / sigma^2``, likewise ``X'V^-1 y``, ``y'V^-1 y``
 - the profiled criterion (lme4's, Bates et al. 2015, J. Stat. Softw. 67(1), eq. 34/42)
-  ``sum_i log|I + Psi A_i| [+ log|X'V_psi^-1 X|] + nu (1 + log(2 pi r2 / nu))`` with
+  ``sum_i log|I + Psi C_i| [+ log|X'V_psi^-1 X|] + nu (1 + log(2 pi r2 / nu))`` with
   ``r2`` the penalised residual sum of squares and ``nu = N - p`` (REML) or ``N`` (ML).
 
 Derivatives are analytic.  ``dS_i = T_i dPsi T_i'``, so with the GLS residuals
-``r_i = b_i - A_i beta`` and ``w_i = T_i' r_i``::
+``r_i = Z_i'y_i - B_i beta`` and ``w_i = T_i' r_i``::
 
-    dF/dPsi = sum_i A_i T_i  -  [REML] sum_i T_i' A_i H A_i T_i  -  (nu / r2) sum_i w_i w_i'
+    dF/dPsi = sum_i C_i T_i  -  [REML] sum_i T_i' B_i H B_i' T_i  -  (nu / r2) sum_i w_i w_i'
 
 (``H = (X'V_psi^-1 X)^-1``), and ``dF/dLambda = 2 (dF/dPsi) Lambda`` for ``Psi =
-Lambda Lambda'``.  The data are centred at the pooled OLS fit first, so that the sums
+Lambda Lambda'``: ``theta`` holds the lower triangle of ``Lambda`` (lme4's order), or
+only its diagonal when the random effects are uncorrelated (``||``).  The data are centred at the pooled OLS fit first, so that the sums
 of squares that depend on ``Psi`` carry no large constant (their rounding noise would
 otherwise dominate finite-difference Hessians).
 
-A fit costs O(K q^3) per evaluation, whatever the group sizes.
+A fit costs O(K (q^3 + r^3)) per evaluation, whatever the group sizes.
 """
 
 from __future__ import annotations
@@ -37,21 +39,27 @@ from models.data import LMMData
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-def theta_index(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of ``theta`` in ``Lambda``: lme4's column-wise lower triangle."""
+def theta_index(q: int, correlated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of ``theta`` in ``Lambda``: lme4's column-wise lower triangle
+    (only the diagonal for uncorrelated random effects)."""
+    if not correlated:
+        return np.arange(q), np.arange(q)
     rows, cols = zip(*[(i, j) for j in range(q) for i in range(j, q)], strict=True)
     return np.asarray(rows), np.asarray(cols)
 
 
-def theta_to_lambda(theta: np.ndarray, q: int) -> np.ndarray:
+def theta_to_lambda(theta: np.ndarray, q: int, correlated: bool = True) -> np.ndarray:
     """Lower-triangular ``Lambda`` from ``theta`` (column-wise, as lme4)."""
     lam = np.zeros((q, q))
-    lam[theta_index(q)] = theta
+    lam[theta_index(q, correlated)] = theta
     return lam
 
 
-def psi_to_theta(psi: np.ndarray) -> np.ndarray:
-    """``theta`` of a positive semi-definite ``Psi`` (Cholesky with zero pivots kept at 0)."""
+def psi_to_theta(psi: np.ndarray, correlated: bool = True) -> np.ndarray:
+    """``theta`` of a positive semi-definite ``Psi`` (Cholesky with zero pivots kept at 0;
+    the square roots of the diagonal for uncorrelated random effects)."""
+    if not correlated:
+        return np.sqrt(np.maximum(np.diag(psi), 0.0))
     q = psi.shape[0]
     lam = np.zeros((q, q))
     for j in range(q):
@@ -68,15 +76,15 @@ class Parts:
     """Everything a criterion evaluation at one ``Psi`` yields."""
 
     psi: np.ndarray
-    T: np.ndarray  # (K, q, q): (I + Psi A_i)^-1
-    S: np.ndarray  # (K, q, q): T_i Psi
-    logdet: float  # sum_i log|I + Psi A_i|
+    T: np.ndarray  # (K, r, r): (I + Psi C_i)^-1
+    S: np.ndarray  # (K, r, r): T_i Psi
+    logdet: float  # sum_i log|I + Psi C_i|
     XVX: np.ndarray  # X'V_psi^-1 X
     H: np.ndarray  # its inverse
     logdet_xvx: float
     beta: np.ndarray  # GLS estimate
     r2: float  # penalised residual sum of squares
-    resid: np.ndarray  # (K, q): b_i - A_i beta
+    resid: np.ndarray  # (K, r): Z_i'y_i - B_i beta
 
 
 class Criterion:
@@ -92,37 +100,45 @@ class Criterion:
 
     def __init__(self, data: LMMData, reml: bool = True) -> None:
         q = data.q
+        self.structure = data.structure
+        self.r, self.correlated = data.r, data.structure.correlated
         self.q, self.N, self.p, self.K = q, data.n_obs, q, data.n_groups
         self.reml = reml
         self.nu = float(self.N - self.p if reml else self.N)
         self.n = data.n.astype(float)
         A = data.XtX
+        idx = data.z_index
         self.beta0 = np.linalg.solve(A.sum(axis=0), data.Xty.sum(axis=0))
-        r = data.y - data.X @ self.beta0
+        res = data.y - data.X @ self.beta0
         starts = np.concatenate(([0], np.cumsum(data.n)[:-1]))
         self.A = A
-        self.b = np.add.reduceat(data.X * r[:, None], starts, axis=0)
-        self.c = np.add.reduceat(r * r, starts)
-        self.A_sum, self.b_sum, self.c_sum = A.sum(axis=0), self.b.sum(axis=0), float(self.c.sum())
-        self.eye = np.eye(q)
-        self.n_theta = q * (q + 1) // 2
+        self.B = A[:, idx, :]  # Z'X
+        self.C = A[:, idx[:, None], idx[None, :]]  # Z'Z
+        self.Bt = np.swapaxes(self.B, 1, 2)  # X'Z
+        bx = np.add.reduceat(data.X * res[:, None], starts, axis=0)
+        self.b = bx[:, idx]  # Z'(y - X beta0)
+        self.c = np.add.reduceat(res * res, starts)
+        self.A_sum, self.bx_sum, self.c_sum = A.sum(axis=0), bx.sum(axis=0), float(self.c.sum())
+        self.eye = np.eye(self.r)
+        self.rows, self.cols = theta_index(self.r, self.correlated)
+        self.n_theta = self.rows.size
 
     # -- evaluation ----------------------------------------------------------------------
     def parts(self, psi: np.ndarray) -> Parts:
-        """Evaluate the pieces of the criterion at relative covariance ``psi``."""
-        M = self.eye + psi @ self.A
+        """Evaluate the pieces of the criterion at relative covariance ``psi`` (r x r)."""
+        M = self.eye + psi @ self.C
         T = np.linalg.inv(M)
         S = T @ psi
         logdet = float(np.log(np.linalg.det(M)).sum())
-        AS = self.A @ S
-        XVX = self.A_sum - (AS @ self.A).sum(axis=0)
-        XVy = self.b_sum - np.einsum("kij,kj->i", AS, self.b)
+        BtS = self.Bt @ S
+        XVX = self.A_sum - (BtS @ self.B).sum(axis=0)
+        XVy = self.bx_sum - np.einsum("kij,kj->i", BtS, self.b)
         yVy = self.c_sum - float(np.einsum("ki,kij,kj->", self.b, S, self.b))
         H = np.linalg.inv(XVX)
         gamma = H @ XVy
         r2 = yVy - float(XVy @ gamma)
         logdet_xvx = float(np.linalg.slogdet(XVX)[1]) if self.reml else 0.0
-        resid = self.b - self.A @ gamma
+        resid = self.b - self.B @ gamma
         return Parts(psi, T, S, logdet, XVX, H, logdet_xvx, self.beta0 + gamma, r2, resid)
 
     def profiled(self, parts: Parts) -> float:
@@ -145,19 +161,28 @@ class Criterion:
         ``r2_weight`` is ``nu / r2`` for the profiled criterion and ``1 / sigma^2`` for
         :meth:`full`.
         """
-        AT = self.A @ parts.T
-        G = AT.sum(axis=0)
+        G = (self.C @ parts.T).sum(axis=0)
         if self.reml:
-            TA = np.swapaxes(AT, 1, 2)
-            G = G - (TA @ parts.H @ AT).sum(axis=0)
+            TB = np.swapaxes(parts.T, 1, 2) @ self.B  # T'Z'X: (K, r, q)
+            G = G - (TB @ parts.H @ np.swapaxes(TB, 1, 2)).sum(axis=0)
         w = np.einsum("kji,kj->ki", parts.T, parts.resid)
         G = G - r2_weight * (w.T @ w)
         return (G + G.T) / 2
 
     # -- theta (lme4's parametrisation) --------------------------------------------------
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        """``Lambda`` (r x r, lower triangular or diagonal) of ``theta``."""
+        lam = np.zeros((self.r, self.r))
+        lam[self.rows, self.cols] = theta
+        return lam
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        """``theta`` of ``Lambda``: the inverse of :meth:`lam`."""
+        return lam[self.rows, self.cols]
+
     def psi_of(self, theta: np.ndarray) -> np.ndarray:
         """``Psi = Lambda Lambda'`` of ``theta``."""
-        lam = theta_to_lambda(theta, self.q)
+        lam = self.lam(theta)
         return lam @ lam.T
 
     def value_theta(self, theta: np.ndarray) -> float:
@@ -166,10 +191,10 @@ class Criterion:
 
     def grad_theta(self, theta: np.ndarray) -> np.ndarray:
         """Analytic gradient of :meth:`value_theta`."""
-        lam = theta_to_lambda(theta, self.q)
+        lam = self.lam(theta)
         parts = self.parts(lam @ lam.T)
         G = self.grad_psi(parts, self.nu / parts.r2)
-        return (2.0 * G @ lam)[theta_index(self.q)]
+        return self.theta_of(2.0 * G @ lam)
 
     def grad_cov(self, parts: Parts, sigma2: float) -> tuple[np.ndarray, float]:
         """Gradient of :meth:`full` in ``(D, sigma^2)`` with ``D = sigma^2 Psi``:
@@ -189,8 +214,7 @@ class Criterion:
 
     def singular(self, theta: np.ndarray, tol: float = 1e-4) -> bool:
         """``lme4::isSingular``: a diagonal element of ``Lambda`` below ``tol``."""
-        lam = theta_to_lambda(theta, self.q)
-        return bool(np.any(np.abs(np.diag(lam)) < tol))
+        return bool(np.any(np.abs(np.diag(self.lam(theta))) < tol))
 
 
 def fd_jacobian(fun: Callable[[np.ndarray], np.ndarray], x: np.ndarray, step: float) -> np.ndarray:
@@ -236,7 +260,6 @@ def polish(crit: Criterion, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
     would end, and the best point that meets the optimality conditions is taken (the
     derivative into the interior must not point downhill).
     """
-    q = crit.q
     free = np.ones(crit.n_theta, dtype=bool)
     best = _newton(crit, np.asarray(theta0, dtype=float), free, maxiter)
     if best.converged:
@@ -255,7 +278,7 @@ def polish(crit: Criterion, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
             best = cand
         if best.converged:
             return best
-    diag = np.flatnonzero(theta_index(q)[0] == theta_index(q)[1])
+    diag = np.flatnonzero(crit.rows == crit.cols)
     for j in diag:
         start = best.theta.copy()
         start[j] = 0.0
@@ -290,9 +313,9 @@ def _newton(crit: Criterion, theta0: np.ndarray, free: np.ndarray, maxiter: int)
             method="trust-exact",
             options={"gtol": GTOL, "maxiter": maxiter},
         )
-    lam = theta_to_lambda(embed_of(theta0, free, res.x), crit.q)
+    lam = crit.lam(embed_of(theta0, free, res.x))
     lam = lam * np.where(np.diag(lam) < 0, -1.0, 1.0)
-    theta = lam[theta_index(crit.q)]
+    theta = crit.theta_of(lam)
     value = crit.value_theta(theta)
     g = crit.grad_theta(theta)[free]
     size = float(np.max(np.abs(g))) if g.size else 0.0

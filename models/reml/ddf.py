@@ -1,15 +1,18 @@
 """Small-sample inference for fixed effects: Satterthwaite and Kenward-Roger.
 
-Both work in the covariance-component parametrisation ``gamma = (vech D, sigma^2)``:
-``V_i = sum_r gamma_r G_ir`` with ``G_r = X_i E_r X_i'`` for an entry of ``D`` (``E_r``
+Both work in the covariance-component parametrisation ``gamma = (vech D, sigma^2)``
+(only the diagonal of ``D`` for uncorrelated random effects):
+``V_i = sum_r gamma_r G_ir`` with ``G_r = Z_i E_r Z_i'`` for an entry of ``D`` (``E_r``
 the symmetric unit matrix of that entry) and ``G = I`` for ``sigma^2``.  Every product
-they need reduces, per group, to ``q x q`` matrices of the sufficient statistics
-(``S_i`` as in :mod:`models.reml.criterion`, ``B_i = I - A_i S_i``)::
+they need reduces, per group, to small matrices of the sufficient statistics
+(``A = X'X``, ``B = Z'X``, ``C = Z'Z``, ``S`` as in :mod:`models.reml.criterion`,
+``J = I - C S``; ``V^-1 = (I - Z S Z') / sigma^2``)::
 
-    W_i  = X'V^-1 X   = B_i A_i / sigma^2
-    Y_i  = X'V^-2 X   = B_i A_i B_i' / sigma^4
-    Z_i  = X'V^-3 X   = B_i (B_i A_i) B_i' / sigma^6
-    tr V_i^-2         = (n_i - 2 tr(S_i A_i) + tr(S_i A_i S_i A_i)) / sigma^4
+    W = X'V^-1 X  = (A - B'S B) / sigma^2          U = X'V^-1 Z = B'J' / sigma^2
+    M = Z'V^-1 Z  = J C / sigma^2                  R = Z'V^-2 X = J J B / sigma^4
+    Y = X'V^-2 X  = (A - 2 B'S B + B'S C S B) / sigma^4
+    X'V^-3 X      = (sigma^4 Y - B'J'S J B) / sigma^6,   Z'V^-2 Z = J C J' / sigma^4
+    tr V^-2       = (n - 2 tr(S C) + tr(S C S C)) / sigma^4
 
 - Satterthwaite (lmerTest 3.1, Kuznetsova et al. 2017, J. Stat. Softw. 82(13)): for a
   contrast ``l``, ``df = 2 (l'C l)^2 / (g' A g)`` with ``C = Phi = (X'V^-1 X)^-1``,
@@ -34,14 +37,21 @@ import numpy as np
 from models.reml.criterion import Criterion, Parts, fd_jacobian
 
 
-def components(q: int) -> list[np.ndarray]:
-    """``E_r`` of each entry of ``vech D`` (pairs ``j <= k``, row-major)."""
+def entries(r: int, correlated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the free entries of ``D``: ``vech D`` (``j <= k``,
+    row-major), or the diagonal for uncorrelated random effects."""
+    if not correlated:
+        return np.arange(r), np.arange(r)
+    return np.triu_indices(r)
+
+
+def components(r: int, correlated: bool = True) -> list[np.ndarray]:
+    """``E_r`` of each free entry of ``D`` (:func:`entries` order)."""
     out = []
-    for j in range(q):
-        for k in range(j, q):
-            E = np.zeros((q, q))
-            E[j, k] = E[k, j] = 1.0
-            out.append(E)
+    for j, k in zip(*entries(r, correlated), strict=True):
+        E = np.zeros((r, r))
+        E[j, k] = E[k, j] = 1.0
+        out.append(E)
     return out
 
 
@@ -57,40 +67,49 @@ class Blocks:
 
 def blocks(crit: Criterion, parts: Parts, sigma2: float) -> Blocks:
     """``Phi``, ``P_r``, ``Q_rs`` and the information of ``gamma`` at an estimate."""
-    A, S, n = crit.A, parts.S, crit.n
-    q = crit.q
-    E = components(q)
+    A, B, C, S, n = crit.A, crit.B, crit.C, parts.S, crit.n
+    q, r = crit.q, crit.r
+    E = components(r, crit.correlated)
     m = len(E) + 1
-    B = np.eye(q) - A @ S
-    BA = B @ A
-    W = BA / sigma2
-    Y = BA @ np.swapaxes(B, 1, 2) / sigma2**2
-    Z = B @ BA @ np.swapaxes(B, 1, 2) / sigma2**3
-    SA = S @ A
-    trV2 = (n - 2 * np.trace(SA, axis1=1, axis2=2) + np.einsum("kij,kji->k", SA, SA)) / sigma2**2
+    Bt = crit.Bt
+    SB = S @ B
+    J = np.eye(r) - C @ S  # (K, r, r)
+    Jt = np.swapaxes(J, 1, 2)
+    BtSB = Bt @ SB
+    W = (A - BtSB) / sigma2
+    U = Bt @ Jt / sigma2  # X'V^-1 Z
+    M = J @ C / sigma2  # Z'V^-1 Z
+    R = J @ J @ B / sigma2**2  # Z'V^-2 X
+    Y = (A - 2.0 * BtSB + Bt @ S @ C @ SB) / sigma2**2  # X'V^-2 X
+    JB = J @ B
+    X3 = (sigma2**2 * Y - np.swapaxes(JB, 1, 2) @ S @ JB) / sigma2**3  # X'V^-3 X
+    ZV2Z = J @ C @ Jt / sigma2**2
+    SC = S @ C
+    trV2 = (n - 2 * np.trace(SC, axis1=1, axis2=2) + np.einsum("kij,kji->k", SC, SC)) / sigma2**2
     phi = np.linalg.inv(W.sum(axis=0))
-    # per-group "G_r V^-1 X"-side factors: X'V^-1 G_r V^-1 X = left_r @ right_r
-    WE = [W @ e for e in E]  # (K, q, q) each: W_i E_r
-    P = [-(we @ W).sum(axis=0) for we in WE] + [-Y.sum(axis=0)]
+    UE = [U @ e for e in E]  # (K, q, r) each: X'V^-1 Z E_r
+    ME = [M @ e for e in E]  # (K, r, r) each: Z'V^-1 Z E_r
+    Ut = np.swapaxes(U, 1, 2)
+    P = [-(ue @ Ut).sum(axis=0) for ue in UE] + [-Y.sum(axis=0)]
     Q: list[list[np.ndarray]] = [[np.zeros((q, q))] * m for _ in range(m)]
     K2 = np.zeros((m, m))
-    for r in range(m):
-        for s in range(r, m):
-            if r < m - 1 and s < m - 1:
-                Q[r][s] = (WE[r] @ WE[s] @ W).sum(axis=0)
-                K2[r, s] = np.einsum("kij,kji->", WE[r], WE[s])
-            elif r < m - 1:
-                Q[r][s] = (WE[r] @ Y).sum(axis=0)
-                K2[r, s] = np.einsum("ij,kji->", E[r], Y)
+    for a in range(m):
+        for b in range(a, m):
+            if a < m - 1 and b < m - 1:
+                Q[a][b] = (UE[a] @ ME[b] @ Ut).sum(axis=0)
+                K2[a, b] = np.einsum("kij,kji->", ME[a], ME[b])
+            elif a < m - 1:
+                Q[a][b] = (UE[a] @ R).sum(axis=0)
+                K2[a, b] = np.einsum("ij,kji->", E[a], ZV2Z)
             else:
-                Q[r][s] = Z.sum(axis=0)
-                K2[r, s] = trV2.sum()
-            Q[s][r] = Q[r][s].T
-            K2[s, r] = K2[r, s]
+                Q[a][b] = X3.sum(axis=0)
+                K2[a, b] = trV2.sum()
+            Q[b][a] = Q[a][b].T
+            K2[b, a] = K2[a, b]
     info2 = np.empty((m, m))
-    for r in range(m):
-        for s in range(m):
-            info2[r, s] = K2[r, s] - 2 * np.trace(phi @ Q[r][s]) + np.trace(phi @ P[r] @ phi @ P[s])
+    for a in range(m):
+        for b in range(m):
+            info2[a, b] = K2[a, b] - 2 * np.trace(phi @ Q[a][b]) + np.trace(phi @ P[a] @ phi @ P[b])
     return Blocks(phi, P, Q, info2)
 
 
@@ -130,17 +149,17 @@ def kr_df(b: Blocks, Wm: np.ndarray, L: np.ndarray) -> float:
 
 
 def gamma_of(crit: Criterion, parts: Parts, sigma2: float) -> np.ndarray:
-    """``gamma = (vech D, sigma^2)`` at an estimate."""
+    """``gamma = (vech D, sigma^2)`` at an estimate (diagonal of ``D`` if uncorrelated)."""
     D = parts.psi * sigma2
-    rows, cols = np.triu_indices(crit.q)
+    rows, cols = entries(crit.r, crit.correlated)
     return np.concatenate([D[rows, cols], [sigma2]])
 
 
 def grad_gamma(crit: Criterion, gamma: np.ndarray) -> np.ndarray:
     """Gradient of -2 log-likelihood (restricted for REML) in ``gamma``."""
-    q = crit.q
-    rows, cols = np.triu_indices(q)
-    D = np.zeros((q, q))
+    r = crit.r
+    rows, cols = entries(r, crit.correlated)
+    D = np.zeros((r, r))
     D[rows, cols] = gamma[:-1]
     D[cols, rows] = gamma[:-1]
     s2 = float(gamma[-1])

@@ -1,7 +1,9 @@
 """Frequentist engine: REML or ML fits, statsmodels ``MixedLM`` polished to the exact optimum.
 
-The model ``y_i = X_i beta + X_i u_i + e_i``, ``u_i ~ N(0, D)`` with unstructured ``D``,
-``e ~ N(0, sigma^2 I)`` is fitted from arrays (no formula parsing).  Results are on the
+The model ``y_i = X_i beta + Z_i u_i + e_i``, ``u_i ~ N(0, D)`` with unstructured or
+diagonal ``D`` (the data's :class:`models.structure.Structure`; ``Z_i`` a subset of
+``X_i``'s columns), ``e ~ N(0, sigma^2 I)`` is fitted from arrays (statsmodels'
+``exog_re = Z``; no formula parsing here, see :mod:`models.formula`).  Results are on the
 broom.mixed scale: fixed effects, then random-effect SDs, correlations and the residual SD.
 
 Optimisation
@@ -35,7 +37,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
-from models.base import FitResult, term_names
+from models.base import FitResult
 from models.data import LMMData, fit_problem
 from models.reml import ddf, varpar
 from models.reml.criterion import Criterion, Optimum, polish, psi_to_theta
@@ -49,22 +51,26 @@ def start_covariance(data: LMMData) -> tuple[np.ndarray, float]:
 
     Uses the sufficient statistics only: ``b_i = (X_i'X_i)^-1 X_i'y_i`` for groups with
     ``n_i > q`` and full-rank ``X_i'X_i``; pooled residual variance ``sigma2_0``; and
-    ``D0 = cov(b_i) - sigma2_0 mean((X_i'X_i)^-1)``, its eigenvalues floored at a small
-    fraction of the total so that it is positive definite.  Returns the relative
-    covariance ``Psi0 = D0 / sigma2_0`` that statsmodels optimises over; falls back to
-    the identity when fewer than ``q + 1`` groups qualify.
+    ``D0 = cov(b_i) - sigma2_0 mean((X_i'X_i)^-1)`` restricted to the random effects
+    (diagonal if they are uncorrelated), its eigenvalues floored at a small fraction of
+    the total so that it is positive definite.  Returns the relative covariance
+    ``Psi0 = D0 / sigma2_0`` (r x r) that statsmodels optimises over; falls back to the
+    identity when fewer than ``q + 1`` groups qualify.
     """
-    q = data.q
+    q, r, idx = data.q, data.r, data.z_index
     ok = data.n > q
     if ok.any():
         ok[ok] = np.linalg.matrix_rank(data.XtX[ok]) == q
     if ok.sum() <= q:
-        return np.eye(q), 1.0
+        return np.eye(r), 1.0
     xtx_inv = np.linalg.inv(data.XtX[ok])
     b = np.einsum("kij,kj->ki", xtx_inv, data.Xty[ok])
     rss = data.yty[ok] - np.einsum("ki,ki->k", b, data.Xty[ok])
     sigma2 = float(max(rss.sum() / (data.n[ok] - q).sum(), 1e-12))
     D = np.cov(b, rowvar=False) - sigma2 * xtx_inv.mean(axis=0)
+    D = np.atleast_2d(D)[np.ix_(idx, idx)]
+    if not data.structure.correlated:
+        D = np.diag(np.diag(D))
     w, v = np.linalg.eigh((D + D.T) / 2)
     w = np.maximum(w, 1e-3 * max(float(np.abs(w).sum()), sigma2))
     return (v * w) @ v.T / sigma2, sigma2
@@ -110,7 +116,7 @@ class RemlEngine:
             optimizer that gave the start).
         """
         t0 = time.perf_counter()
-        predictors = tuple(getattr(data, "predictors", ()))
+        structure = getattr(data, "structure", None) or tuple(getattr(data, "predictors", ()))
         # catch_warnings is process-global: run engines in processes, not threads.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -118,7 +124,7 @@ class RemlEngine:
                 result = self._fit(data)
             except Exception as err:
                 result = FitResult.failed(
-                    predictors, f"{type(err).__name__}: {err}", trace=traceback.format_exc()
+                    structure, f"{type(err).__name__}: {err}", trace=traceback.format_exc()
                 )
         notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
         result.message = "; ".join(m for m in (result.message, *notes) if m)
@@ -128,9 +134,16 @@ class RemlEngine:
     def _fit(self, data: LMMData) -> FitResult:
         opts = self.options
         _check_data(data)
-        model = MixedLM(data.y, data.X, data.group, exog_re=data.X)
+        model = MixedLM(data.y, data.X, data.group, exog_re=data.Z)
         psi0, _ = start_covariance(data)
         start = MixedLMParams.from_components(np.zeros(data.q), cov_re=psi0)
+        correlated = data.structure.correlated
+        # uncorrelated random effects (lme4 ||): statsmodels fits a diagonal cov_re
+        free = (
+            {}
+            if correlated
+            else {"free": MixedLMParams.from_components(np.ones(data.q), np.eye(data.r))}
+        )
         reasons: list[str] = []
         best: tuple[Any, int] | None = None
         for index, method in enumerate(opts.optimizers):
@@ -141,6 +154,7 @@ class RemlEngine:
                     method=[method],
                     maxiter=opts.maxiter,
                     full_output=True,
+                    **free,
                     **TOLERANCES.get(method, {}),
                 )
             problem = _problem(res)
@@ -154,9 +168,10 @@ class RemlEngine:
                 best = (res, index)
         crit = Criterion(data, reml=opts.method == "reml")
         if best is None:
-            theta0, index, label = psi_to_theta(psi0), -1, "moments"
+            theta0, index, label = psi_to_theta(psi0, correlated), -1, "moments"
         else:
-            theta0 = psi_to_theta(np.asarray(best[0].cov_re_unscaled, dtype=float))
+            cov_re = np.atleast_2d(np.asarray(best[0].cov_re_unscaled, dtype=float))
+            theta0 = psi_to_theta(cov_re, correlated)
             index, label = best[1], opts.optimizers[best[1]]
         optimum = polish(crit, theta0)
         notes = [f"{r} (polished from {label})" for r in reasons] if reasons else []
@@ -169,7 +184,8 @@ class RemlEngine:
     ) -> FitResult:
         opts = self.options
         q = data.q
-        terms, effects = term_names(data.predictors)
+        structure = data.structure
+        terms, effects = structure.terms, structure.effects
         parts, sigma2 = crit.at(opt.theta)
         singular = crit.singular(opt.theta)
         beta = parts.beta
@@ -195,7 +211,7 @@ class RemlEngine:
         if not np.all(np.isfinite(se_beta)):
             message = _join(message, "fixed-effect covariance not positive definite")
         # -- variance parameters -----------------------------------------------------------
-        nat = varpar.natural_from(parts.psi * sigma2, sigma2).values
+        nat = varpar.natural_from(parts.psi * sigma2, sigma2, structure.pairs).values
         dev = varpar.Deviance(crit)
         nan = np.full(nat.size, np.nan)
         ran_df = np.full(nat.size, np.nan)
@@ -211,7 +227,7 @@ class RemlEngine:
                 # the fit stands; only its profile intervals are missing, and why
                 message = _join(message, f"profile intervals failed: {type(err).__name__}: {err}")
         # -- fit statistics ----------------------------------------------------------------
-        n_par = q + q * (q + 1) // 2 + 1
+        n_par = q + structure.n_cov + 1
         value = float(opt.value)
         return FitResult(
             terms,
@@ -243,12 +259,12 @@ class RemlEngine:
         self, data: LMMData, crit: Criterion, nat: np.ndarray, opt: Optimum, wald_se: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """lme4's profile intervals: the ML deviance profiled around the ML optimum."""
-        q = data.q
+        q = data.r
         if crit.reml:
             crit = Criterion(data, reml=False)
             opt = polish(crit, opt.theta)
             parts, s2 = crit.at(opt.theta)
-            nat = varpar.natural_from(parts.psi * s2, s2).values
+            nat = varpar.natural_from(parts.psi * s2, s2, data.structure.pairs).values
         # march in steps of half a Wald SE on the unconstrained scale
         with np.errstate(all="ignore"):
             step = 0.5 * wald_se / varpar.dvalues_dphi(nat, q)
@@ -265,11 +281,11 @@ def _check_data(data: LMMData) -> None:
     problem = fit_problem(data)
     if problem:
         raise ValueError(problem)
-    K, N, q = data.n_groups, data.n_obs, data.q
-    if K * q >= N:
+    K, N, r = data.n_groups, data.n_obs, data.r
+    if K * r >= N:
         raise ValueError(
             f"need more rows than random effects, got K={K} groups, "
-            f"N={N} rows for K*q={K * q} random effects"
+            f"N={N} rows for K*r={K * r} random effects"
         )
 
 

@@ -39,8 +39,9 @@ BOUNDARY_COR = 1e-6
 class Natural:
     """The variance parameters on the broom.mixed scale and their unconstrained form.
 
-    ``phi = (log sd_1..q, atanh cor_12.., log sigma)``; correlations in the order of
-    ``itertools.combinations(range(q), 2)`` (as :func:`models.base.term_names`).
+    ``phi = (log sd_1..r, atanh cor_12.., log sigma)``; correlations in the order of
+    the structure's pairs (:attr:`models.structure.Structure.pairs`; none for
+    uncorrelated random effects).
     """
 
     sd: np.ndarray
@@ -53,31 +54,35 @@ class Natural:
         return np.concatenate([self.sd, self.cor, [self.sigma]])
 
 
-def pairs(q: int) -> list[tuple[int, int]]:
-    """Index pairs of the correlations, in broom.mixed's order."""
+Pairs = list[tuple[int, int]]
+
+
+def pairs(q: int) -> Pairs:
+    """Index pairs of all correlations of q random effects, in broom.mixed's order."""
     return list(itertools.combinations(range(q), 2))
 
 
-def natural_from(D: np.ndarray, sigma2: float) -> Natural:
-    """The natural parameters of ``(D, sigma^2)`` (correlations clipped to [-1, 1])."""
+def natural_from(D: np.ndarray, sigma2: float, prs: Pairs | None = None) -> Natural:
+    """The natural parameters of ``(D, sigma^2)`` (correlations clipped to [-1, 1]) for
+    the correlated pairs ``prs`` (default: all)."""
     q = D.shape[0]
     sd = np.sqrt(np.maximum(np.diag(D), 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        cor = np.array([D[j, k] / (sd[j] * sd[k]) for j, k in pairs(q)])
+        cor = np.array([D[j, k] / (sd[j] * sd[k]) for j, k in (pairs(q) if prs is None else prs)])
     return Natural(sd, np.clip(cor, -1.0, 1.0), float(np.sqrt(sigma2)))
 
 
-def _cor_matrix(values: np.ndarray, q: int) -> np.ndarray:
+def _cor_matrix(values: np.ndarray, q: int, prs: Pairs) -> np.ndarray:
     R = np.eye(q)
-    for (j, k), r in zip(pairs(q), values[q:-1], strict=True):
+    for (j, k), r in zip(prs, values[q:-1], strict=True):
         R[j, k] = R[k, j] = r
     return R
 
 
-def _cov(values: np.ndarray, q: int) -> tuple[np.ndarray, float]:
+def _cov(values: np.ndarray, q: int, prs: Pairs) -> tuple[np.ndarray, float]:
     """``(D, sigma^2)`` from natural values ``(sd.., cor.., sigma)``."""
     sd = values[:q]
-    return sd[:, None] * _cor_matrix(values, q) * sd[None, :], float(values[-1] ** 2)
+    return sd[:, None] * _cor_matrix(values, q, prs) * sd[None, :], float(values[-1] ** 2)
 
 
 def to_phi(values: np.ndarray, q: int) -> np.ndarray:
@@ -100,11 +105,12 @@ class Deviance:
     """-2 log-likelihood (restricted for REML) over the natural parameters, ``beta`` profiled."""
 
     def __init__(self, crit: Criterion) -> None:
-        self.crit, self.q = crit, crit.q
+        # q: the number of random effects (the SDs among the natural values)
+        self.crit, self.q, self.pairs = crit, crit.r, crit.structure.pairs
 
     def value(self, values: np.ndarray) -> float:
         """-2 log-likelihood at the natural values ``(sd.., cor.., sigma)``."""
-        D, s2 = _cov(values, self.q)
+        D, s2 = _cov(values, self.q, self.pairs)
         return self.crit.full(self.crit.parts(D / s2), s2)
 
     def grad_natural(self, values: np.ndarray) -> np.ndarray:
@@ -114,17 +120,17 @@ class Deviance:
     def value_grad_natural(self, values: np.ndarray) -> tuple[float, np.ndarray]:
         """Value and gradient in the natural parameters, from one evaluation."""
         crit, q = self.crit, self.q
-        D, s2 = _cov(values, q)
+        D, s2 = _cov(values, q, self.pairs)
         parts = crit.parts(D / s2)
         value = crit.full(parts, s2)
         GD, d_s2 = crit.grad_cov(parts, s2)
         sd = values[:q]
         out = np.empty(values.size)
-        R = _cor_matrix(values, q)
+        R = _cor_matrix(values, q, self.pairs)
         for j in range(q):
             # D_jk = sd_j sd_k R_jk: dD/dsd_j touches row and column j
             out[j] = 2.0 * float(GD[j] @ (R[j] * sd))
-        for i, (j, k) in enumerate(pairs(q)):
+        for i, (j, k) in enumerate(self.pairs):
             out[q + i] = 2.0 * GD[j, k] * sd[j] * sd[k]
         out[-1] = 2.0 * values[-1] * d_s2
         return value, out
@@ -144,14 +150,15 @@ class Intervals:
     upper: np.ndarray
 
 
-def boundary(values: np.ndarray, q: int) -> np.ndarray:
-    """Which natural parameters sit on the edge of the parameter space."""
+def boundary(values: np.ndarray, q: int, prs: Pairs | None = None) -> np.ndarray:
+    """Which natural parameters sit on the edge of the parameter space (``prs``: the
+    correlated pairs, default all)."""
     sigma = values[-1]
     at_sd = values[:q] < BOUNDARY_SD * sigma
     at_cor = np.array(
         [
             1.0 - abs(r) < BOUNDARY_COR or at_sd[j] or at_sd[k]
-            for (j, k), r in zip(pairs(q), values[q:-1], strict=True)
+            for (j, k), r in zip(pairs(q) if prs is None else prs, values[q:-1], strict=True)
         ],
         dtype=bool,
     )
@@ -162,7 +169,7 @@ def wald(dev: Deviance, values: np.ndarray, level: float, singular: bool) -> Int
     """Wald intervals on the log-SD / atanh-cor / log-sigma scale (module docstring)."""
     q, k = dev.q, values.size
     nan = np.full(k, np.nan)
-    fixed = boundary(values, q)
+    fixed = boundary(values, q, dev.pairs)
     if singular:
         fixed[q:-1] = True  # no correlation SE at a singular fit
     free = np.flatnonzero(~fixed)
