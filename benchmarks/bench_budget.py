@@ -38,7 +38,6 @@ from study.run.runner import finish_run, open_run
 from study.run.store import Piece, Store
 from study.run.integrity import stamp_of
 from study.schema import DTYPES, FIT_VARS, TERM_VARS
-from models.base import term_names
 
 pairs, chars, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 config = load_config("default").with_replicates(pairs)
@@ -46,7 +45,7 @@ store = Store(out)
 manifest = open_run(config, store)
 truths = compute_truths(config)
 E = len(config.engines)
-T = len(term_names(config.design.predictors)[0])
+T = len(config.terms()[0])
 rng = np.random.default_rng(1)
 cid = config.conditions[0].id
 for start in range(0, pairs, 1000):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -151,6 +152,25 @@ class FitResult:
         if trace:
             result.extra["traceback"] = trace
         return result
+
+    def aligned(self, terms: list[str], effects: list[str]) -> FitResult:
+        """This result on another term list (a superset of its own, e.g. the union of
+        several structures' terms): NaN for terms this model does not have."""
+        if list(terms) == self.terms:
+            return self
+        missing = [t for t in self.terms if t not in terms]
+        if missing:
+            raise ValueError(f"terms {missing} of the fit are not in the term list {terms}")
+        pos = {t: i for i, t in enumerate(self.terms)}
+        take = np.array([pos.get(t, -1) for t in terms], dtype=np.int64)
+
+        def spread(values: np.ndarray) -> np.ndarray:
+            return np.where(take >= 0, np.append(values, np.nan)[take], np.nan)
+
+        per_term = {
+            name: spread(getattr(self, name)) for name in (*TERM_FIELDS, *DIAGNOSTIC_FIELDS)
+        }
+        return dataclasses.replace(self, terms=list(terms), effects=list(effects), **per_term)
 
     def to_frame(self):  # -> pandas.DataFrame
         """broom::tidy-shaped table: term, effect, estimate, std_error, ci_lower, ci_upper."""

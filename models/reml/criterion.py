@@ -20,9 +20,10 @@ Derivatives are analytic.  ``dS_i = T_i dPsi T_i'``, so with the GLS residuals
 
 (``H = (X'V_psi^-1 X)^-1``), and ``dF/dLambda = 2 (dF/dPsi) Lambda`` for ``Psi =
 Lambda Lambda'``: ``theta`` holds the lower triangle of ``Lambda`` (lme4's order), or
-only its diagonal when the random effects are uncorrelated (``||``).  The data are centred at the pooled OLS fit first, so that the sums
-of squares that depend on ``Psi`` carry no large constant (their rounding noise would
-otherwise dominate finite-difference Hessians).
+only its diagonal when the random effects are uncorrelated (``||``).  The data are
+centred at the pooled OLS fit first, so that the sums of squares that depend on ``Psi``
+carry no large constant (their rounding noise would otherwise dominate finite-difference
+Hessians).
 
 A fit costs O(K (q^3 + r^3)) per evaluation, whatever the group sizes.
 """

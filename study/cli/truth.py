@@ -27,7 +27,7 @@ def truth_frame(cfg: StudyConfig) -> pd.DataFrame:
     frames = []
     factors = factor_names(cfg.conditions)
     for c in cfg.conditions:
-        frame = compute_truth(Design.from_study(cfg, c)).to_frame()
+        frame = compute_truth(Design.from_study(cfg, c), cfg.terms()[0]).to_frame()
         for i, name in enumerate(factors):
             frame.insert(i, name, factor_values([c], name)[0])
         frames.append(frame)

@@ -24,8 +24,10 @@ from typing import Any
 from models.validate import OptionError, check_keys, fail
 from study.design.spec import DesignConfig, PredictorSpec
 
-#: design keys a condition may vary (``predictors`` fixes the term list: never varied)
-FACTOR_KEYS = tuple(f.name for f in fields(DesignConfig) if f.name != "predictors")
+#: design keys that fix the term list (the generating structure): never varied
+STRUCTURE_KEYS = ("predictors", "random", "correlated")
+#: design keys a condition may vary
+FACTOR_KEYS = tuple(f.name for f in fields(DesignConfig) if f.name not in STRUCTURE_KEYS)
 #: keys of ``[conditions]`` that are not factors
 SPECIAL_KEYS = ("exclude", "add")
 #: label of the single condition of a study without ``[conditions]``
@@ -57,8 +59,14 @@ class Condition:
 
 
 def design_table(design: DesignConfig) -> dict[str, Any]:
-    """Every generator setting of ``design`` as plain values (lists for tuples)."""
-    return json.loads(json.dumps(asdict(design)))
+    """Every generator setting of ``design`` as plain values (lists for tuples); a
+    setting marked ``omit_default`` is left out while at its default, so designs made
+    before it existed keep their ids (and so their seeds)."""
+    table = json.loads(json.dumps(asdict(design)))
+    for f in fields(design):
+        if f.metadata.get("omit_default") and getattr(design, f.name) == f.default:
+            table.pop(f.name, None)
+    return table
 
 
 def design_id(design: DesignConfig) -> str:
@@ -114,12 +122,14 @@ def expand(base: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Condition,
         Naming the condition and key that is wrong.
     """
     spec = dict(spec)
-    if "predictors" in spec:
-        raise fail(
-            "conditions.predictors",
-            spec["predictors"],
-            "cannot vary: every condition has the same terms; set predictors in [design]",
-        )
+    for key in STRUCTURE_KEYS:
+        if key in spec:
+            raise fail(
+                f"conditions.{key}",
+                spec[key],
+                f"cannot vary: every condition has the same terms; set {key} in [design] "
+                "(engines may fit other structures: random / correlated in [engines.NAME])",
+            )
     exclude = spec.pop("exclude", [])
     add = spec.pop("add", [])
     _check_factors(spec, "conditions")

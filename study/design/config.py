@@ -35,10 +35,11 @@ from models.registry import (
     is_engine_label,
     options_table,
 )
-from models.validate import OptionError, check_keys, fail, integer, number
+from models.structure import Structure, merged_terms, term_effects
+from models.validate import OptionError, boolean, check_keys, fail, integer, number
 from study.design.conditions import Condition, design_table, expand
 from study.design.sbc import SbcSettings
-from study.design.spec import DesignConfig, PredictorSpec
+from study.design.spec import DesignConfig, PredictorSpec, random_effects
 from study.errors import ConfigError
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
     "load_config",
 ]
 
-PRESETS = ("default", "seed", "small-groups")
+PRESETS = ("default", "seed", "small-groups", "slope-ignored")
 #: the largest replicate count a study may ask for (its results must fit in memory:
 #: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
 MAX_REPLICATES = 1_000_000
@@ -68,7 +69,10 @@ class StudyConfig:
 
     ``engines`` names the engines run, in the order of the results' ``engine``
     coordinate; ``engine_options`` holds each one's validated options object (from
-    :func:`models.registry.build_options`).  Settings that never change a replicate's
+    :func:`models.registry.build_options`).  ``engine_structures`` holds, per engine,
+    the random-effects structure it fits when that differs from the generating one
+    (``random`` and/or ``correlated`` in ``[engines.NAME]``: a misspecification
+    study).  Settings that never change a replicate's
     results (``name``, ``replicates``, ``keep_draws``) are left out of :meth:`hash`,
     so a finished run can be extended.  ``keep_draws``: the full posterior of the first
     ``keep_draws`` replicates is kept beside the results (engines with draws only).
@@ -81,6 +85,7 @@ class StudyConfig:
     level: float = 0.95
     engines: tuple[str, ...] = ENGINE_NAMES
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    engine_structures: Mapping[str, Any] = field(default_factory=dict)
     keep_draws: int = field(default=3, metadata=NOT_HASHED)
     condition_spec: Mapping[str, Any] = field(default_factory=dict)
     #: the ``[sbc]`` table: set for a simulation-based calibration study (``study sbc``)
@@ -120,12 +125,53 @@ class StudyConfig:
                     raise err.within(f"engines.{name}") from err
             options[name] = given
         object.__setattr__(self, "engine_options", options)
+        object.__setattr__(self, "engine_structures", self._checked_structures())
         if not isinstance(self.condition_spec, Mapping):
             raise fail("conditions", self.condition_spec, "must be a table")
         conditions = expand(design_table(self.design), self.condition_spec)
         object.__setattr__(self, "conditions", conditions)
         if self.sbc is not None:
             object.__setattr__(self, "sbc", self._checked_sbc(self.sbc))
+
+    def _checked_structures(self) -> dict[str, dict[str, Any]]:
+        """``engine_structures`` validated: ``random`` names fixed effects (kept in their
+        order), ``correlated`` a boolean; only engines of ``engines.run``."""
+        raw = self.engine_structures
+        if not isinstance(raw, Mapping):
+            raise fail("engines", raw, "must be a table")
+        fixed = self.design.structure.fixed
+        out: dict[str, dict[str, Any]] = {}
+        for name, table in raw.items():
+            if name not in self.engines:
+                continue  # an engine not run (with_engines / as_sbc dropped it)
+            entry: dict[str, Any] = {}
+            if "random" in table:
+                names = random_effects(table["random"], fixed, f"engines.{name}.random")
+                entry["random"] = list(names or fixed)
+            if "correlated" in table:
+                entry["correlated"] = boolean(f"engines.{name}.correlated", table["correlated"])
+            if entry:
+                out[name] = entry
+        return out
+
+    def structure_of(self, engine: str) -> Structure:
+        """The random-effects structure ``engine`` fits: the generating one unless
+        ``[engines.NAME]`` sets ``random`` or ``correlated``."""
+        design = self.design.structure
+        entry = self.engine_structures.get(engine, {})
+        return Structure(
+            design.fixed,
+            tuple(entry.get("random", design.random)),
+            entry.get("correlated", design.correlated),
+        )
+
+    def terms(self) -> tuple[list[str], list[str]]:
+        """The results' terms and their effect kinds: every term of the generating
+        structure and of the structures the engines fit, in one canonical order."""
+        fixed = self.design.structure.fixed
+        structures = [self.design.structure, *(self.structure_of(e) for e in self.engines)]
+        terms = merged_terms(fixed, structures)
+        return terms, term_effects(terms, fixed)
 
     def _checked_sbc(self, sbc: SbcSettings) -> SbcSettings:
         """``sbc`` with ``prior_from`` resolved to an engine of this study that has one."""
@@ -147,6 +193,15 @@ class StudyConfig:
                 sbc.prior_from,
                 f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
             )
+        for e in self.engines:
+            if self.structure_of(e) != self.design.structure:
+                raise fail(
+                    f"engines.{e}.random",
+                    self.engine_structures[e].get("random", "(as the design)"),
+                    "simulation-based calibration fits the model the data come from; "
+                    "remove random / correlated from [engines."
+                    f"{e}] or calibrate that structure in its own run ([design] random)",
+                )
         priors = options_table(self.engine_options[sbc.prior_from]).get("priors")
         for e in with_prior:
             if options_table(self.engine_options[e]).get("priors") != priors:
@@ -167,11 +222,19 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain TOML-ready tables (every setting explicit)."""
         d = self.design
-        design = {f.name: _plain(getattr(d, f.name)) for f in fields(d) if f.name != "predictor"}
+        design = {
+            f.name: _plain(getattr(d, f.name))
+            for f in fields(d)
+            if f.name != "predictor"
+            and not (f.metadata.get("omit_default") and getattr(d, f.name) == f.default)
+        }
         design["predictor"] = dataclasses.asdict(d.predictor)
         engines: dict[str, Any] = {"run": list(self.engines)}
         for name in self.engines:
-            engines[name] = options_table(self.engine_options[name])
+            engines[name] = {
+                **self.engine_structures.get(name, {}),
+                **options_table(self.engine_options[name]),
+            }
         table = {
             "name": self.name,
             "replicates": self.replicates,
@@ -289,15 +352,23 @@ def _table(key: str, value: object) -> dict[str, Any]:
     return dict(value)
 
 
-def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """``(engines run, option tables)`` from the ``[engines]`` table."""
+#: keys of ``[engines.NAME]`` that say what model the engine fits, not how
+STRUCTURE_KEYS = ("random", "correlated")
+
+
+def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]:
+    """``(engines run, option tables, structure tables)`` from the ``[engines]`` table."""
     if isinstance(raw, list):
         raise fail("engines", raw, f"must be a table, not a list; {_ENGINES_HINT}")
     table = _table("engines", raw)
     check_keys(table, {"run", *ENGINE_NAMES, *filter(is_engine_label, table)}, "engines")
     run = table.pop("run", list(ENGINE_NAMES))
+    structures: dict[str, Any] = {}
     for name, opts in table.items():
-        _table(f"engines.{name}", opts)
+        opts = table[name] = _table(f"engines.{name}", opts)
+        picked = {k: opts.pop(k) for k in STRUCTURE_KEYS if k in opts}
+        if picked:
+            structures[name] = picked
         if isinstance(run, list) and name not in run:
             raise fail(
                 "engines.run",
@@ -305,7 +376,7 @@ def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any]]:
                 f"does not include {name!r}, which [engines.{name}] configures; "
                 f"add it to engines.run or remove the [engines.{name}] table",
             )
-    return (tuple(run) if isinstance(run, list) else run), table
+    return (tuple(run) if isinstance(run, list) else run), table, structures
 
 
 def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfig:
@@ -323,7 +394,7 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
         check_keys(design_raw, _DESIGN_KEYS, "design")
         pred_raw = _table("design.predictor", design_raw.pop("predictor", {}))
         check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
-        engines, options = _engines(raw.pop("engines", {}))
+        engines, options, structures = _engines(raw.pop("engines", {}))
         conditions = _table("conditions", raw.pop("conditions", {}))
         sbc = None
         if "sbc" in raw:
@@ -336,6 +407,7 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
             design=design,
             engines=engines,
             engine_options=options,
+            engine_structures=structures,
             condition_spec=conditions,
             sbc=sbc,
             **raw,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.base import correlation_factor, split_terms
+from models.base import correlation_factor
 from models.data import LMMData
 from study.design.conditions import Condition, design_id
 from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
@@ -37,7 +37,8 @@ class Sample:
     data : LMMData
         Long table and per-group sufficient statistics, what engines fit.
     u : ndarray, shape (K, q)
-        The realised random effects.
+        The realised random effects, per fixed effect (0 for the fixed effects
+        without a random effect).
     """
 
     replicate: int
@@ -83,8 +84,9 @@ class Design:
         self.X = np.column_stack([np.ones(idx.size), subjects[idx]])
         self.group = np.repeat(np.arange(config.groups), sizes * config.repeats)
         self.n = sizes * config.repeats
+        self.structure = config.structure
         # D = S C S with C positive definite: S chol(C) is a square root of D even
-        # when an SD is 0 (where Cholesky of D itself fails)
+        # when an SD is 0 (where Cholesky of D itself fails); r x r
         self._chol_D = np.diag(config.re_sd) @ np.linalg.cholesky(np.array(config.re_cor))
         self.beta = np.array(config.beta)
         self.fixed_u: np.ndarray | None = None
@@ -103,9 +105,17 @@ class Design:
             condition = config.conditions[0]
         return cls(condition.design, config.seed)
 
-    def _draw_u(self, rng: np.random.Generator) -> np.ndarray:
-        z = rng.standard_normal((self.config.groups, self.config.q))
-        return z @ self._chol_D.T
+    def _draw_u(self, rng: np.random.Generator, chol: np.ndarray | None = None) -> np.ndarray:
+        """Random effects (K, q): ``r`` normal draws a group through ``chol`` (r x r),
+        placed in the columns of the random effects."""
+        chol = self._chol_D if chol is None else chol
+        z = rng.standard_normal((self.config.groups, self.structure.r))
+        u = np.zeros((self.config.groups, self.config.q))
+        u[:, list(self.structure.index)] = z @ chol.T
+        return u
+
+    def _data(self, y: np.ndarray) -> LMMData:
+        return LMMData(y, self.X, self.group, self.config.predictors, structure=self.structure)
 
     @cached_property
     def XtX(self) -> np.ndarray:
@@ -114,21 +124,19 @@ class Design:
         return np.add.reduceat(self.X[:, :, None] * self.X[:, None, :], starts, axis=0)
 
     def sample_from(self, terms: np.ndarray, rng: np.random.Generator, replicate: int) -> Sample:
-        """Data from this design's X with the parameters ``terms`` (``term_names``
-        order: beta, SDs, correlations, sigma) instead of the design's own, random
-        effects always redrawn: what simulation-based calibration generates from
-        parameters drawn from a prior."""
-        q = self.config.q
-        beta, sds, corr, sigma = split_terms(np.asarray(terms, dtype=float), q)
+        """Data from this design's X with the parameters ``terms`` (the design
+        structure's ``terms`` order: beta, SDs, correlations, sigma) instead of the
+        design's own, random effects always redrawn: what simulation-based calibration
+        generates from parameters drawn from a prior."""
+        beta, sds, corr, sigma = self.structure.split(np.asarray(terms, dtype=float))
         try:
             chol = sds[:, None] * np.linalg.cholesky(corr)
         except np.linalg.LinAlgError:  # a correlation of +-1: C is only semi-definite
             chol = sds[:, None] * correlation_factor(corr)
-        u = rng.standard_normal((self.config.groups, q)) @ chol.T
+        u = self._draw_u(rng, chol)
         e = rng.normal(0.0, float(sigma), self.X.shape[0])
         y = self.X @ beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e
-        data = LMMData(y, self.X, self.group, self.config.predictors)
-        return Sample(replicate=replicate, data=data, u=u)
+        return Sample(replicate=replicate, data=self._data(y), u=u)
 
     def sample(self, replicate: int) -> Sample:
         """Generate replicate ``replicate`` (depends only on root seed and index)."""
@@ -136,5 +144,4 @@ class Design:
         u = self.fixed_u if self.fixed_u is not None else self._draw_u(rng)
         e = rng.normal(0.0, self.config.sigma, self.X.shape[0])
         y = self.X @ self.beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e
-        data = LMMData(y, self.X, self.group, self.config.predictors)
-        return Sample(replicate=replicate, data=data, u=u)
+        return Sample(replicate=replicate, data=self._data(y), u=u)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.validate import boolean, choice, fail, integer, number, numbers
+from models.structure import INTERCEPT, Structure
+from models.validate import OMIT_DEFAULT, boolean, choice, fail, integer, number, numbers
 
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
 
@@ -49,7 +50,7 @@ class PredictorSpec:
 
 @dataclass(frozen=True)
 class DesignConfig:
-    """The data-generating model ``y_i = X_i beta + X_i u_i + e_i``.
+    """The data-generating model ``y_i = X_i beta + Z_i u_i + e_i``.
 
     Parameters
     ----------
@@ -58,13 +59,21 @@ class DesignConfig:
     group_size : int or tuple of int
         Subjects per group: one number for all, or one per group.
     predictors : tuple of str
-        Predictor names (p >= 1); random slopes on all of them.
+        Predictor names (p >= 1).
     beta : tuple of float
         Fixed effects, intercept first (length p + 1).
+    random : tuple of str
+        The fixed effects with a random effect (``"(Intercept)"`` and predictor names;
+        ``Z`` is made of those columns of ``X``), kept in the order of the fixed
+        effects; empty (the default) for all of them.
+    correlated : bool
+        Whether the random effects are correlated (lme4 ``|``) or independent
+        (``||``: ``re_cor`` must then be the identity).
     re_sd : tuple of float
-        Random-effect SDs, intercept first (length p + 1, each > 0).
+        Random-effect SDs, one per random effect in the order of ``random``.
     re_cor : tuple of tuple of float
-        Random-effect correlation matrix ((p+1) x (p+1), positive definite).
+        Random-effect correlation matrix (r x r, positive definite); default the
+        identity.
     sigma : float
         Residual SD (> 0).
     repeats : int
@@ -81,11 +90,14 @@ class DesignConfig:
     predictors: tuple[str, ...] = ("X",)
     beta: tuple[float, ...] = (5.0, 2.0)
     re_sd: tuple[float, ...] = (1.0, 2.0)
-    re_cor: tuple[tuple[float, ...], ...] = ((1.0, 0.0), (0.0, 1.0))
+    re_cor: tuple[tuple[float, ...], ...] = ()
     sigma: float = 1.0
     repeats: int = 1
     fixed_random_effects: bool = False
     predictor: PredictorSpec = field(default_factory=PredictorSpec)
+    # added after runs were made: left out of tables and hashes while at the default
+    random: tuple[str, ...] = field(default=(), metadata=OMIT_DEFAULT)
+    correlated: bool = field(default=True, metadata=OMIT_DEFAULT)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -121,16 +133,38 @@ class DesignConfig:
         if len(beta) != q:
             names = ", ".join(predictors)
             raise fail("design.beta", list(beta), f"must have {q} values (intercept then {names})")
+        random = (
+            random_effects(self.random, (INTERCEPT, *predictors), "design.random")
+            if self.random != ()
+            else ()
+        )
+        set_(self, "random", random)
+        boolean("design.correlated", self.correlated)
+        names = self.structure.random
+        r = len(names)
         # an SD of 0 is allowed: a random effect that is absent from the data (fits
         # then sit on the boundary, as a study of boundary fits wants)
         re_sd = numbers("design.re_sd", self.re_sd, low=0.0, low_inclusive=True)
         if not any(re_sd):
             raise fail("design.re_sd", list(re_sd), "must have at least one SD > 0")
-        if len(re_sd) != q:
-            raise fail("design.re_sd", list(re_sd), f"must have {q} values (intercept first)")
+        if len(re_sd) != r:
+            raise fail(
+                "design.re_sd",
+                list(re_sd),
+                f"must have {r} values, one per random effect ({', '.join(names)})",
+            )
         set_(self, "beta", beta)
         set_(self, "re_sd", re_sd)
-        set_(self, "re_cor", _correlation(self.re_cor, q))
+        re_cor = self.re_cor or tuple(
+            tuple(1.0 if i == j else 0.0 for j in range(r)) for i in range(r)
+        )
+        set_(self, "re_cor", _correlation(re_cor, r))
+        if not self.correlated and not np.allclose(np.array(self.re_cor), np.eye(r)):
+            raise fail(
+                "design.re_cor",
+                [list(row) for row in self.re_cor],
+                "must be the identity (or left out) with correlated = false",
+            )
         set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
         set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
         boolean("design.fixed_random_effects", self.fixed_random_effects)
@@ -146,8 +180,14 @@ class DesignConfig:
 
     @property
     def q(self) -> int:
-        """Number of fixed (= random) effects, intercept included."""
+        """Number of fixed effects, intercept included."""
         return len(self.predictors) + 1
+
+    @property
+    def structure(self) -> Structure:
+        """The generating model's fixed and random effects."""
+        fixed = (INTERCEPT, *self.predictors)
+        return Structure(fixed, self.random or fixed, self.correlated)
 
     @property
     def sizes(self) -> np.ndarray:
@@ -158,9 +198,45 @@ class DesignConfig:
 
     @property
     def D(self) -> np.ndarray:
-        """Random-effects covariance matrix ``diag(sd) C diag(sd)``."""
-        sd = np.array(self.re_sd)
-        return sd[:, None] * np.array(self.re_cor) * sd[None, :]
+        """Random-effects covariance ``diag(sd) C diag(sd)`` embedded in the q x q space
+        of the fixed effects (rows and columns of effects without a random effect are
+        0): ``Z D_r Z' = X D X'``, so the truth's algebra on ``X`` holds for any ``Z``."""
+        return self.embed(np.array(self.re_sd)[:, None] * np.array(self.re_cor) * self.re_sd)
+
+    @property
+    def cor_full(self) -> np.ndarray:
+        """The random-effect correlation matrix embedded in q x q (identity elsewhere)."""
+        return self.embed(np.array(self.re_cor), eye=True)
+
+    @property
+    def sd_full(self) -> np.ndarray:
+        """Random-effect SDs per fixed effect (0 for effects without a random effect)."""
+        out = np.zeros(self.q)
+        out[list(self.structure.index)] = self.re_sd
+        return out
+
+    def embed(self, M: np.ndarray, eye: bool = False) -> np.ndarray:
+        """An r x r matrix placed in the q x q space of the fixed effects."""
+        idx = np.array(self.structure.index)
+        out = np.eye(self.q) if eye else np.zeros((self.q, self.q))
+        out[np.ix_(idx, idx)] = M
+        return out
+
+
+def random_effects(value: object, fixed: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """The random effects as given (a list of fixed-effect names), in the order of
+    ``fixed``; ``()`` for all of them."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise fail(key, value, f"must be a non-empty list of fixed-effect names from {list(fixed)}")
+    unknown = [v for v in value if v not in fixed]
+    if unknown or not all(isinstance(v, str) for v in value):
+        raise fail(
+            key, list(value), f"must name fixed effects: {unknown} are not among {list(fixed)}"
+        )
+    if len(set(value)) != len(value):
+        raise fail(key, list(value), "names must be distinct")
+    ordered = tuple(n for n in fixed if n in value)
+    return () if ordered == fixed else ordered
 
 
 def _correlation(value: object, q: int) -> tuple[tuple[float, ...], ...]:

@@ -1,7 +1,11 @@
 """Analytic truth for the fixed effects of the simulated LMM, in q x q algebra.
 
-With ``Z_i = X_i``, ``G_i = X_i'X_i`` and ``M_i = G_i + sigma^2 D^-1`` (applied as
-``M_i^-1 = D (G_i D + sigma^2 I)^-1``, so D may be singular), Woodbury gives
+With ``Z_i`` a subset of ``X_i``'s columns, ``Z_i D_r Z_i' = X_i D X_i'`` for ``D`` the
+random-effects covariance embedded in the q x q space of the fixed effects (zero rows
+and columns for the effects without a random effect: :attr:`DesignConfig.D`), so the
+algebra below on ``X`` serves every structure.  With ``G_i = X_i'X_i`` and
+``M_i = G_i + sigma^2 D^-1`` (applied as ``M_i^-1 = D (G_i D + sigma^2 I)^-1``, so D
+may be singular), Woodbury gives
 ``V_i^-1 = (I - X_i M_i^-1 X_i') / sigma^2`` and so
 
 * ``W_i = X_i'V_i^-1 X_i = (G_i - G_i M_i^-1 G_i) / sigma^2``,
@@ -9,7 +13,8 @@ With ``Z_i = X_i``, ``G_i = X_i'X_i`` and ``M_i = G_i + sigma^2 D^-1`` (applied 
 
 Marginal: ``Var(beta_hat) = A = (sum_i W_i)^-1`` (GLS with known V).
 Conditional on fixed random effects u (docs/architecture.md):
-``E[beta_hat | u] = beta + A sum_i W_i u_i`` (as ``X_i'V_i^-1 Z_i = W_i``) and
+``E[beta_hat | u] = beta + A sum_i W_i u_i`` (as ``X_i'V_i^-1 X_i = W_i``, ``u_i``
+embedded likewise) and
 ``Var(beta_hat | u) = A (sum_i sigma^2 X_i'V_i^-2 X_i) A``.
 No n_i x n_i matrix is ever formed.
 """
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.base import term_names
+from models.structure import Structure, term_effects
 from study.design.generate import Design
 
 
@@ -101,24 +106,37 @@ def conditional_moments(
 
 
 def _ran_pars_values(design: Design) -> np.ndarray:
+    """SDs, correlations and sigma of the all-slopes model (q x q): an effect without a
+    random effect has SD 0, and every correlation with it is undefined (NaN)."""
     cfg = design.config
     q = cfg.q
-    cor = np.array(cfg.re_cor)
-    sd = cfg.re_sd
+    cor = cfg.cor_full
+    sd = cfg.sd_full
     # the correlation of a random effect that is absent (SD 0) is undefined
     cors = [
         cor[a, b] if sd[a] > 0 and sd[b] > 0 else np.nan for a in range(q) for b in range(a + 1, q)
     ]
-    return np.array([*cfg.re_sd, *cors, cfg.sigma])
+    return np.array([*sd, *cors, cfg.sigma])
 
 
-def compute_truth(design: Design) -> Truth:
-    """The true values and SEs of every term of ``design``'s model."""
+def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
+    """The true values and SEs of ``terms`` (default: the generating model's).
+
+    ``terms`` may name terms of any structure on the design's fixed effects (what the
+    engines fit): the SD of an effect the data do not vary is 0, a correlation with
+    it NaN, a correlation the generator sets to 0 (``correlated = false``) is 0.
+    """
     cfg = design.config
-    terms, effects = term_names(cfg.predictors)
+    full = Structure.full(cfg.predictors).terms
+    terms = list(cfg.structure.terms if terms is None else terms)
+    unknown = [t for t in terms if t not in full]
+    if unknown:
+        raise ValueError(f"terms {unknown} are not terms of a model on {list(cfg.structure.fixed)}")
+    effects = term_effects(terms, cfg.structure.fixed)
+    pick = np.array([full.index(t) for t in terms], dtype=np.int64)
     q = cfg.q
     cov = marginal_cov(design.XtX, cfg.D, cfg.sigma)
-    value = np.concatenate([design.beta, _ran_pars_values(design)])
+    value = np.concatenate([design.beta, _ran_pars_values(design)])[pick]
     se = np.full(len(terms), np.nan)
     se[:q] = np.sqrt(np.diag(cov))
     cond_value = np.full(len(terms), np.nan)

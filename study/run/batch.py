@@ -126,12 +126,13 @@ def warm_up(config: StudyConfig) -> float:
     than inside a first fit; returns the seconds spent.
     """
     t0 = time.perf_counter()
-    for engine in get_engines(config):
+    for name, engine in zip(config.engines, get_engines(config), strict=True):
         compile_ = getattr(engine, "compile", None)
         if compile_ is None:
             continue
+        structure = config.structure_of(name)
         for c in config.conditions:
-            compile_(get_design(config, c.id).sample(0).data)
+            compile_(get_design(config, c.id).sample(0).data.with_structure(structure))
     return time.perf_counter() - t0
 
 
@@ -152,16 +153,21 @@ def fit_replicate(
     """
     sample = design.sample(replicate)
     keep = replicate < config.keep_draws
+    terms, effects = config.terms()
     fits, kept = [], []
     for name, engine in zip(config.engines, engines, strict=True):
         t0 = time.perf_counter()
         seed = engine_seed(config.seed, design.id, replicate, name)
+        structure = config.structure_of(name)
+        data = sample.data
+        if structure != data.structure:  # a misspecified fit: same data, other Z
+            data = data.with_structure(structure)
         try:
-            fit = engine.fit(sample.data, seed=seed, keep_posterior=keep)
+            fit = engine.fit(data, seed=seed, keep_posterior=keep)
         except Exception as err:  # errors are data, never a crashed study
             last = traceback.extract_tb(err.__traceback__)[-1]
             fit = FitResult.failed(
-                config.design.predictors,
+                structure,
                 f"{type(err).__name__}: {err} (at {Path(last.filename).name}:{last.lineno})",
                 time.perf_counter() - t0,
                 traceback.format_exc(),
@@ -179,7 +185,7 @@ def fit_replicate(
         posterior = fit.extra.pop("posterior", None)
         if keep and posterior is not None:
             kept.append((name, posterior))
-        fits.append(fit)
+        fits.append(fit.aligned(terms, effects))
     return fits, kept
 
 

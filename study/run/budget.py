@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import psutil
 
-from models.base import term_names
 from study.errors import UserError
 from study.schema import DTYPES, FIT_VARS, TERM_VARS
 
@@ -67,7 +66,7 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
     """What running ``config`` (to ``replicates``) needs."""
     reps = config.replicates if replicates is None else replicates
     pairs = reps * len(config.conditions)
-    terms = len(term_names(config.design.predictors)[0])
+    terms = len(config.terms()[0])
     per_pair = _bytes_per_pair(len(config.engines), terms)
     kept = 0
     for name in config.engines:

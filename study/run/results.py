@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from models.base import term_names
 from study.design.conditions import factor_names, factor_values
 from study.design.config import config_from_text
 from study.design.generate import Design
@@ -153,10 +152,10 @@ def run_kind(config: StudyConfig) -> str:
 
 def run_terms(config: StudyConfig) -> tuple[list[str], list[str]]:
     """The terms of a run's results and their effect kinds (SBC adds derived ones)."""
-    terms, effects = term_names(config.design.predictors)
+    terms, effects = config.terms()
     if config.sbc is None:
         return terms, effects
-    extra = sbc_terms(config.design.predictors)[len(terms) :]
+    extra = sbc_terms(config.design.structure)[len(terms) :]
     return [*terms, *extra], [*effects, *(["derived"] * len(extra))]
 
 
@@ -221,7 +220,10 @@ def open_sbc(run_dir: str | Path) -> xr.Dataset:
 
 def compute_truths(config: StudyConfig) -> dict[str, Truth]:
     """The analytic truth of every condition of a study, by condition id."""
-    return {c.id: compute_truth(Design.from_study(config, c)) for c in config.conditions}
+    return {
+        c.id: compute_truth(Design.from_study(config, c), config.terms()[0])
+        for c in config.conditions
+    }
 
 
 def stored_config(store: Store) -> StudyConfig:

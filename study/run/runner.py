@@ -254,7 +254,10 @@ def run_study(
     # the truth of every condition before anything is written (SBC draws its own)
     truths = {}
     if config.sbc is None:
-        truths = {c.id: compute_truth(get_design(config, c.id)) for c in config.conditions}
+        truths = {
+            c.id: compute_truth(get_design(config, c.id), config.terms()[0])
+            for c in config.conditions
+        }
     with run_lock(store.path, shard=None if shard is None else str(shard)):
         check_budget(config, store.path)  # a refusal leaves nothing behind
         return _run_locked(

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from models.base import FitResult, PriorEngine, term_names
+from models.base import FitResult, PriorEngine, Structure
 from models.loglik import marginal_loglik
 from study.design.seeds import engine_seed, sbc_rank_rng, sbc_rng
 from study.errors import FitFailed
@@ -57,9 +57,9 @@ if TYPE_CHECKING:
 RANK_COUNTS = (1000, 500, 400, 200, 100, 40, 20)
 
 
-def sbc_terms(predictors: tuple[str, ...] | list[str]) -> list[str]:
+def sbc_terms(structure: Structure) -> list[str]:
     """The terms an SBC run ranks: the model's parameters, then the derived quantities."""
-    return [*term_names(predictors)[0], *SBC_DERIVED]
+    return [*structure.terms, *SBC_DERIVED]
 
 
 def thinned_ranks(
@@ -159,10 +159,11 @@ def simulate_and_rank(
     prior = by_name[config.sbc.prior_from]
     if not isinstance(prior, PriorEngine):
         raise TypeError(f"engine {config.sbc.prior_from!r} has no prior to draw from")
-    n_terms = len(sbc_terms(design.config.predictors))
+    structure = design.structure
+    n_terms = len(sbc_terms(structure))
     rng = sbc_rng(config.seed, design.id, simulation)
     try:
-        theta = prior.draw_prior(design.config.q, rng, scale=config.sbc.generator_prior_scale)
+        theta = prior.draw_prior(structure, rng, scale=config.sbc.generator_prior_scale)
         sample = design.sample_from(theta, rng, simulation)
         truth = np.append(theta, marginal_loglik(theta, sample.data))
     except Exception as err:  # a simulation that cannot be made is data, not a crash
@@ -175,7 +176,7 @@ def simulate_and_rank(
     for name, engine in by_name.items():
         t0 = time.perf_counter()
         if sample is None:
-            fit = FitResult.failed(design.config.predictors, problem, 0.0, trace)
+            fit = FitResult.failed(structure, problem, 0.0, trace)
         else:
             try:
                 seed = engine_seed(config.seed, design.id, simulation, name)
@@ -183,9 +184,7 @@ def simulate_and_rank(
             except Exception as err:  # engines should not raise; if one does, record it
                 message = f"{type(err).__name__}: {err}"
                 seconds = time.perf_counter() - t0
-                fit = FitResult.failed(
-                    design.config.predictors, message, seconds, traceback.format_exc()
-                )
+                fit = FitResult.failed(structure, message, seconds, traceback.format_exc())
         if fail_fast and not fit.converged:
             what = "failed" if fit.extra.get("traceback") else "did not converge"
             raise FitFailed(
@@ -250,7 +249,7 @@ def build_sbc_dataset(
         "condition_id": ("condition", np.array([c.id for c in conditions], dtype=object)),
         "simulation": sims,
         "engine": np.array(config.engines, dtype=object),
-        "term": np.array(sbc_terms(config.design.predictors), dtype=object),
+        "term": np.array(sbc_terms(config.design.structure), dtype=object),
     }
     attrs = {
         "title": f"lmm-study simulation-based calibration: {config.name}",

@@ -1,0 +1,260 @@
+"""Random-effects structures in study designs: generating structure, engines fitting
+another one (misspecification), the truth for any Z, and the results' term list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+from models.base import FitResult
+from models.data import LMMData
+from models.structure import Structure, merged_terms
+from study.design.config import config_from_text, load_config
+from study.design.generate import Design
+from study.design.truth import compute_truth
+from study.errors import ConfigError
+from study.run.runner import run_study
+
+
+def _config(text: str):
+    return config_from_text(text, default_name="t", label="t.toml")
+
+
+RI_DESIGN = """
+replicates = 4
+seed = 11
+[design]
+groups = 6
+group_size = 4
+predictors = ["X", "W"]
+beta = [1.0, 0.5, -0.25]
+random = ["(Intercept)", "W"]
+re_sd = [0.8, 0.3]
+re_cor = [[1.0, 0.4], [0.4, 1.0]]
+sigma = 0.7
+[engines]
+run = ["reml"]
+"""
+
+
+def test_presets_keep_their_hashes_and_condition_ids():
+    # the keys added for structures are left out at their defaults: runs made before
+    # them resume, and every replicate keeps its seed (values from before the change)
+    pins = {
+        "default": ("f1e3de6ea8c6a1b8", "78c22ee78f37827e"),
+        "seed": ("d9c4734544ce2671", "e915a0bff629cd96"),
+        "small-groups": ("ee8090acf5d337ac", "3f7f2a2a779c147d"),
+    }
+    for name, (config_hash, first_id) in pins.items():
+        config = load_config(name)
+        assert config.hash() == config_hash
+        assert config.conditions[0].id == first_id
+        assert config.design.structure.is_full
+
+
+def test_design_structure_and_its_terms():
+    config = _config(RI_DESIGN)
+    s = config.design.structure
+    assert s.fixed == ("(Intercept)", "X", "W")
+    assert s.random == ("(Intercept)", "W") and s.correlated
+    assert config.terms()[0] == [
+        "(Intercept)",
+        "X",
+        "W",
+        "sd__(Intercept)",
+        "sd__W",
+        "cor__(Intercept).W",
+        "sd__Observation",
+    ]
+    # names given out of order are kept in the order of the fixed effects
+    flipped = _config(RI_DESIGN.replace('["(Intercept)", "W"]', '["W", "(Intercept)"]'))
+    assert flipped.design.structure == s
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('random = ["(Intercept)", "W"]', 'random = ["Z"]', "design.random = ['Z']: must name"),
+        ('random = ["(Intercept)", "W"]', 'random = "W"', "must be a non-empty list"),
+        ("re_sd = [0.8, 0.3]", "re_sd = [0.8, 0.3, 0.1]", "one per random effect ((Intercept), W)"),
+        ("re_cor = [[1.0, 0.4], [0.4, 1.0]]", "re_cor = [[1.0]]", "2 x 2 correlation matrix"),
+        ("sigma = 0.7", "sigma = 0.7\ncorrelated = false", "must be the identity"),
+        ("sigma = 0.7", "sigma = 0.7\ncorrelated = 1", "design.correlated"),
+        ("[engines]", '[conditions]\nrandom = [["W"]]\n[engines]', "conditions.random"),
+        ('run = ["reml"]', 'run = ["reml"]\n[engines.reml]\nrandom = ["V"]', "engines.reml.random"),
+        (
+            'run = ["reml"]',
+            'run = ["reml"]\n[engines.reml]\ncorrelated = "no"',
+            "engines.reml.correlated",
+        ),
+    ],
+)
+def test_structure_settings_are_checked(old, new, message):
+    with pytest.raises(ConfigError) as err:
+        _config(RI_DESIGN.replace(old, new))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_truth_is_the_dense_gls_variance_for_any_z():
+    config = _config(RI_DESIGN)
+    design = Design.from_study(config)
+    truth = compute_truth(design)
+    cfg = config.design
+    Z = design.X[:, [0, 2]]
+    D = np.array(cfg.re_sd)[:, None] * np.array(cfg.re_cor) * np.array(cfg.re_sd)
+    V = np.zeros((design.X.shape[0],) * 2)
+    for k in range(cfg.groups):
+        rows = np.flatnonzero(design.group == k)
+        V[np.ix_(rows, rows)] = Z[rows] @ D @ Z[rows].T
+    V += cfg.sigma**2 * np.eye(V.shape[0])
+    cov = np.linalg.inv(design.X.T @ np.linalg.solve(V, design.X))
+    np.testing.assert_allclose(truth.cov, cov, rtol=1e-10)
+    np.testing.assert_allclose(truth.se[:3], np.sqrt(np.diag(cov)), rtol=1e-10)
+    np.testing.assert_array_equal(truth.value, [1.0, 0.5, -0.25, 0.8, 0.3, 0.4, 0.7])
+
+
+def test_truth_of_terms_the_generator_does_not_vary():
+    # an engine that fits a slope on X and correlations with it: SD 0, correlation NaN
+    config = _config(RI_DESIGN)
+    full = Structure.full(("X", "W")).terms
+    truth = compute_truth(Design.from_study(config), full)
+    value = dict(zip(truth.terms, truth.value, strict=True))
+    assert value["sd__X"] == 0.0
+    assert np.isnan(value["cor__(Intercept).X"]) and np.isnan(value["cor__X.W"])
+    assert value["cor__(Intercept).W"] == 0.4
+    with pytest.raises(ValueError, match="not terms of a model"):
+        compute_truth(Design.from_study(config), ["cor__W.X"])
+
+
+def test_generator_draws_only_the_random_effects_of_the_structure():
+    text = RI_DESIGN.replace("groups = 6", "groups = 4000").replace(
+        "group_size = 4", "group_size = 2"
+    )
+    uncorrelated = text.replace("re_cor = [[1.0, 0.4], [0.4, 1.0]]", "correlated = false")
+    for source, cor in ((text, 0.4), (uncorrelated, 0.0)):
+        design = Design.from_study(_config(source))
+        sample = design.sample(0)
+        assert sample.data.structure == design.structure
+        assert np.all(sample.u[:, 1] == 0.0)  # X has no random effect
+        u = sample.u[:, [0, 2]]
+        K = u.shape[0]
+        # SD of a sample SD ~ sd / sqrt(2K); of a sample correlation ~ (1 - rho^2) / sqrt(K)
+        np.testing.assert_allclose(u.std(axis=0), [0.8, 0.3], atol=4 * 0.8 / np.sqrt(2 * K))
+        assert abs(np.corrcoef(u.T)[0, 1] - cor) < 4 * (1 - cor**2) / np.sqrt(K)
+
+
+def test_engine_structures_round_trip_through_toml():
+    text = RI_DESIGN.replace(
+        'run = ["reml"]',
+        'run = ["reml", "reml-ri", "reml-diag"]\n[engines.reml-ri]\nrandom = ["(Intercept)"]\n'
+        '[engines.reml-diag]\ncorrelated = false\nci = "t"',
+    )
+    config = _config(text)
+    assert config.structure_of("reml") == config.design.structure
+    assert config.structure_of("reml-ri").random == ("(Intercept)",)
+    diag = config.structure_of("reml-diag")
+    assert diag.random == ("(Intercept)", "W") and not diag.correlated
+    again = config_from_text(config.to_toml(), default_name="t", label="again")
+    assert again.hash() == config.hash()
+    assert again.engine_structures == config.engine_structures
+    assert (
+        config.hash()
+        != _config(
+            RI_DESIGN.replace('run = ["reml"]', 'run = ["reml", "reml-ri", "reml-diag"]')
+        ).hash()
+    )
+
+
+def test_sbc_refuses_an_engine_that_fits_another_structure():
+    text = RI_DESIGN.replace(
+        'run = ["reml"]', 'run = ["bayes"]\n[engines.bayes]\nrandom = ["(Intercept)"]'
+    )
+    with pytest.raises(ConfigError, match=r"engines.bayes.random .*fits the model the data come"):
+        _config(text + "[sbc]\nsimulations = 10\n")
+
+
+def test_aligned_fit_results_and_merged_terms():
+    ri = Structure(("(Intercept)", "X"), ("(Intercept)",))
+    full = Structure(("(Intercept)", "X"))
+    terms = merged_terms(full.fixed, [ri, full])
+    assert terms == full.terms
+    fit = FitResult.failed(ri, "boom")
+    fit.estimate[:] = [1.0, 2.0, 3.0, 4.0]
+    out = fit.aligned(terms, full.effects)
+    assert out.terms == terms
+    np.testing.assert_array_equal(out.estimate, [1.0, 2.0, 3.0, np.nan, np.nan, 4.0])
+    with pytest.raises(ValueError, match="not in the term list"):
+        FitResult.failed(full, "x").aligned(ri.terms, ri.effects)
+
+
+SLOPE = """
+name = "slope"
+replicates = 150
+seed = 3
+[design]
+groups = 20
+group_size = 10
+beta = [5.0, 2.0]
+re_sd = [1.0, 0.2]
+[engines]
+run = ["reml", "reml-ri"]
+[engines.reml-ri]
+random = ["(Intercept)"]
+"""
+
+
+@pytest.fixture(scope="module")
+def slope_run(tmp_path_factory) -> xr.Dataset:
+    report = run_study(_config(SLOPE), tmp_path_factory.mktemp("slope") / "run")
+    assert report.complete
+    with xr.open_dataset(report.path / "results.nc") as ds:
+        return ds.load()
+
+
+def test_results_hold_the_union_of_the_fitted_terms(slope_run):
+    ds = slope_run
+    assert list(ds.engine.values) == ["reml", "reml-ri"]
+    assert list(ds.term.values) == Structure.full(("X",)).terms
+    ri = ds.estimate.sel(engine="reml-ri")
+    assert bool(ri.sel(term=["sd__X", "cor__(Intercept).X"]).isnull().all())
+    assert bool(ri.sel(term=["(Intercept)", "X", "sd__(Intercept)"]).notnull().all())
+    assert bool(ds.converged.all())
+    # both fits see the same replicate: the same data, so the same OLS-free pieces
+    np.testing.assert_array_equal(ds.nobs.sel(engine="reml"), ds.nobs.sel(engine="reml-ri"))
+
+
+def test_ignoring_a_random_slope_breaks_the_slope_interval(slope_run):
+    ds = slope_run
+    level = 0.95
+    covered = (ds.ci_lower <= ds.true_value) & (ds.true_value <= ds.ci_upper)
+    n = ds.sizes["replicate"]
+    mcse = np.sqrt(level * (1 - level) / n)
+    full = float(covered.sel(engine="reml", term="X").mean())
+    ri = float(covered.sel(engine="reml-ri", term="X").mean())
+    # the right model's Wald interval: within 4 MC SEs of its level (K = 20: slightly
+    # below, never far); the random-intercept model's: far below (its SE ignores the
+    # between-group spread of slopes)
+    assert abs(full - level) < 4 * mcse
+    assert ri < level - 10 * mcse
+    # its SE is too small against the analytic truth of the right model
+    se_ratio = ds.std_error.sel(engine="reml-ri", term="X") / ds.true_se.sel(term="X")
+    assert float(se_ratio.median()) < 0.6
+    # a binomial test of the same claim, for the record
+    k = int(covered.sel(engine="reml-ri", term="X").sum())
+    assert stats.binomtest(k, n, level, alternative="less").pvalue < 1e-6
+
+
+def test_lmmdata_structure_checks():
+    X = np.column_stack([np.ones(6), np.arange(6.0)])
+    group = np.repeat([0, 1], 3)
+    with pytest.raises(ValueError, match="structure's fixed effects"):
+        LMMData(np.arange(6.0), X, group, ("X",), structure=Structure(("(Intercept)", "Z")))
+    data = LMMData(np.arange(6.0), X, group, ("X",))
+    ri = data.with_structure(Structure(("(Intercept)", "X"), ("(Intercept)",)))
+    assert ri.r == 1 and ri.Z.shape == (6, 1)
+    np.testing.assert_array_equal(ri.ZtX, data.XtX[:, :1, :])
+    with pytest.raises(ValueError, match="differ from the data's"):
+        data.with_structure(Structure(("(Intercept)",)))
