@@ -10,9 +10,16 @@ Measured: one-time compile seconds; median seconds per replicate after compile
 replicates with max R-hat <= 1.01; for the marginal model under nutpie and for the
 naive latent non-centred model under PyMC's NUTS; and the ESS-per-second ratio.
 
+``--structures`` instead compares random-effects structures with q = 2 on the same
+datasets (repeats = 1: K = 40 groups of 50 rows; default options): the full model
+``(1 + X | g)``, a random intercept only ``(1 | g)`` and uncorrelated ``(1 + X || g)``,
+fitted in turn on each replicate (so load on the machine hits all alike): median wall
+and CPU seconds per fit (CPU of this process's threads) and the share converged.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_bayes.py --replicates 20 --naive-replicates 1
+    .venv/bin/python benchmarks/bench_bayes.py --structures --replicates 20
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.bayes import BayesEngine, BayesOptions
 from models.data import LMMData
+from models.structure import INTERCEPT, Structure
 
 BETA = np.array([5.0, 2.0])
 D = np.diag([1.0, 4.0])
@@ -65,8 +73,9 @@ def run(
         res = engine.fit(data, seed=seed + r)
         cpu.append(time.process_time() - cpu0)
         seconds.append(res.fit_seconds)
-        min_ess.append(float(np.nanmin(res.ess_bulk)) if np.isfinite(res.ess_bulk).any() else 0.0)
-        max_rhat.append(float(np.nanmax(res.rhat)) if np.isfinite(res.rhat).any() else np.inf)
+        ess, rhat = np.asarray(res.ess_bulk), np.asarray(res.rhat)
+        min_ess.append(float(np.nanmin(ess)) if np.isfinite(ess).any() else 0.0)
+        max_rhat.append(float(np.nanmax(rhat)) if np.isfinite(rhat).any() else np.inf)
         divs.append(res.divergences)
         if res.message:
             msgs.append(f"replicate {r}: {res.message}")
@@ -114,6 +123,49 @@ def report(label: str, fig: dict[str, float]) -> None:
     )
 
 
+def compare_structures(x: np.ndarray, replicates: int, seed: int, cores: int) -> None:
+    """Seconds per fit of three q = 2 structures on the same datasets, side by side."""
+    fixed = (INTERCEPT, "X")
+    structures = {
+        "(1 + X | g)": Structure(fixed),
+        "(1 | g)": Structure(fixed, (INTERCEPT,)),
+        "(1 + X || g)": Structure(fixed, fixed, correlated=False),
+    }
+    root = np.random.SeedSequence(seed)
+    datasets = [simulate(x, 1, np.random.default_rng(root.spawn(1)[0])) for _ in range(replicates)]
+    engine = BayesEngine(BayesOptions(cores=cores))
+    compile_s = {
+        name: engine.compile(datasets[0].with_structure(s)) for name, s in structures.items()
+    }
+    wall: dict[str, list[float]] = {name: [] for name in structures}
+    cpu: dict[str, list[float]] = {name: [] for name in structures}
+    ok: dict[str, list[bool]] = {name: [] for name in structures}
+    for r, data in enumerate(datasets):
+        for name, s in structures.items():
+            cpu0 = time.process_time()
+            res = engine.fit(data.with_structure(s), seed=seed + r)
+            cpu[name].append(time.process_time() - cpu0)
+            wall[name].append(res.fit_seconds)
+            ok[name].append(res.converged)
+    print(
+        f"structures, q = 2, K = 40 groups x 50 rows, default options (cores={cores}), "
+        f"{replicates} replicates each, fitted in turn"
+    )
+    print(
+        f"  {'structure':14s} {'compile s':>9s} {'median s/fit':>12s} {'median CPU s':>12s} "
+        f"{'converged':>9s}"
+    )
+    for name in structures:
+        print(
+            f"  {name:14s} {compile_s[name]:9.2f} {np.median(wall[name]):12.4f} "
+            f"{np.median(cpu[name]):12.4f} "
+            f"{100 * np.mean(ok[name]):8.0f}%"
+        )
+    base = np.median(wall["(1 + X | g)"])
+    for name in list(structures)[1:]:
+        print(f"  {name} / (1 + X | g) median s per fit: {np.median(wall[name]) / base:.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -137,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--fastmath", action="store_true", help="Numba fastmath for nutpie")
     parser.add_argument("--seed", type=int, default=20180101)
+    parser.add_argument(
+        "--structures",
+        action="store_true",
+        help="only compare random-effects structures with q = 2 (K = 40, n = 50)",
+    )
     args = parser.parse_args(argv)
 
     import nutpie
@@ -148,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("4 chains x 1000 draws after 1000 tuning draws; times exclude compilation\n")
     x = seed_design(np.random.default_rng(args.seed))
+    if args.structures:
+        compare_structures(x, args.replicates, args.seed, args.cores)
+        return
     base = {"chains": 4, "draws": 1000, "tune": 1000, "cores": args.cores}
     marginal = BayesEngine(
         BayesOptions(

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from models.base import Engine
+from models.structure import Structure
 from models.validate import OptionError, OptionTypeError, check_keys
 
 #: engine name -> (module, engine class, options class)
@@ -108,7 +109,7 @@ def build_options(
     table: Mapping[str, Any] | None = None,
     *,
     level: float = 0.95,
-    n_coef: int | None = None,
+    structure: Structure | None = None,
 ) -> Any:
     """The validated, frozen options object of engine ``name`` from a plain table.
 
@@ -120,9 +121,9 @@ def build_options(
         Option values by name (TOML ``[engines.NAME]``); missing ones take defaults.
     level : float
         The interval level: a study-wide setting, refused inside ``table``.
-    n_coef : int, optional
-        Number of coefficients (intercept included) of the model the options will
-        serve; when given, per-coefficient settings must match it.
+    structure : Structure, optional
+        The model the options will serve; when given, settings per coefficient or per
+        random effect (the Bayesian engine's prior lists) must match it.
 
     Raises
     ------
@@ -139,8 +140,8 @@ def build_options(
             "remove it from the engine's table",
         )
     options = _build(cls, table, level=level)
-    if n_coef is not None and hasattr(options, "check_coefficients"):
-        options.check_coefficients(n_coef)
+    if structure is not None and hasattr(options, "check_structure"):
+        options.check_structure(structure)
     return options
 
 

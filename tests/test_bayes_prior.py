@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from models.base import term_names
-from models.bayes.graph import add_priors, build_marginal, marginal_loglik, pack_stats, split_terms
+from models.base import split_terms, term_names
+from models.bayes.graph import add_priors, build_marginal, marginal_loglik, pack_stats
 from models.bayes.options import BayesPriors
 from models.bayes.prior import draw_prior
 from models.data import LMMData
@@ -290,7 +290,7 @@ def test_draw_prior_refuses_bad_scale(scale) -> None:
 
 
 def test_draw_prior_refuses_wrong_coefficient_count() -> None:
-    with pytest.raises(ValueError, match=r"priors\.sd_scale has 2 values for 3 coefficients"):
+    with pytest.raises(ValueError, match=r"priors\.sd_scale has 2 values for 3 random effects"):
         draw_prior(BayesPriors(sd_scale=(1.0, 2.0)), 3, np.random.default_rng(0))
 
 

@@ -1,9 +1,11 @@
 """The Bayesian engine: a PyMC linear mixed model sampled with nutpie (or PyMC's NUTS).
 
-By default the random effects are integrated out and the likelihood is written on the
-per-group sufficient statistics (:mod:`models.bayes.graph`), so a fit costs O(K q^3)
-per gradient whatever the number of rows, and the compiled model is re-used for every
-dataset of the same q (nutpie ``with_data``; a different number of groups K needs no
+The model's random-effects structure is the data's (``LMMData.structure``: which of
+the q fixed effects have a random effect, r of them, correlated or not).  By default the
+random effects are integrated out and the likelihood is written on the per-group
+sufficient statistics (:mod:`models.bayes.graph`), so a fit costs O(K r^3) per gradient
+whatever the number of rows, and the compiled model is re-used for every dataset of the
+same structure (nutpie ``with_data``; a different number of groups K needs no
 recompilation either).  Chains start in a region scaled by the data
 (:mod:`models.bayes.start`); a chain stuck away from the others is rerun with a seed
 derived from the fit's, and every rerun is recorded (``FitResult.restarts`` and
@@ -27,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.base import FitResult, term_names
+from models.base import FitResult
 from models.bayes import graph as bm
 from models.bayes import sample
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
 from models.bayes.start import layout, start_region
 from models.data import fit_problem
+from models.structure import Structure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,8 +85,10 @@ class BayesEngine:
     """Bayesian LMM engine (``name = "bayes"``), see the module docstring.
 
     Compiled models are cached per process (shared by every engine instance) per
-    (q, parameterization, sampler, algebra, priors) and, for latent models, K; an
-    engine pickles without the cache (each worker process compiles once).
+    (structure, parameterization, sampler, algebra, priors) and, for latent models, K
+    (the structure as :func:`models.bayes.graph.model_key`: q, the positions of the
+    random effects, correlated or not); an engine pickles without the cache (each
+    worker process compiles once).
     """
 
     name = "bayes"
@@ -104,22 +109,26 @@ class BayesEngine:
         self.__init__(state["options"])  # type: ignore[misc]
 
     # -- compilation ---------------------------------------------------------------
-    def _algebra(self, q: int) -> str:
-        if self.options.algebra != "auto":
-            return self.options.algebra
-        if q == 2 and self.options.sampler == "nutpie" and self.options.likelihood == "marginal":
-            return "kernel"  # the Op's Python fallback would be slow under PyMC's NUTS
-        return "unrolled" if q <= bm.UNROLL_MAX else "batched"
-
-    def _key(self, q: int, n_groups: int) -> tuple:
+    def _algebra(self, structure: Structure | int) -> str:
+        """The likelihood algebra for ``structure`` (a number q: the all-slopes model)."""
+        s = bm.as_structure(structure)
         o = self.options
+        if o.algebra != "auto":
+            return o.algebra
+        if s.q == 2 and s.r == 2 and o.sampler == "nutpie" and o.likelihood == "marginal":
+            return "kernel"  # the Op's Python fallback would be slow under PyMC's NUTS
+        return "unrolled" if s.r <= bm.UNROLL_MAX else "batched"
+
+    def _key(self, structure: Structure | int, n_groups: int) -> tuple:
+        o = self.options
+        s = bm.as_structure(structure)
         latent = o.parameterization != "marginal"
         fast = o.fastmath and o.sampler == "nutpie"
         return (
-            q,
+            bm.model_key(s),
             o.parameterization,
             o.sampler,
-            self._algebra(q),
+            self._algebra(s),
             o.priors,
             fast,
             latent and n_groups,
@@ -130,7 +139,8 @@ class BayesEngine:
         """Build and compile the model for data shaped like ``data``.
 
         Fitting calls this itself; call it ahead of time to keep compilation out of
-        the first fit's time.  Only ``data.q`` (and, for latent models, K) matter.
+        the first fit's time.  Only ``data.structure`` (q, which effects are random,
+        correlated or not; not the names) and, for latent models, K matter.
 
         Parameters
         ----------
@@ -142,7 +152,8 @@ class BayesEngine:
         float
             Seconds spent compiling; 0.0 when the model was already cached.
         """
-        key = self._key(data.q, data.n_groups)
+        structure = data.structure
+        key = self._key(structure, data.n_groups)
         with self._lock:
             if key in self._cache:
                 return 0.0
@@ -150,10 +161,11 @@ class BayesEngine:
             o = self.options
             if o.parameterization == "marginal":
                 exact = o.likelihood == "marginal"
-                model = bm.build_marginal(data.q, o.priors, key[3], bm.pack_stats(data), exact)
+                stats = bm.pack_stats(data)
+                model = bm.build_marginal(structure, o.priors, key[3], stats, exact)
             else:
                 centered = o.parameterization == "centered"
-                model = bm.build_latent(data.q, data.n_groups, o.priors, centered, data)
+                model = bm.build_latent(structure, data.n_groups, o.priors, centered, data)
             where = layout(model)
             if o.sampler == "nutpie":
                 import nutpie
@@ -170,13 +182,16 @@ class BayesEngine:
             self._cache[key] = Compiled(model, where)
             return time.perf_counter() - start
 
-    def draw_prior(self, q: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-        """One draw of every term (``term_names`` order) from this engine's priors for
-        a model with ``q`` coefficients; ``scale`` multiplies every prior scale (a
-        deliberately wrong generating prior, for simulation-based calibration)."""
+    def draw_prior(
+        self, structure: Structure | int, rng: np.random.Generator, scale: float = 1.0
+    ) -> np.ndarray:
+        """One draw of every term (``structure.terms`` order) from this engine's priors
+        for a model of ``structure`` (a number q: the all-slopes model with q
+        coefficients); ``scale`` multiplies every prior scale (a deliberately wrong
+        generating prior, for simulation-based calibration)."""
         from models.bayes.prior import draw_prior
 
-        return draw_prior(self.options.priors, q, rng, scale=scale)
+        return draw_prior(self.options.priors, structure, rng, scale=scale)
 
     # -- fitting -------------------------------------------------------------------
     def fit(
@@ -228,7 +243,7 @@ class BayesEngine:
             return self._failed(data, message, time.perf_counter() - start, traceback.format_exc())
 
     def _failed(self, data: LMMData, message: str, seconds: float, trace: str = "") -> FitResult:
-        result = FitResult.failed(data.predictors, message, seconds, trace)
+        result = FitResult.failed(data.structure, message, seconds, trace)
         result.optimizer = self.options.sampler
         result.nobs, result.ngroups = float(data.n_obs), float(data.n_groups)
         return result
@@ -236,7 +251,8 @@ class BayesEngine:
     def _fit(self, data: LMMData, seed: int, start: float, keep_posterior: bool) -> FitResult:
         o = self.options
         compile_seconds = self.compile(data)
-        compiled = self._cache[self._key(data.q, data.n_groups)]
+        structure = data.structure
+        compiled = self._cache[self._key(structure, data.n_groups)]
         model, where = compiled.model, compiled.layout
         latent = o.parameterization != "marginal"
         if latent:
@@ -253,7 +269,7 @@ class BayesEngine:
         settings = sample.SampleSettings(
             o.chains, o.draws, o.tune, o.cores, seed, o.target_accept, latent
         )
-        terms, effects = term_names(data.predictors)
+        terms, effects = structure.terms, structure.effects
         draws, notes, restarts, stuck = _sample_unstuck(run, settings, terms)
         sampling_seconds = time.perf_counter() - t0
         summary = summarise(draws.terms, level=o.level, point=o.point, interval=o.interval)
@@ -278,7 +294,7 @@ class BayesEngine:
         if keep_posterior:
             keep_u = u if o.random_effects else None
             extra["posterior"] = sample.to_datatree(
-                draws, terms, keep_u, data.group_labels, list(data.fixed_names), attrs
+                draws, terms, keep_u, data.group_labels, list(structure.random), attrs
             )
         return FitResult(
             terms,
@@ -340,6 +356,6 @@ def _random_effects_array(u: np.ndarray, data: LMMData):
     return xr.DataArray(
         u,
         dims=("chain", "draw", "group", "effect"),
-        coords={"group": list(data.group_labels), "effect": list(data.fixed_names)},
+        coords={"group": list(data.group_labels), "effect": list(data.structure.random)},
         name="u",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from models.structure import Structure
 from models.validate import (
     OMIT_DEFAULT,
     OptionError,
@@ -25,7 +26,7 @@ LIKELIHOODS = ("marginal", "no-logdet")
 
 
 def _per_coefficient(name: str, value: object, *, low: float | None) -> float | tuple[float, ...]:
-    """One number, or a non-empty list of numbers (one per coefficient)."""
+    """One number, or a non-empty list of numbers (one per fixed or random effect)."""
     if isinstance(value, list | tuple):
         if not value:
             raise OptionError(name, [], "must be a number or a non-empty list of numbers")
@@ -40,16 +41,20 @@ class BayesPriors:
     Defaults, for data on roughly unit scale:
 
     * fixed effects ``beta_k ~ Normal(fixed_loc=0, fixed_scale=10)``;
-    * random-effect SDs ``sd_k ~ half-Student-t(sd_df=3, scale sd_scale=2.5)``;
+    * random-effect SDs ``sd_j ~ half-Student-t(sd_df=3, scale sd_scale=2.5)``;
     * correlation matrix of the random effects ``~ LKJ(lkj_eta=2)`` (mildly favours
-      small correlations; ``lkj_eta=1`` is uniform);
+      small correlations; ``lkj_eta=1`` is uniform), when they are correlated and
+      there are two or more (a diagonal ``D``, lme4's ``||``, has no correlations);
     * residual SD ``sigma ~ half-Student-t(sigma_df=3, scale sigma_scale=2.5)``.
 
     ``sd_family`` / ``sigma_family`` choose ``"halfnormal"`` (scale = its sigma),
     ``"halft"`` (scale and df) or ``"exponential"`` (scale = its mean).  Rescale
     the data, or these scales, when the data are far from unit scale.
-    ``fixed_loc``, ``fixed_scale`` and ``sd_scale`` take one number for every
-    coefficient or a list with one per coefficient (intercept first);
+    ``fixed_loc`` and ``fixed_scale`` take one number for every fixed effect or a list
+    with one per fixed effect (q, in the order of ``X``'s columns, intercept first);
+    ``sd_scale`` one number or a list with one per random effect (r, in the order of
+    the structure's random effects; r = q for the all-slopes model).  Lengths are
+    checked against a model by :meth:`check_structure`;
     :func:`models.bayes.scaled_priors.scaled_priors` builds such lists from a dataset.
     """
 
@@ -73,16 +78,24 @@ class BayesPriors:
         choice("sd_family", self.sd_family, SCALE_FAMILIES)
         choice("sigma_family", self.sigma_family, SCALE_FAMILIES)
 
-    def check_coefficients(self, q: int) -> None:
-        """Refuse a per-coefficient list whose length is not ``q`` (intercept included)."""
-        for name in ("fixed_loc", "fixed_scale", "sd_scale"):
+    def check_structure(self, structure: Structure) -> None:
+        """Refuse a list whose length does not fit a model of ``structure``:
+        ``fixed_loc`` and ``fixed_scale`` need one value per fixed effect (q),
+        ``sd_scale`` one per random effect (r)."""
+        s = structure
+        expected = {
+            "fixed_loc": (s.q, "coefficients", s.fixed),
+            "fixed_scale": (s.q, "coefficients", s.fixed),
+            "sd_scale": (s.r, "random effects", s.random),
+        }
+        for name, (n, what, names) in expected.items():
             value = getattr(self, name)
-            if isinstance(value, tuple) and len(value) != q:
+            if isinstance(value, tuple) and len(value) != n:
                 raise OptionError(
                     name,
                     list(value),
-                    f"has {len(value)} values for {q} coefficients (intercept first); "
-                    f"give one number or a list of {q}",
+                    f"has {len(value)} values for {n} {what} ({', '.join(names)}); "
+                    f"give one number or a list of {n} in that order",
                 )
 
 
@@ -112,13 +125,15 @@ class BayesOptions:
     priors : BayesPriors
     random_effects : bool
         Also draw u_i (from ``u_i | theta, y`` for the marginal model), returned in
-        ``extra["random_effects"]`` with dims (chain, draw, group, effect).
+        ``extra["random_effects"]`` with dims (chain, draw, group, effect), ``effect``
+        the names of the structure's random effects.
     keep_posterior : bool
         Keep the posterior as an ArviZ DataTree in ``extra["posterior"]``.
     algebra : {"auto", "kernel", "unrolled", "batched"}
         Marginal likelihood algebra.  ``"auto"``: the hand-written kernel (value and
-        gradient in one Numba loop) for q = 2 under nutpie, unrolled elementwise
-        for ``q <= 4``, else batched linalg.  ``"kernel"`` needs q = 2.
+        gradient in one Numba loop) for the full q = 2 structure (a correlated random
+        intercept and slope) under nutpie, unrolled elementwise for ``r <= 4`` random
+        effects, else batched linalg.  ``"kernel"`` needs q = 2 with Z = X (``|`` or ``||``).
     likelihood : {"marginal", "no-logdet"}
         ``"marginal"``: the exact marginal likelihood.  ``"no-logdet"`` drops the
         ``sum_i log|A_i|`` part of ``log|V_i|``, a deliberately wrong model kept only
@@ -191,9 +206,28 @@ class BayesOptions:
         integer("threads", threads, low=1)
         return replace(self, cores=min(self.cores, threads))
 
-    def check_coefficients(self, q: int) -> None:
-        """Refuse options that do not fit a model with ``q`` coefficients."""
+    def check_structure(self, structure: Structure) -> None:
+        """Refuse options that do not fit a model of ``structure``: prior lists of the
+        wrong length (``priors.fixed_*``: one per fixed effect, ``priors.sd_scale``: one
+        per random effect), or ``algebra = "kernel"`` for a structure other than the
+        full q = 2 one.
+
+        Raises
+        ------
+        OptionError
+            Keyed relative to these options (``priors.sd_scale = [...]: has 2 values
+            for 1 random effects ...``).
+        """
+        if not isinstance(structure, Structure):
+            raise TypeError(f"structure must be a Structure; got {type(structure).__name__}")
         try:
-            self.priors.check_coefficients(q)
+            self.priors.check_structure(structure)
         except OptionError as err:
             raise err.within("priors") from err
+        if self.algebra == "kernel" and not (structure.q == 2 and structure.r == 2):
+            raise OptionError(
+                "algebra",
+                self.algebra,
+                "is for q = 2 with a random intercept and slope (correlated or not), not "
+                f"{structure.bar()}; use 'auto', 'unrolled' or 'batched'",
+            )

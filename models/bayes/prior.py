@@ -1,15 +1,17 @@
 """Draws from the Bayesian engine's prior with numpy alone (no PyMC, no compilation).
 
-:func:`draw_prior` draws the ``terms`` vector (``term_names`` order: beta, sd, cor,
-sigma) from exactly the priors :func:`models.bayes.graph.add_priors` declares:
+:func:`draw_prior` draws the ``terms`` vector of a model's structure
+(:attr:`models.structure.Structure.terms` order: beta (q), sd (r), cor (the correlated
+pairs), sigma) from exactly the priors :func:`models.bayes.graph.add_priors` declares:
 
-* ``beta_k ~ Normal(fixed_loc_k, fixed_scale_k)``;
-* ``sd_k`` and ``sigma`` from their scale family: ``"halfnormal"`` ``|N(0, 1)| s``,
-  ``"halft"`` ``|t_df| s``, ``"exponential"`` with mean ``s``;
-* the correlations from canonical partial correlations ``z`` with
-  ``(z + 1) / 2 ~ Beta(b_k, b_k)``, ``b_k = eta + (q - 2 - k) / 2`` for the pair
-  ``(k, i)``, turned into the Cholesky factor ``Lc`` of the correlation matrix by the
-  same canonical-vine formulas as the model, and ``cor[a, b] = (Lc Lc')[a, b]``.
+* ``beta_k ~ Normal(fixed_loc_k, fixed_scale_k)`` per fixed effect;
+* ``sd_j`` (per random effect) and ``sigma`` from their scale family: ``"halfnormal"``
+  ``|N(0, 1)| s``, ``"halft"`` ``|t_df| s``, ``"exponential"`` with mean ``s``;
+* for a correlated ``D`` with r >= 2, the correlations from canonical partial
+  correlations ``z`` with ``(z + 1) / 2 ~ Beta(b_k, b_k)``, ``b_k = eta + (r - 2 - k) / 2``
+  for the pair ``(k, i)``, turned into the Cholesky factor ``Lc`` of the correlation
+  matrix by the same canonical-vine formulas as the model, and
+  ``cor[a, b] = (Lc Lc')[a, b]``; a diagonal ``D`` has none.
 
 It is called once per simulated dataset in simulation-based calibration, where
 building or compiling a PyMC model each time would dominate the cost.
@@ -21,8 +23,9 @@ import math
 
 import numpy as np
 
-from models.bayes.graph import pairs, per_coefficient
+from models.bayes.graph import lkj_shapes, pairs, prior_parameters
 from models.bayes.options import BayesPriors
+from models.structure import Structure
 
 
 def _scale_draws(
@@ -64,7 +67,7 @@ def correlation_cholesky(z: np.ndarray, q: int) -> np.ndarray:
 
 def draw_prior(
     priors: BayesPriors,
-    q: int,
+    structure: Structure | int,
     rng: np.random.Generator,
     size: int | None = None,
     scale: float = 1.0,
@@ -74,9 +77,11 @@ def draw_prior(
     Parameters
     ----------
     priors : BayesPriors
-        The priors (per-coefficient lists must have ``q`` values).
-    q : int
-        Number of coefficients, intercept included (q >= 1).
+        The priors (lists must have one value per fixed effect, ``fixed_*``, or per
+        random effect, ``sd_scale``).
+    structure : Structure or int
+        The model's random-effects structure; a number q (>= 1) is the all-slopes
+        model with q coefficients, intercept included.
     rng : numpy.random.Generator
     size : int, optional
         Number of draws; ``None`` for one draw.
@@ -88,8 +93,9 @@ def draw_prior(
     Returns
     -------
     ndarray, shape (T,) or (size, T)
-        ``T = 2 q + q (q - 1) / 2 + 1`` terms in ``term_names`` order: beta, sd,
-        cor (pairs ``a < b``), sigma.
+        ``T = len(structure.terms)`` terms in that order: beta (q), sd (r), cor (the
+        correlated pairs ``a < b``), sigma; ``T = 2 q + q (q - 1) / 2 + 1`` for the
+        all-slopes model.
     """
     try:
         scale = float(scale)
@@ -99,26 +105,29 @@ def draw_prior(
         raise ValueError(
             f"scale must be a positive finite number (it multiplies the prior scales), got {scale}"
         )
-    if isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 1:
-        raise ValueError(f"q must be a positive integer (coefficients incl. intercept), got {q!r}")
+    if not isinstance(structure, Structure):
+        q = structure
+        if isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 1:
+            raise ValueError(
+                f"q must be a positive integer (coefficients incl. intercept) or a "
+                f"Structure, got {q!r}"
+            )
+        structure = Structure.full([f"x{j}" for j in range(1, int(q))])
     if size is not None and (isinstance(size, bool) or int(size) != size or size < 0):
         raise ValueError(f"size must be None or a non-negative integer, got {size!r}")
-    q = int(q)
+    q, r = structure.q, structure.r
     n = 1 if size is None else int(size)
-    loc, fixed_scale, sd_scale = (
-        per_coefficient(getattr(priors, name), q, name)
-        for name in ("fixed_loc", "fixed_scale", "sd_scale")
-    )
+    loc, fixed_scale, sd_scale = prior_parameters(priors, structure)
     beta = loc + (scale * fixed_scale) * rng.standard_normal((n, q))
-    sds = _scale_draws(priors.sd_family, scale * sd_scale, priors.sd_df, rng, (n, q))
+    sds = _scale_draws(priors.sd_family, scale * sd_scale, priors.sd_df, rng, (n, r))
     sigma = _scale_draws(
         priors.sigma_family, scale * float(priors.sigma_scale), priors.sigma_df, rng, (n,)
     )
-    idx = pairs(q)
+    idx = structure.pairs
     if idx:
-        b = np.array([priors.lkj_eta + (q - 2 - k) / 2 for k, _ in idx])
+        b = lkj_shapes(priors.lkj_eta, r)
         z = 2.0 * rng.beta(b, b, size=(n, len(idx))) - 1.0
-        Lc = correlation_cholesky(z, q)
+        Lc = correlation_cholesky(z, r)
         cols = []
         for a, b_ in idx:  # (Lc Lc')[a, b], summed in the model's order
             acc = np.zeros(n)

@@ -44,9 +44,9 @@ _PYMC_STATS = ("lp", "energy", "step_size", "n_steps", "tree_depth", "acceptance
 class Draws:
     """Posterior draws after tuning, as arrays with leading (chain, draw) axes.
 
-    ``terms`` (chain, draw, T) follows ``term_names`` order; ``u`` (chain, draw, K, q)
-    holds latent random effects when the model has them; ``stats`` holds sampler
-    statistics under their ArviZ names.
+    ``terms`` (chain, draw, T) follows the structure's ``terms`` order; ``u``
+    (chain, draw, K, r) holds latent random effects (one per random effect) when the
+    model has them; ``stats`` holds sampler statistics under their ArviZ names.
     """
 
     terms: np.ndarray
@@ -232,7 +232,8 @@ def to_datatree(
     effects: list[str],
     attrs: dict[str, Any],
 ) -> xr.DataTree:
-    """Posterior and sample stats as an ArviZ DataTree (one variable per term)."""
+    """Posterior and sample stats as an ArviZ DataTree (one variable per term; ``u``
+    with dims (group, effect), ``effects`` the names of the random effects)."""
     import arviz as az
 
     posterior: dict[str, np.ndarray] = {name: draws.terms[..., j] for j, name in enumerate(terms)}

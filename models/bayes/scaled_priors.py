@@ -10,7 +10,8 @@ and ``s_k = sd(x_k)``, ``m_k = mean(x_k)``:
 * intercept (at x = 0, uncentred): ``Normal(mean(y), 2.5 s_y sqrt(1 + sum_k (m_k/s_k)^2))``,
   the prior implied for the intercept of uncentred predictors by a
   ``Normal(mean(y), 2.5 s_y)`` prior on the centred intercept and the slope priors;
-* random-effect SDs: half-t(3) with scale ``s_y`` (intercept) and ``s_y / s_k`` (slopes);
+* random-effect SDs, one per random effect of the data's structure: half-t(3) with
+  scale ``s_y`` (intercept) and ``s_y / s_k`` (slopes);
 * residual SD: half-t(3) with scale ``s_y``; correlations: LKJ(2), as the fixed defaults.
 """
 
@@ -21,24 +22,35 @@ from typing import Any
 import numpy as np
 
 from models.data import LMMData
+from models.structure import INTERCEPT, Structure
 
 
 def scaled_priors(data: LMMData) -> dict[str, Any]:
-    """Prior table (keys of ``BayesPriors``) scaled to ``data``; plain floats and lists."""
+    """Prior table (keys of ``BayesPriors``) scaled to ``data`` for ``data.structure``
+    (``fixed_*``: one value per fixed effect, ``sd_scale``: one per random effect);
+    plain floats and lists."""
+    s = data.structure
     y = data.y
-    x = data.X[:, 1:]
     s_y = float(np.std(y, ddof=1))
     if not np.isfinite(s_y) or s_y <= 0:
         s_y = 1.0
-    s_x = np.std(x, axis=0, ddof=1)
-    s_x = np.where(np.isfinite(s_x) & (s_x > 0), s_x, 1.0)
-    m_x = np.mean(x, axis=0)
-    intercept_scale = 2.5 * s_y * float(np.sqrt(1.0 + np.sum((m_x / s_x) ** 2)))
+    slope = np.array([name != INTERCEPT for name in s.fixed])
+    x = data.X[:, slope]
+    s_x = np.ones(s.q)
+    m_x = np.zeros(s.q)
+    if x.shape[1]:
+        sd = np.std(x, axis=0, ddof=1)
+        s_x[slope] = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        m_x[slope] = np.mean(x, axis=0)
+    intercept_scale = 2.5 * s_y * float(np.sqrt(1.0 + np.sum((m_x[slope] / s_x[slope]) ** 2)))
+    slope_scale = 2.5 * s_y / s_x
     return {
-        "fixed_loc": [float(np.mean(y)), *([0.0] * x.shape[1])],
-        "fixed_scale": [intercept_scale, *(float(v) for v in 2.5 * s_y / s_x)],
+        "fixed_loc": [float(np.mean(y)) if not sl else 0.0 for sl in slope],
+        "fixed_scale": [
+            float(slope_scale[j]) if sl else intercept_scale for j, sl in enumerate(slope)
+        ],
         "sd_family": "halft",
-        "sd_scale": [s_y, *(float(v) for v in s_y / s_x)],
+        "sd_scale": [float(s_y / s_x[j]) if slope[j] else s_y for j in s.index],
         "sd_df": 3.0,
         "lkj_eta": 2.0,
         "sigma_family": "halft",
@@ -47,18 +59,22 @@ def scaled_priors(data: LMMData) -> dict[str, Any]:
     }
 
 
-def describe_priors(table: dict[str, Any], names: tuple[str, ...]) -> str:
-    """One line per prior, for printing with a fit."""
+def describe_priors(table: dict[str, Any], names: tuple[str, ...] | Structure) -> str:
+    """One line per prior, for printing with a fit.  ``names``: the model's
+    :class:`Structure`, or the fixed-effect names of the all-slopes model."""
+    s = names if isinstance(names, Structure) else Structure(tuple(names))
 
     def fmt(v: Any, i: int) -> str:
         return f"{(v[i] if isinstance(v, list | tuple) else v):.4g}"
 
     lines = []
-    for i, n in enumerate(names):
-        lines.append(
-            f"  {n}: Normal({fmt(table['fixed_loc'], i)}, {fmt(table['fixed_scale'], i)}); "
-            f"sd__{n}: half-t({table['sd_df']:g}, {fmt(table['sd_scale'], i)})"
-        )
+    for i, n in enumerate(s.fixed):
+        line = f"  {n}: Normal({fmt(table['fixed_loc'], i)}, {fmt(table['fixed_scale'], i)})"
+        if n in s.random:
+            j = s.random.index(n)
+            line += f"; sd__{n}: half-t({table['sd_df']:g}, {fmt(table['sd_scale'], j)})"
+        lines.append(line)
     lines.append(f"  sd__Observation: half-t({table['sigma_df']:g}, {table['sigma_scale']:.4g})")
-    lines.append(f"  correlations: LKJ({table['lkj_eta']:g})")
+    if s.pairs:
+        lines.append(f"  correlations: LKJ({table['lkj_eta']:g})")
     return "\n".join(lines)

@@ -7,17 +7,26 @@ can be thrown far into the tail, where its step size collapses and it stays for 
 whole run (seed preset, replicate 370, engine version 2: one chain of four at
 ``sd__X`` = 1.7e4 with step size 2e-12, R-hat 1.57).  Here every chain starts in a
 region scaled by the data instead, built from the per-group sufficient statistics in
-O(K q^3) (about 0.3 ms):
+O(K q^3) (about 0.3 ms), for the model's structure (``Z_i`` = the r columns of ``X_i``
+with a random effect):
 
 * per-group OLS fits ``b_i = (X_i'X_i)^-1 X_i'y_i`` (groups with ``n_i > q`` and a
   full-rank ``X_i'X_i``), the pooled residual variance ``sigma^2``, and the
-  method-of-moments ``D = cov(b_i) - sigma^2 mean((X_i'X_i)^-1)`` (the REML engine's
-  moment start values) with its eigenvalues floored on the scale of ``cov(b_i)``
-  (:data:`MIN_EIGENVALUE`), so that each SD starts at about a tenth of the spread of
-  its coefficient across groups or more; the fixed effects at ``mean(b_i)``
+  method-of-moments ``D = cov(b_i) - sigma^2 mean((X_i'X_i)^-1)`` restricted to the
+  random effects (the REML engine's moment start values; ``b_i = beta + E u_i +
+  noise`` with ``E`` selecting Z's columns, so the restriction is the moment estimator
+  of ``D`` whatever the structure) with its eigenvalues floored on the scale of
+  ``cov(b_i)`` (:data:`MIN_EIGENVALUE`), so that each SD starts at about a tenth of the
+  spread of its coefficient across groups or more; the fixed effects at ``mean(b_i)``
   with standard errors ``sqrt(diag(cov(b_i)) / K)`` (the two-stage estimator);
-* with fewer than ``q + 1`` such groups: pooled OLS, half the residual variance for
-  ``sigma^2`` and for each random-effect variance (scaled by the column's mean square).
+* with fewer than ``q + 1`` such groups (e.g. a predictor constant within groups, with
+  a random intercept only) but more than ``r`` groups with ``n_i > r`` and a full-rank
+  ``Z_i'Z_i``: pooled OLS for ``beta``, per-group OLS fits ``c_i`` of its residuals on
+  ``Z_i``, ``sigma^2`` from their residuals and ``D = cov(c_i) - sigma^2
+  mean((Z_i'Z_i)^-1)``, floored as above (for the all-slopes model, Z = X, this case
+  never arises);
+* otherwise: pooled OLS, half the residual variance for ``sigma^2`` and for each
+  random-effect variance (scaled by the column's mean square).
 
 Each chain starts at that centre plus independent U(-1, 1) jitter on the unconstrained
 scale, times a half-width per coordinate (:data:`JITTER`): two standard errors for
@@ -98,14 +107,25 @@ _BACKWARD: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def moment_estimates(data: LMMData) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``(beta, se(beta), D, sigma^2)`` by the method of moments (module docstring)."""
-    q = data.q
-    ok = data.n > q
+def _full_rank(n: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """Groups with more rows than columns of ``gram`` (K, p, p) and a full-rank one."""
+    p = gram.shape[-1]
+    ok = n > p
     if ok.any():
-        ok[ok] = np.linalg.matrix_rank(data.XtX[ok]) == q
+        ok[ok] = np.linalg.matrix_rank(gram[ok]) == p
+    return ok
+
+
+def moment_estimates(data: LMMData) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(beta (q), se(beta) (q), D (r x r), sigma^2)`` by the method of moments for
+    ``data.structure`` (module docstring)."""
+    q, r = data.q, data.r
+    idx = data.z_index
+    sub = np.ix_(idx, idx)
+    ok = _full_rank(data.n, data.XtX)
     xtx, xty = data.XtX.sum(axis=0), data.Xty.sum(axis=0)
     xtx_inv_all = np.linalg.pinv(xtx)
+    ok_z = ok if ok.sum() > q else _full_rank(data.n, data.ZtZ)
     if ok.sum() > q:
         xtx_inv = np.linalg.inv(data.XtX[ok])
         b = np.einsum("kij,kj->ki", xtx_inv, data.Xty[ok])
@@ -114,14 +134,29 @@ def moment_estimates(data: LMMData) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         S = np.atleast_2d(np.cov(b, rowvar=False))
         beta = b.mean(axis=0)
         var_beta = np.diag(S) / ok.sum()
-        D = S - max(sigma2, 0.0) * xtx_inv.mean(axis=0)
-        spread = np.sqrt(np.diag(S))  # each coefficient's scale across groups
+        D = (S - max(sigma2, 0.0) * xtx_inv.mean(axis=0))[sub]
+        spread = np.sqrt(np.diag(S))[idx]  # each coefficient's scale across groups
+    elif ok_z.sum() > r:  # per-group fits of the pooled residuals on Z
+        beta = xtx_inv_all @ xty
+        ztz = data.ZtZ[ok_z]
+        ztr = data.Zty[ok_z] - data.ZtX[ok_z] @ beta
+        xtr = data.Xty[ok_z] - data.XtX[ok_z] @ beta
+        rtr = data.yty[ok_z] - (data.Xty[ok_z] + xtr) @ beta  # r_i'r_i
+        ztz_inv = np.linalg.inv(ztz)
+        c = np.einsum("kij,kj->ki", ztz_inv, ztr)
+        rss = rtr - np.einsum("ki,ki->k", c, ztr)
+        sigma2 = float(rss.sum() / (data.n[ok_z] - r).sum())
+        S = np.atleast_2d(np.cov(c, rowvar=False))
+        var_beta = np.zeros(q)
+        var_beta[idx] = np.diag(S) / ok_z.sum()
+        D = S - max(sigma2, 0.0) * ztz_inv.mean(axis=0)
+        spread = np.sqrt(np.diag(S))
     else:
         beta = xtx_inv_all @ xty
         rss = float(data.yty.sum() - beta @ xty)
         sigma2 = 0.5 * rss / max(data.n_obs - q, 1)
         var_beta = np.zeros(q)
-        mean_square = np.diag(xtx) / max(data.n_obs, 1)
+        mean_square = np.diag(xtx)[idx] / max(data.n_obs, 1)
         D = np.diag(sigma2 / np.where(mean_square > 0, mean_square, 1.0))
         spread = np.sqrt(np.diag(D))
     if not (np.isfinite(sigma2) and sigma2 > 0):  # a perfect fit: any positive scale
@@ -137,8 +172,8 @@ def moment_estimates(data: LMMData) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def _cpc(corr: np.ndarray) -> np.ndarray:
-    """Canonical partial correlations of a correlation matrix, in ``pairs(q)`` order
-    (the inverse of the model's construction of its Cholesky factor)."""
+    """Canonical partial correlations of a (q x q) correlation matrix, in ``pairs(q)``
+    order (the inverse of the model's construction of its Cholesky factor)."""
     q = corr.shape[0]
     Lc = np.linalg.cholesky(corr)
     z = {}
@@ -151,17 +186,22 @@ def _cpc(corr: np.ndarray) -> np.ndarray:
 
 
 def start_region(data: LMMData) -> StartRegion:
-    """The starting region of ``data``'s chains (see the module docstring)."""
-    q = data.q
+    """The starting region of ``data``'s chains, for ``data.structure`` (see the module
+    docstring): a CPC per correlated pair, none for a diagonal ``D``."""
+    r = data.r
+    n_pairs = len(data.structure.pairs)
     beta, se, D, sigma2 = moment_estimates(data)
     sd = np.sqrt(np.diag(D))
-    corr = D / np.outer(sd, sd)
-    corr = np.clip(corr, -MAX_CORRELATION, MAX_CORRELATION)
-    np.fill_diagonal(corr, 1.0)
-    try:
-        cpc = np.clip(_cpc(corr), -MAX_CORRELATION, MAX_CORRELATION)
-    except np.linalg.LinAlgError:
-        cpc = np.zeros(len(pairs(q)))
+    if n_pairs:
+        corr = D / np.outer(sd, sd)
+        corr = np.clip(corr, -MAX_CORRELATION, MAX_CORRELATION)
+        np.fill_diagonal(corr, 1.0)
+        try:
+            cpc = np.clip(_cpc(corr), -MAX_CORRELATION, MAX_CORRELATION)
+        except np.linalg.LinAlgError:
+            cpc = np.zeros(n_pairs)
+    else:
+        cpc = np.zeros(0)
     centre = {
         "beta": beta,
         "sd": sd,
@@ -170,9 +210,9 @@ def start_region(data: LMMData) -> StartRegion:
     }
     width = {
         "beta": JITTER["beta"] * se,
-        "sd": np.full(q, JITTER["sd"]),
+        "sd": np.full(r, JITTER["sd"]),
         "sigma": np.array(JITTER["sigma"]),
-        "cpc": np.full(len(pairs(q)), JITTER["cpc"]),
+        "cpc": np.full(n_pairs, JITTER["cpc"]),
     }
     for name, value in centre.items():
         if not np.all(np.isfinite(value)) or not np.all(np.isfinite(width[name])):

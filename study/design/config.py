@@ -114,18 +114,23 @@ class StudyConfig:
         if len(set(engines)) != len(engines):
             raise fail("engines.run", list(engines), "names must be distinct")
         object.__setattr__(self, "engines", tuple(engines))
-        # every engine run gets a validated options object (defaults where none given)
+        object.__setattr__(self, "engine_structures", self._checked_structures())
+        # every engine run gets a validated options object (defaults where none given),
+        # checked against the structure it fits (e.g. one prior scale per random effect)
         options = dict(self.engine_options)
         for name in self.engines:
             given = options.get(name)
-            if given is None or isinstance(given, Mapping):
-                try:
-                    given = build_options(name, given, level=self.level, n_coef=self.design.q)
-                except OptionError as err:
-                    raise err.within(f"engines.{name}") from err
+            try:
+                if given is None or isinstance(given, Mapping):
+                    given = build_options(
+                        name, given, level=self.level, structure=self.structure_of(name)
+                    )
+                elif hasattr(given, "check_structure"):
+                    given.check_structure(self.structure_of(name))
+            except OptionError as err:
+                raise err.within(f"engines.{name}") from err
             options[name] = given
         object.__setattr__(self, "engine_options", options)
-        object.__setattr__(self, "engine_structures", self._checked_structures())
         if not isinstance(self.condition_spec, Mapping):
             raise fail("conditions", self.condition_spec, "must be a table")
         conditions = expand(design_table(self.design), self.condition_spec)
