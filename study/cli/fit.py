@@ -1,4 +1,5 @@
-"""``study fit DATA.csv``: run an engine on a user's own dataset (a CSV file)."""
+"""``study fit DATA.csv [FORMULA]``: run an engine on a user's own dataset (a CSV file),
+with an lme4-style formula (:mod:`models.formula`) or the all-slopes ``--y/--x/--group``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from scipy import stats
 
 from models.base import FIXED, FitResult
 from models.bayes.scaled_priors import describe_priors, scaled_priors
-from models.data import LMMData, fit_problem
+from models.data import INTERCEPT, LMMData, fit_problem
+from models.formula import Formula, model_data, parse
 from models.registry import ENGINE_NAMES, build_engine
 from models.reml.options import CI_KINDS, RAN_PARS_CI_KINDS
 from study.analysis.tables import render
@@ -26,9 +28,16 @@ def register(sub: Any) -> None:
     """Add the ``fit`` command to the ``study`` parser."""
     p = sub.add_parser("fit", help="fit one dataset from a CSV file and print a tidy table")
     p.add_argument("data", help="CSV file")
-    p.add_argument("--y", required=True, help="response column")
-    p.add_argument("--x", required=True, help="predictor column(s), comma-separated")
-    p.add_argument("--group", required=True, help="grouping column")
+    p.add_argument(
+        "formula",
+        nargs="?",
+        default=None,
+        help='lme4-style model formula, e.g. "Reaction ~ Days + (Days | Subject)"; or give '
+        "--y, --x and --group instead",
+    )
+    p.add_argument("--y", help="response column (shorthand for y ~ x + (x | group))")
+    p.add_argument("--x", help="predictor column(s), comma-separated, each with a random slope")
+    p.add_argument("--group", help="grouping column")
     p.add_argument("--engine", choices=ENGINE_NAMES, default="reml")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=1, help="sampler seed (bayes)")
@@ -58,6 +67,7 @@ def command(args: argparse.Namespace) -> int:
     """Fit and print; exit 1 (reason on stderr) when the fit failed or did not converge."""
     text, fit = fit_csv(
         args.data,
+        formula=args.formula,
         y=args.y,
         x=args.x,
         group=args.group,
@@ -77,9 +87,8 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
-    """Read a CSV and build the engines' data; :class:`UserError` on any problem a fit
-    would meet (the checks lme4 makes before fitting among them)."""
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV with a header and at least one row; :class:`UserError` otherwise."""
     p = Path(path)
     if p.is_dir():
         raise UserError(f"data file {str(path)!r} is a directory; give a CSV file")
@@ -120,16 +129,47 @@ def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
                 )
     if frame.empty:
         raise UserError(f"{path}: the CSV has a header but no data rows; add rows to fit")
+    return frame
+
+
+def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
+    """Read a CSV and build the engines' data for ``y ~ x + (x | group)`` (missing values
+    refused); :class:`UserError` on any problem a fit would meet (the checks lme4 makes
+    before fitting among them)."""
+    frame = read_csv(path)
     try:
         data = LMMData.from_frame(frame, y=y, x=x, group=group)
     except ValueError as err:
         raise UserError(f"{path}: {err}") from err
-    for j, name in enumerate(x, start=1):
-        if np.ptp(data.X[:, j]) == 0:
-            raise UserError(
-                f"{path}: column {name!r} is constant ({data.X[0, j]:g} on every row: "
-                "collinear with the intercept); drop it or give a predictor that varies"
-            )
+    return check_data(path, data, group, kind="column")
+
+
+def load_formula(path: str | Path, formula: str) -> tuple[LMMData, Formula, int, list[str]]:
+    """Read a CSV and build the data of an lme4-style ``formula``: the data, the parsed
+    formula, the number of rows dropped for missing values (lme4's ``na.omit``) and the
+    columns that held them; :class:`UserError` on any problem."""
+    try:
+        parsed = parse(formula)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    frame = read_csv(path)
+    try:
+        data, dropped = model_data(frame, parsed)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from err
+    gaps = [c for c in parsed.columns if bool(frame[c].isna().any())] if dropped else []
+    return check_data(path, data, parsed.group, kind="term"), parsed, dropped, gaps
+
+
+def check_data(path: str | Path, data: LMMData, group: str, kind: str) -> LMMData:
+    """The checks every fit needs (as lme4 makes them): :class:`UserError` or ``data``."""
+    if INTERCEPT in data.fixed_names:
+        for j, name in enumerate(data.fixed_names):
+            if name != INTERCEPT and np.ptp(data.X[:, j]) == 0:
+                raise UserError(
+                    f"{path}: {kind} {name!r} is constant ({data.X[0, j]:g} on every row: "
+                    "collinear with the intercept); drop it or give a predictor that varies"
+                )
     if data.n_groups < 2:
         raise UserError(
             f"{path}: column {group!r} has {data.n_groups} group; need at least 2 "
@@ -141,12 +181,12 @@ def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
             "(one row per group): the number of groups must be < the number of rows, as "
             "lme4 requires; give a grouping with repeated rows"
         )
-    if data.n_obs <= data.n_groups * data.q:
+    if data.n_obs <= data.n_groups * data.r:
         raise UserError(
-            f"{path}: {data.n_obs} rows for {data.n_groups} groups x {data.q} random "
+            f"{path}: {data.n_obs} rows for {data.n_groups} groups x {data.r} random "
             f"effects: the random effects and the residual variance are not identifiable "
             "(lme4: number of observations <= number of random effects); give more rows "
-            "per group or fewer predictors"
+            "per group or fewer random effects"
         )
     problem = fit_problem(data)
     if problem:
@@ -157,9 +197,10 @@ def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
 def fit_csv(
     path: str | Path,
     *,
-    y: str,
-    x: str,
-    group: str,
+    formula: str | None = None,
+    y: str | None = None,
+    x: str | None = None,
+    group: str | None = None,
     engine: str = "reml",
     as_json: bool = False,
     level: float = 0.95,
@@ -167,16 +208,41 @@ def fit_csv(
     ci: str | None = None,
     ran_pars_ci: str | None = None,
 ) -> tuple[str, FitResult]:
-    """Fit one dataset; return the text to print (a table or JSON; empty when the fit
-    produced no estimates) and the fit."""
+    """Fit one dataset, given an lme4-style ``formula`` or the columns ``y``, ``x``
+    (comma-separated) and ``group`` of ``y ~ x + (x | group)``; return the text to print
+    (a table or JSON; empty when the fit produced no estimates) and the fit."""
     if not 0 < level < 1:
         raise UserError(f"--level {level}: must be between 0 and 1 (e.g. 0.95)")
     if engine != "reml" and (ci or ran_pars_ci):
         raise UserError("--ci and --ran-pars-ci are options of the reml engine; drop them")
-    predictors = [c.strip() for c in x.split(",") if c.strip()]
-    if not predictors:
-        raise UserError(f"--x {x!r}: give at least one predictor column")
-    data = load_csv(path, y, predictors, group)
+    columns = {"--y": y, "--x": x, "--group": group}
+    given = [k for k, v in columns.items() if v is not None]
+    if formula is not None and given:
+        raise UserError(
+            f"give either a formula or --y, --x and --group, not both (drop {', '.join(given)})"
+        )
+    dropped, gaps = 0, list[str]()
+    if formula is not None:
+        data, parsed, dropped, gaps = load_formula(path, formula)
+        model = parsed.text
+    elif y is None or x is None or group is None:
+        lacking = ", ".join(k for k in columns if k not in given)
+        raise UserError(
+            f'give a model: a formula, e.g. study fit {path} "y ~ x + (x | g)", or all of '
+            f"--y, --x and --group (missing: {lacking})"
+        )
+    else:
+        predictors = [c.strip() for c in x.split(",") if c.strip()]
+        if not predictors:
+            raise UserError(f"--x {x!r}: give at least one predictor column")
+        data = load_csv(path, y, predictors, group)
+        model = f"{y} ~ {' + '.join(predictors)} + {data.structure.bar(group)}"
+    note = (
+        f"dropped {dropped} row{'s' if dropped != 1 else ''} with missing values in "
+        f"{', '.join(gaps)} (lme4 na.omit)"
+        if dropped
+        else ""
+    )
     options: dict[str, Any] = {}
     if engine == "bayes":
         options["priors"] = scaled_priors(data)
@@ -189,18 +255,21 @@ def fit_csv(
         return "", fit
     frame = tidy_frame(fit)
     if as_json:
-        return json.dumps(_json(fit, frame, engine, seed, options), indent=2), fit
+        doc = _json(fit, frame, engine, seed, options)
+        doc = {"formula": model, "dropped_rows": dropped, "dropped_in": gaps, **doc}
+        return json.dumps(doc, indent=2), fit
     status = "converged" if fit.converged else "NOT converged"
     head = (
-        f"{engine}: {data.n_obs} rows, {data.n_groups} groups; {status} in {fit.fit_seconds:.2f} s"
+        f"{engine}: {model}\n{data.n_obs} rows, {data.n_groups} groups; {status} in "
+        f"{fit.fit_seconds:.2f} s"
     )
     shown = frame if engine == "bayes" else frame.drop(columns=["rhat", "ess_bulk", "ess_tail"])
-    lines = [head, render(shown, "table", digits=4), glance_line(fit)]
+    lines = [head, *([note] if note else []), render(shown, "table", digits=4), glance_line(fit)]
     if fit.message:
         lines.append(f"message: {fit.message}")
     if engine == "bayes":
         lines.append("priors (scaled to the data, rstanarm-style):")
-        lines.append(describe_priors(options["priors"], data.fixed_names))
+        lines.append(describe_priors(options["priors"], data.structure))
     return "\n".join(lines), fit
 
 

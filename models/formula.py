@@ -1,0 +1,342 @@
+"""lme4-style model formulas: ``Reaction ~ Days + Dose + (Days | Subject)``.
+
+Grammar (one grouping factor; every random term must also be a fixed term, because
+``Z`` is made of ``X``'s columns, :mod:`models.structure`)::
+
+    formula := response "~" fixed-terms "+" bar ["+" bar ...]
+    bar     := "(" terms "|" group ")"     correlated random effects (unstructured D)
+             | "(" terms "||" group ")"    uncorrelated random effects (diagonal D)
+
+- fixed part: column names, ``x1:x2`` (interaction), ``x1*x2`` (= ``x1 + x2 + x1:x2``),
+  ``C(x)`` (categorical), ``0 +`` or ``-1`` (no intercept); an empty fixed part is the
+  intercept.  Text columns and pandas categoricals are categorical.  Factors are coded
+  with treatment contrasts (first level the reference) and named as lme4 prints them:
+  ``(Intercept)``, ``Days``, ``Doseb`` (variable and level), ``Days:Doseb``, ``C(Dose)b``.
+- bars: ``(x | g)`` has an implicit intercept, as in lme4 (``(1 + x | g)``); ``(0 + x | g)``
+  and ``(-1 + x | g)`` drop it.  ``(x || g)`` is lme4's ``(1 | g) + (0 + x | g)``, and
+  several bars with the same group are allowed when each holds one term (they are then
+  uncorrelated, e.g. ``(1 | g) + (0 + x | g)``).
+- refused, with a one-line :class:`ValueError`: no bar, two grouping factors, nested
+  (``g/h``) or interaction (``g:h``) groups, a random term missing from the fixed part,
+  ``||`` on a categorical variable (lme4 keeps a factor's columns correlated), function
+  calls other than ``C(x)``, unknown columns.
+
+Why formulaic: the fixed part is ordinary Wilkinson-formula algebra (term expansion and
+ordering, intercept removal, contrasts, column naming), which formulaic implements and
+tests; writing it again would be a second, weaker copy.  formulaic has no mixed-model
+bars: its ``|`` only separates the parts of a multi-part formula at the top level
+(``y ~ a | b``) and is a syntax error inside parentheses.  So the bars are split off by
+hand (a scan of the text at parenthesis depth 0), and formulaic parses and builds the
+fixed part and each bar's left-hand side.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula as _Formulaic
+from formulaic import model_matrix
+from formulaic.errors import FormulaicError
+from formulaic.parser.types import Term
+
+from models.data import MAX_ABS_VALUE, LMMData
+from models.structure import INTERCEPT, Structure
+
+__all__ = ["Formula", "bar_structure", "model_data", "parse"]
+
+_NAME = re.compile(r"[A-Za-z_.][\w.]*|`[^`]+`")
+_CATEGORICAL = re.compile(r"C\((.+)\)")
+EXAMPLE = "Reaction ~ Days + (Days | Subject)"
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A parsed formula: ``response ~ fixed + (random[0] | group) [+ ...]``.
+
+    ``text`` is the formula as given (white space collapsed); ``fixed`` the fixed part, a
+    formulaic right-hand side (``"1"`` when empty); ``random`` the left-hand side of each
+    bar; ``correlated`` False for ``||`` or several bars (diagonal ``D``); ``variables``
+    the data columns of the terms, ``categorical`` those written ``C(x)``.
+    """
+
+    text: str
+    response: str
+    fixed: str
+    random: tuple[str, ...]
+    correlated: bool
+    group: str
+    variables: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every data column the model uses: response, variables, group."""
+        return tuple(dict.fromkeys((self.response, *self.variables, self.group)))
+
+
+def _scan(text: str) -> list[int]:
+    """Parenthesis depth before each character (-1 inside backquotes)."""
+    depths, depth, quoted = [], 0, False
+    for ch in text:
+        if ch == "`":
+            quoted = not quoted
+        depth -= ch == ")" and not quoted
+        if depth < 0:
+            raise ValueError(f"formula {text!r}: a ')' has no matching '('")
+        depths.append(-1 if quoted or ch == "`" else depth)
+        depth += ch == "(" and not quoted
+    if depth or quoted:
+        raise ValueError(f"formula {text!r}: unbalanced parentheses or backquotes")
+    return depths
+
+
+def _split(text: str, seps: str) -> list[str]:
+    """``text`` cut before every character of ``seps`` at depth 0 (kept with its piece)."""
+    depths, pieces, start = _scan(text), [], 0
+    for i, ch in enumerate(text):
+        if ch in seps and depths[i] == 0:
+            pieces.append(text[start:i])
+            start = i
+    return [*pieces, text[start:]]
+
+
+def _name(text: str, what: str, formula: str) -> str:
+    text = text.strip()
+    if not _NAME.fullmatch(text):
+        raise ValueError(f"formula {formula!r}: the {what} must be one column name, got {text!r}")
+    return text.strip("`")
+
+
+def _terms(rhs: str, formula: str) -> list[Term]:
+    try:
+        return list(_Formulaic("~ " + rhs))
+    except FormulaicError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(f"formula {formula!r}: {reason}") from None
+
+
+def _bar(body: str, formula: str) -> tuple[str, bool, str]:
+    """``x | g`` -> (``"x"``, correlated, ``"g"``)."""
+    bars = [p for p in _split(body, "|") if p.startswith("|")]
+    double = "||" in body and len(bars) == 2 and bars[0] == "|"
+    if len(bars) != 1 and not double:
+        raise ValueError(f"formula {formula!r}: ({body}) must hold one '|' or '||'")
+    lhs, _, group = body.partition("||" if double else "|")
+    if not lhs.strip():
+        raise ValueError(f"formula {formula!r}: ({body}) has no terms before the bar, e.g. (1 | g)")
+    if "/" in group or ":" in group:
+        kind = "nested grouping (g/h)" if "/" in group else "grouping by an interaction (g:h)"
+        raise ValueError(
+            f"formula {formula!r}: {kind} in ({body}) is not supported; one grouping factor "
+            "only (make one column that labels the groups)"
+        )
+    return lhs.strip(), not double, _name(group, "grouping factor", formula)
+
+
+def parse(formula: str) -> Formula:
+    """Parse an lme4-style formula (module docstring); :class:`ValueError` if unsupported."""
+    text = " ".join(str(formula).split())
+    if not text:
+        raise ValueError(f"empty formula; write response ~ terms, e.g. {EXAMPLE}")
+    sides = _split(text, "~")
+    if len(sides) != 2:
+        what = "has no '~'" if len(sides) == 1 else "has more than one '~'"
+        raise ValueError(f"formula {text!r} {what}; write response ~ terms, e.g. {EXAMPLE}")
+    if not sides[0].strip():
+        raise ValueError(f"formula {text!r} has no response before '~', e.g. {EXAMPLE}")
+    response = _name(sides[0], "response", text)
+    fixed_parts, bars = [], []
+    for piece in _split(sides[1][1:], "+-"):
+        body = piece.lstrip("+- ").strip()
+        if "|" not in body:
+            fixed_parts.append(piece)
+            continue
+        depths = _scan(body)[1:-1]
+        whole = body.startswith("(") and body.endswith(")") and 0 not in depths
+        if not whole or piece.strip().startswith("-"):
+            raise ValueError(
+                f"formula {text!r}: {body!r} is not a random term; add one in parentheses, "
+                f"e.g. {EXAMPLE}"
+            )
+        bars.append((body, *_bar(body[1:-1], text)))
+    if not bars:
+        raise ValueError(
+            f"formula {text!r} has no random part; a mixed model needs one, e.g. + (1 | group)"
+        )
+    groups = list(dict.fromkeys(g for *_, g in bars))
+    if len(groups) > 1:
+        raise ValueError(
+            f"formula {text!r}: {len(groups)} grouping factors ({', '.join(groups)}) are not "
+            "supported; one grouping factor only"
+        )
+    fixed = "".join(fixed_parts).strip().lstrip("+").strip() or "1"
+    fixed_terms = _terms(fixed, text)
+    factors = [f for t in fixed_terms for f in t.factors]
+    random_terms: list[str] = []
+    for body, lhs, correlated, _ in bars:
+        terms = _terms(lhs, text)
+        if len(bars) > 1 and correlated and len(terms) > 1:
+            raise ValueError(
+                f"formula {text!r}: several bars with one group must each hold one term "
+                f"({body} has {len(terms)}); write one bar, or (x || g) for uncorrelated terms"
+            )
+        for term in terms:
+            name = "(Intercept)" if str(term) == "1" else str(term)
+            if name in random_terms:
+                raise ValueError(f"formula {text!r}: random term {name!r} appears twice")
+            if term not in fixed_terms:
+                if str(term) == "1":
+                    others = " + ".join(str(t) for t in terms if str(t) != "1")
+                    raise ValueError(
+                        f"formula {text!r}: the random intercept of {body} is not in the fixed "
+                        "part (it has 0 or -1); drop the 0 / -1"
+                        + (f", or write (0 + {others} | {groups[0]})" if others else "")
+                    )
+                suggest = name if fixed == "1" else f"{fixed} + {name}"
+                raise ValueError(
+                    f"random term {name!r} is not in the fixed part; add it there: "
+                    f"{response} ~ {suggest} + {' + '.join(b[0] for b in bars)}"
+                )
+            random_terms.append(name)
+        factors += [f for t in terms for f in t.factors]
+    variables, categorical = [], []
+    for factor in factors:
+        expr, method = str(factor.expr), str(factor.eval_method.value)
+        if method == "literal":
+            continue
+        match = _CATEGORICAL.fullmatch(expr)
+        if method == "python" and not (match and _NAME.fullmatch(match[1].strip())):
+            raise ValueError(
+                f"formula {text!r}: {expr!r}: function calls are not supported except C(column) "
+                "(categorical); transform the column in the data instead"
+            )
+        name = match[1].strip().strip("`") if method == "python" and match else expr
+        variables.append(name)
+        if method == "python":
+            categorical.append(name)
+    correlated = len(bars) == 1 and bars[0][2]
+    random = tuple(b[1] for b in bars)
+    unique = (tuple(dict.fromkeys(v)) for v in (variables, categorical))
+    return Formula(text, response, fixed, random, correlated, groups[0], *unique)
+
+
+def _lme4_name(column: str) -> str:
+    """formulaic's column name as lme4 prints it: ``Dose[T.b]`` -> ``Doseb``."""
+    if column == "Intercept":
+        return INTERCEPT
+    return re.sub(r"\[(?:T\.)?(.*?)\]", r"\1", column)
+
+
+def _columns(frame: pd.DataFrame, rhs: str) -> tuple[list[str], np.ndarray]:
+    try:
+        mm = model_matrix("~ " + rhs, frame, na_action="ignore")
+    except FormulaicError as err:
+        raise ValueError(f"{rhs!r}: {str(err).strip().splitlines()[0]}") from None
+    return [_lme4_name(str(c)) for c in mm.columns], mm.to_numpy(dtype=float)
+
+
+def _numeric(frame: pd.DataFrame, f: Formula) -> pd.DataFrame:
+    """Numeric columns as floats, checked as :meth:`LMMData.from_frame` does; text columns
+    (and ``C(x)``) stay categorical; a column mixing numbers and text is refused."""
+    out = frame.copy()
+    for col in dict.fromkeys((f.response, *f.variables)):
+        values = out[col]
+        factor = col in f.categorical or isinstance(values.dtype, pd.CategoricalDtype)
+        if (factor and col != f.response) or pd.api.types.is_bool_dtype(values):
+            continue
+        if not pd.api.types.is_numeric_dtype(values):
+            number = pd.to_numeric(values.astype(object), errors="coerce")
+            bad = np.flatnonzero((values.notna() & number.isna()).to_numpy())
+            if bad.size and (col == f.response or number.notna().any()):
+                raise ValueError(
+                    f"column {col!r} must be numeric, but data row {bad[0] + 1} holds "
+                    f"{values.iloc[bad[0]]!r}; fix or drop the non-numeric values"
+                    + ("" if col == f.response else f", or write C({col}) for a categorical")
+                )
+            if bad.size:
+                continue  # text: a categorical variable
+            out[col] = values = number
+        arr = values.to_numpy(dtype=float)
+        if np.isinf(arr).any():
+            n_inf = int(np.isinf(arr).sum())
+            raise ValueError(f"column {col!r} has {n_inf} infinite value(s) (inf); drop those rows")
+        top = np.abs(arr[np.isfinite(arr)]).max(initial=0.0)
+        if top > MAX_ABS_VALUE:
+            raise ValueError(
+                f"column {col!r} has values too large to fit (max |value| {top:.3g} > "
+                f"{MAX_ABS_VALUE:.0e}: squares overflow); rescale it, e.g. to other units"
+            )
+    return out
+
+
+def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, int]:
+    """The data of ``formula`` from ``frame``, and the number of rows dropped.
+
+    Rows with a missing value in a column the model uses are dropped (lme4's
+    ``na.omit``); the rest are sorted by group (stable; labels as text, sorted), as
+    :meth:`LMMData.from_frame` does.  :class:`ValueError` (one line) on any problem.
+    """
+    f = parse(formula) if isinstance(formula, str) else formula
+    missing = [c for c in f.columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the data; available: {list(frame.columns)}")
+    sub = _numeric(frame[list(f.columns)], f)
+    keep = sub.notna().all(axis=1).to_numpy()
+    sub = sub[keep].copy()
+    if sub.empty:
+        raise ValueError(f"no rows left: every row has a missing value in one of {list(f.columns)}")
+    for col in sub.columns:
+        if isinstance(sub[col].dtype, pd.CategoricalDtype):
+            sub[col] = sub[col].cat.remove_unused_categories()  # lme4: drop.unused.levels
+    group = sub[f.group]
+    if pd.api.types.is_float_dtype(group) and (group == group.round()).all():
+        group = group.astype(np.int64)  # integer labels made float by a missing value
+    labels, codes = np.unique(group.astype(str).to_numpy(), return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    sub = sub.iloc[order].reset_index(drop=True)
+    fixed, X = _columns(sub, f.fixed)
+    random: list[str] = []
+    for lhs in f.random:
+        names, _ = _columns(sub, lhs)
+        if not f.correlated and len(names) > len(_terms(lhs, f.text)):
+            raise ValueError(
+                f"formula {f.text!r}: uncorrelated random effects of a categorical variable "
+                f"({lhs}) are not supported (lme4 keeps a factor's columns correlated); use "
+                f"one bar with |"
+            )
+        same = {frozenset(n.split(":")): n for n in fixed}  # x:z is z:x
+        names = [same.get(frozenset(n.split(":")), n) for n in names]
+        outside = [n for n in names if n not in fixed]
+        if outside:
+            raise ValueError(
+                f"formula {f.text!r}: random effect {outside[0]!r} of ({lhs} | {f.group}) is not "
+                f"a fixed-effect column {fixed}; code it as the fixed part does (the same "
+                "intercept, 0 + in both parts or in neither)"
+            )
+        random += names
+    structure = Structure(tuple(fixed), tuple(random), f.correlated)
+    y = sub[f.response].to_numpy(dtype=float)
+    data = LMMData(y, X, codes[order], structure.predictors, tuple(map(str, labels)), structure)
+    return data, int((~keep).sum())
+
+
+def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:
+    """The structure a random part such as ``"(1 + X | g)"`` or ``"(X || g)"`` gives a
+    model whose fixed effects are the numeric columns ``fixed`` (``"(Intercept)"``
+    and predictor names; the group's name is not used): what a study design's
+    ``random = "..."`` means.  :class:`ValueError` (one line) if it is not one bar on
+    those effects."""
+    predictors = [n for n in fixed if n != INTERCEPT]
+    rhs = " + ".join(predictors) if predictors else "1"
+    if INTERCEPT not in fixed:
+        rhs = f"0 + {rhs}"
+    text = str(bar).strip()
+    if not text.startswith("("):
+        raise ValueError(f"random = {text!r}: write the random part in parentheses, e.g. (1 | g)")
+    f = parse(f"y ~ {rhs} + {text}")
+    names = [INTERCEPT if str(t) == "1" else str(t) for lhs in f.random for t in _terms(lhs, text)]
+    order = [n for n in fixed if n in names]
+    return Structure(tuple(fixed), tuple(order), f.correlated)
