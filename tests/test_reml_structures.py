@@ -79,7 +79,7 @@ def test_criterion_is_the_dense_reml_criterion_and_its_gradient_is_exact(structu
     data = _data(structure)
     crit = Criterion(data)
     theta = np.linspace(0.4, 0.9, crit.n_theta)
-    parts, s2 = crit.at(theta)
+    parts, _ = crit.at(theta)
     # dense profiled REML criterion at the same Psi (sigma^2 profiled out)
     psi = crit.psi_of(theta)
     Vi, _ = _dense(data, psi, 1.0)  # V / sigma^2

@@ -77,7 +77,8 @@ def test_design_structure_and_its_terms():
     ("old", "new", "message"),
     [
         ('random = ["(Intercept)", "W"]', 'random = ["Z"]', "design.random = ['Z']: must name"),
-        ('random = ["(Intercept)", "W"]', 'random = "W"', "must be a non-empty list"),
+        ('random = ["(Intercept)", "W"]', "random = []", "must be a non-empty list"),
+        ('random = ["(Intercept)", "W"]', 'random = "W"', "in parentheses"),
         ("re_sd = [0.8, 0.3]", "re_sd = [0.8, 0.3, 0.1]", "one per random effect ((Intercept), W)"),
         ("re_cor = [[1.0, 0.4], [0.4, 1.0]]", "re_cor = [[1.0]]", "2 x 2 correlation matrix"),
         ("sigma = 0.7", "sigma = 0.7\ncorrelated = false", "must be the identity"),
@@ -258,3 +259,40 @@ def test_lmmdata_structure_checks():
     np.testing.assert_array_equal(ri.ZtX, data.XtX[:, :1, :])
     with pytest.raises(ValueError, match="differ from the data's"):
         data.with_structure(Structure(("(Intercept)",)))
+
+
+@pytest.mark.parametrize(
+    ("bar", "random", "correlated"),
+    [
+        ("(1 | g)", ["(Intercept)"], True),
+        ("(W || g)", ["(Intercept)", "W"], False),
+        ("(0 + W | subject)", ["W"], True),
+        ("(1 | g) + (0 + W | g)", ["(Intercept)", "W"], False),
+    ],
+)
+def test_design_random_part_as_an_lme4_formula_is_the_list_form(bar, random, correlated):
+    sd = ", ".join(["0.5"] * len(random))
+    text = RI_DESIGN.replace('random = ["(Intercept)", "W"]', f'random = "{bar}"')
+    text = text.replace("re_sd = [0.8, 0.3]", f"re_sd = [{sd}]")
+    text = text.replace("re_cor = [[1.0, 0.4], [0.4, 1.0]]\n", "")
+    from_formula = _config(text)
+    names = ", ".join(f'"{n}"' for n in random)
+    listed = f"random = [{names}]" + ("" if correlated else "\ncorrelated = false")
+    as_list = _config(text.replace(f'random = "{bar}"', listed))
+    assert from_formula.design.structure == as_list.design.structure
+    assert from_formula.design.structure.correlated is correlated
+    assert from_formula.conditions[0].id == as_list.conditions[0].id  # the same seeds
+
+
+@pytest.mark.parametrize(
+    ("bar", "message"),
+    [
+        ("(1 | g) + (1 | h)", "one grouping factor only"),
+        ("(Z | g)", "random term 'Z' is not in the fixed part"),
+        ("1 + W", "in parentheses"),
+    ],
+)
+def test_design_random_formula_errors(bar, message):
+    with pytest.raises(ConfigError, match=r"design\.random") as err:
+        _config(RI_DESIGN.replace('random = ["(Intercept)", "W"]', f'random = "{bar}"'))
+    assert message in str(err.value)

@@ -133,15 +133,16 @@ class DesignConfig:
         if len(beta) != q:
             names = ", ".join(predictors)
             raise fail("design.beta", list(beta), f"must have {q} values (intercept then {names})")
-        random = (
-            random_effects(self.random, (INTERCEPT, *predictors), "design.random")
-            if self.random != ()
-            else ()
-        )
-        set_(self, "random", random)
+        fixed = (INTERCEPT, *predictors)
         boolean("design.correlated", self.correlated)
-        names = self.structure.random
-        r = len(names)
+        if isinstance(self.random, str):  # an lme4 random part: "(1 + X | g)"
+            parsed = bar_structure(self.random, fixed, self.correlated)
+            set_(self, "correlated", parsed.correlated)
+            set_(self, "random", () if parsed.random == fixed else parsed.random)
+        elif self.random != ():
+            set_(self, "random", random_effects(self.random, fixed, "design.random"))
+        random_names = self.structure.random
+        r = len(random_names)
         # an SD of 0 is allowed: a random effect that is absent from the data (fits
         # then sit on the boundary, as a study of boundary fits wants)
         re_sd = numbers("design.re_sd", self.re_sd, low=0.0, low_inclusive=True)
@@ -151,7 +152,7 @@ class DesignConfig:
             raise fail(
                 "design.re_sd",
                 list(re_sd),
-                f"must have {r} values, one per random effect ({', '.join(names)})",
+                f"must have {r} values, one per random effect ({', '.join(random_names)})",
             )
         set_(self, "beta", beta)
         set_(self, "re_sd", re_sd)
@@ -221,6 +222,28 @@ class DesignConfig:
         out = np.eye(self.q) if eye else np.zeros((self.q, self.q))
         out[np.ix_(idx, idx)] = M
         return out
+
+
+def bar_structure(text: str, fixed: tuple[str, ...], correlated: bool) -> Structure:
+    """The structure of ``design.random`` written as an lme4 random part."""
+    from models.formula import bar_structure as parse_bar  # formulaic: only when needed
+
+    try:
+        structure = parse_bar(fixed, text)
+    except ValueError as err:
+        raise fail(
+            "design.random",
+            text,
+            f"must be one random part on {list(fixed)}, e.g. "
+            f'"(1 | group)" or "(X || group)" ({err})',
+        ) from None
+    if not correlated and structure.correlated and structure.r > 1:
+        raise fail(
+            "design.correlated",
+            False,
+            f"contradicts random = {text!r} (|: correlated); write || in random or drop correlated",
+        )
+    return structure
 
 
 def random_effects(value: object, fixed: tuple[str, ...], key: str) -> tuple[str, ...]:
