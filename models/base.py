@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -167,7 +167,7 @@ class FitResult:
         def spread(values: np.ndarray) -> np.ndarray:
             return np.where(take >= 0, np.append(values, np.nan)[take], np.nan)
 
-        per_term = {
+        per_term: dict[str, Any] = {
             name: spread(getattr(self, name)) for name in (*TERM_FIELDS, *DIAGNOSTIC_FIELDS)
         }
         return dataclasses.replace(self, terms=list(terms), effects=list(effects), **per_term)
