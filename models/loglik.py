@@ -5,7 +5,7 @@ the r columns of ``X_i`` that have a random effect (``data.structure``,
 :class:`models.structure.Structure`) and ``D = diag(sd) C diag(sd)`` (``C`` the
 correlation matrix of the random effects, the identity when they are uncorrelated).
 With ``L = diag(sd) chol(C)`` (``D = L L'``), ``r_i = y_i - X_i beta`` and
-``A_i = L' Z_i'Z_i L + sigma^2 I_r`` (the algebra of :mod:`models.bayes.graph`):
+``A_i = L' Z_i'Z_i L + sigma^2 I_r`` (the algebra of :mod:`models.bayes.marginal`):
 
 * ``r_i'V_i^-1 r_i = (r_i'r_i - v_i' A_i^-1 v_i) / sigma^2``, ``v_i = L' Z_i'r_i``;
 * ``log|V_i| = log|A_i| + (n_i - r) log sigma^2``;

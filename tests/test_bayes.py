@@ -22,7 +22,8 @@ from models.bayes import (
     resolve_seed,
     summarise,
 )
-from models.bayes.graph import add_priors, marginal_loglik, pack_stats, pairs
+from models.bayes.graph import add_priors, pairs
+from models.bayes.marginal import marginal_loglik, pack_stats
 from models.data import LMMData
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.bayes.graph import marginal_loglik, pack_stats
 from models.bayes.kernel import marginal2
+from models.bayes.marginal import marginal_loglik, pack_stats
 from models.bayes.options import BayesOptions
 from study.design.config import load_config
 from study.design.generate import Design

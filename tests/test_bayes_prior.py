@@ -18,7 +18,8 @@ import pytest
 from scipy import stats
 
 from models.base import split_terms, term_names
-from models.bayes.graph import add_priors, build_marginal, marginal_loglik, pack_stats
+from models.bayes.graph import add_priors, build_marginal
+from models.bayes.marginal import marginal_loglik, pack_stats
 from models.bayes.options import BayesPriors
 from models.bayes.prior import draw_prior
 from models.data import LMMData

@@ -29,8 +29,8 @@ from models.bayes.graph import (
     build_latent,
     build_marginal,
     draw_random_effects,
-    pack_stats,
 )
+from models.bayes.marginal import pack_stats
 from models.bayes.prior import draw_prior
 from models.bayes.scaled_priors import scaled_priors
 from models.bayes.start import moment_estimates, start_region

@@ -3,7 +3,7 @@
 The model's random-effects structure is the data's (``LMMData.structure``: which of
 the q fixed effects have a random effect, r of them, correlated or not).  By default the
 random effects are integrated out and the likelihood is written on the per-group
-sufficient statistics (:mod:`models.bayes.graph`), so a fit costs O(K r^3) per gradient
+sufficient statistics (:mod:`models.bayes.marginal`), so a fit costs O(K r^3) per gradient
 whatever the number of rows, and the compiled model is re-used for every dataset of the
 same structure (nutpie ``with_data``; a different number of groups K needs no
 recompilation either).  Chains start in a region scaled by the data
@@ -32,6 +32,7 @@ import numpy as np
 from models.base import FitResult
 from models.bayes import graph as bm
 from models.bayes import sample
+from models.bayes.marginal import STATS, UNROLL_MAX, pack_stats
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
 from models.bayes.start import layout, start_region
@@ -117,7 +118,7 @@ class BayesEngine:
             return o.algebra
         if s.q == 2 and s.r == 2 and o.sampler == "nutpie" and o.likelihood == "marginal":
             return "kernel"  # the Op's Python fallback would be slow under PyMC's NUTS
-        return "unrolled" if s.r <= bm.UNROLL_MAX else "batched"
+        return "unrolled" if s.r <= UNROLL_MAX else "batched"
 
     def _key(self, structure: Structure | int, n_groups: int) -> tuple:
         o = self.options
@@ -161,7 +162,7 @@ class BayesEngine:
             o = self.options
             if o.parameterization == "marginal":
                 exact = o.likelihood == "marginal"
-                stats = bm.pack_stats(data)
+                stats = pack_stats(data)
                 model = bm.build_marginal(structure, o.priors, key[3], stats, exact)
             else:
                 centered = o.parameterization == "centered"
@@ -258,7 +259,7 @@ class BayesEngine:
         if latent:
             arrays = {"y": data.y, "X": data.X, "group": data.group}
         else:
-            arrays = {bm.STATS: bm.pack_stats(data)}
+            arrays = {STATS: pack_stats(data)}
         sampler = sample.sample_nutpie if o.sampler == "nutpie" else sample.sample_pymc
         region = start_region(data)
 

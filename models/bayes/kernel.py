@@ -2,7 +2,7 @@
 PyTensor Op: a hand-written loop over groups, compiled by Numba, that returns the value
 and its analytic gradient together (``algebra = "kernel"``).
 
-Why by hand: PyTensor's graph of the same algebra (:func:`models.bayes.graph.
+Why by hand: PyTensor's graph of the same algebra (:func:`models.bayes.marginal.
 marginal_loglik`, ``"unrolled"``) compiles to ~70 multiplications and 32 divisions a
 group and costs 2.9 us a log-density + gradient at K = 40; this loop shares the
 sub-expressions of value and gradient, has one division and one log a group, and
@@ -11,12 +11,12 @@ default-preset fit from ~184 ms to ~118 ms of CPU.  No library provides a fused
 marginal-LMM likelihood.  ``tests/test_bayes_kernel.py`` checks value and gradient
 against the graph and against finite differences.
 
-Inputs: packed statistics (7, K) (:func:`models.bayes.graph.pack_stats`: n, y'y,
+Inputs: packed statistics (7, K) (:func:`models.bayes.marginal.pack_stats`: n, y'y,
 X'y (2), X'X (00, 01, 11)) and ``theta = (beta0, beta1, L00, L10, L11, sigma^2)`` with
 ``L`` the lower Cholesky factor of ``D``.  Outputs: the log-likelihood and its gradient
 with respect to ``theta``; the Op's ``pullback`` multiplies the stored gradient, so the
 compiled logp + dlogp function runs the loop once per evaluation.  The algebra is that
-of :mod:`models.bayes.graph` with ``A_i = L' X_i'X_i L + sigma^2 I``,
+of :mod:`models.bayes.marginal` with ``A_i = L' X_i'X_i L + sigma^2 I``,
 ``v_i = L' X_i'r`` and ``w_i = A_i^-1 v_i``:
 
 * d/d beta: ``X'r - X'X L w`` summed over groups, over sigma^2;
@@ -166,7 +166,7 @@ marginal2_op = Marginal2()
 
 
 def marginal_loglik2(stats: Any, beta: list[Any], sigma: Any, L: list[list[Any]]) -> Any:
-    """The log-likelihood term of :func:`models.bayes.graph.marginal_loglik` for q = 2."""
+    """The log-likelihood term of :func:`models.bayes.marginal.marginal_loglik` for q = 2."""
     theta = pt.stack([beta[0], beta[1], L[0][0], L[1][0], L[1][1], sigma**2])
     outputs: Any = marginal2_op(stats, theta)
     return outputs[0]
