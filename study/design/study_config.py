@@ -1,0 +1,286 @@
+"""The validated configuration of a whole study (:class:`StudyConfig`): its design, the
+engines and their options, the structures they fit, conditions, SBC settings, and the
+hash of everything that determines a replicate's results.  Loading it from TOML is
+:mod:`study.design.config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import tomli_w
+
+from models.registry import (
+    ENGINE_NAMES,
+    PRIOR_ENGINES,
+    build_options,
+    engine_kind,
+    options_table,
+)
+from models.structure import Structure, merged_terms, term_effects
+from models.validate import OptionError, boolean, fail, integer, number
+from study.design.conditions import Condition, design_table, expand
+from study.design.sbc import SbcSettings
+from study.design.spec import DesignConfig, random_effects
+from study.errors import ConfigError
+
+#: the largest replicate count a study may ask for (its results must fit in memory:
+#: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
+MAX_REPLICATES = 1_000_000
+#: field metadata marking settings that do not change any replicate's results
+NOT_HASHED = {"hashed": False}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study: name, design, replicate count, seed, engines and their options.
+
+    ``engines`` names the engines run, in the order of the results' ``engine``
+    coordinate; ``engine_options`` holds each one's validated options object (from
+    :func:`models.registry.build_options`).  ``engine_structures`` holds, per engine,
+    the random-effects structure it fits when that differs from the generating one
+    (``random`` and/or ``correlated`` in ``[engines.NAME]``: a misspecification
+    study).  Settings that never change a replicate's
+    results (``name``, ``replicates``, ``keep_draws``) are left out of :meth:`hash`,
+    so a finished run can be extended.  ``keep_draws``: the full posterior of the first
+    ``keep_draws`` replicates is kept beside the results (engines with draws only).
+    """
+
+    name: str = field(metadata=NOT_HASHED)
+    design: DesignConfig
+    replicates: int = field(default=200, metadata=NOT_HASHED)
+    seed: int = 20181101
+    level: float = 0.95
+    engines: tuple[str, ...] = ENGINE_NAMES
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    engine_structures: Mapping[str, Any] = field(default_factory=dict)
+    keep_draws: int = field(default=3, metadata=NOT_HASHED)
+    condition_spec: Mapping[str, Any] = field(default_factory=dict)
+    #: the ``[sbc]`` table: set for a simulation-based calibration study (``study sbc``)
+    sbc: SbcSettings | None = None
+    #: the designs of the study (from ``design`` and ``condition_spec``), in order
+    conditions: tuple[Condition, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
+            raise fail("name", name, "must be a non-empty name without slashes")
+        integer("replicates", self.replicates, low=1, high=MAX_REPLICATES)
+        integer("seed", self.seed, low=0)
+        integer("keep_draws", self.keep_draws, low=0)
+        object.__setattr__(self, "level", number("level", self.level, low=0.0, high=1.0))
+        engines = self.engines
+        if isinstance(engines, str) or not isinstance(engines, list | tuple) or not engines:
+            shown = list(engines) if isinstance(engines, tuple) else engines
+            raise fail(
+                "engines.run",
+                shown,
+                f"must be a non-empty list of engines from {', '.join(ENGINE_NAMES)}",
+            )
+        for i, e in enumerate(engines):
+            engine_kind(e, f"engines.run[{i}]")
+        if len(set(engines)) != len(engines):
+            raise fail("engines.run", list(engines), "names must be distinct")
+        object.__setattr__(self, "engines", tuple(engines))
+        object.__setattr__(self, "engine_structures", self._checked_structures())
+        # every engine run gets a validated options object (defaults where none given),
+        # checked against the structure it fits (e.g. one prior scale per random effect)
+        options = dict(self.engine_options)
+        for name in self.engines:
+            given = options.get(name)
+            try:
+                if given is None or isinstance(given, Mapping):
+                    given = build_options(
+                        name, given, level=self.level, structure=self.structure_of(name)
+                    )
+                elif hasattr(given, "check_structure"):
+                    given.check_structure(self.structure_of(name))
+            except OptionError as err:
+                raise err.within(f"engines.{name}") from err
+            options[name] = given
+        object.__setattr__(self, "engine_options", options)
+        if not isinstance(self.condition_spec, Mapping):
+            raise fail("conditions", self.condition_spec, "must be a table")
+        conditions = expand(design_table(self.design), self.condition_spec)
+        object.__setattr__(self, "conditions", conditions)
+        if self.sbc is not None:
+            object.__setattr__(self, "sbc", self._checked_sbc(self.sbc))
+
+    def _checked_structures(self) -> dict[str, dict[str, Any]]:
+        """``engine_structures`` validated: ``random`` names fixed effects (kept in their
+        order), ``correlated`` a boolean; only engines of ``engines.run``."""
+        raw = self.engine_structures
+        if not isinstance(raw, Mapping):
+            raise fail("engines", raw, "must be a table")
+        fixed = self.design.structure.fixed
+        out: dict[str, dict[str, Any]] = {}
+        for name, table in raw.items():
+            if name not in self.engines:
+                continue  # an engine not run (with_engines / as_sbc dropped it)
+            entry: dict[str, Any] = {}
+            if "random" in table:
+                names = random_effects(table["random"], fixed, f"engines.{name}.random")
+                entry["random"] = list(names or fixed)
+            if "correlated" in table:
+                entry["correlated"] = boolean(f"engines.{name}.correlated", table["correlated"])
+            if entry:
+                out[name] = entry
+        return out
+
+    def structure_of(self, engine: str) -> Structure:
+        """The random-effects structure ``engine`` fits: the generating one unless
+        ``[engines.NAME]`` sets ``random`` or ``correlated``."""
+        design = self.design.structure
+        entry = self.engine_structures.get(engine, {})
+        return Structure(
+            design.fixed,
+            tuple(entry.get("random", design.random)),
+            entry.get("correlated", design.correlated),
+        )
+
+    def terms(self) -> tuple[list[str], list[str]]:
+        """The results' terms and their effect kinds: every term of the generating
+        structure and of the structures the engines fit, in one canonical order."""
+        fixed = self.design.structure.fixed
+        structures = [self.design.structure, *(self.structure_of(e) for e in self.engines)]
+        terms = merged_terms(fixed, structures)
+        return terms, term_effects(terms, fixed)
+
+    def _checked_sbc(self, sbc: SbcSettings) -> SbcSettings:
+        """``sbc`` with ``prior_from`` resolved to an engine of this study that has one."""
+        if not isinstance(sbc, SbcSettings):
+            raise fail("sbc", sbc, "must be a table")
+        with_prior = [e for e in self.engines if engine_kind(e) in PRIOR_ENGINES]
+        if not sbc.prior_from:
+            if not with_prior:
+                raise fail(
+                    "engines.run",
+                    list(self.engines),
+                    "has no engine with a prior, which simulation-based calibration "
+                    f"draws parameters from; add one of {', '.join(PRIOR_ENGINES)}",
+                )
+            return self._checked_sbc(dataclasses.replace(sbc, prior_from=with_prior[0]))
+        if sbc.prior_from not in with_prior:
+            raise fail(
+                "sbc.prior_from",
+                sbc.prior_from,
+                f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
+            )
+        for e in self.engines:
+            if self.structure_of(e) != self.design.structure:
+                raise fail(
+                    f"engines.{e}.random",
+                    self.engine_structures[e].get("random", "(as the design)"),
+                    "simulation-based calibration fits the model the data come from; "
+                    "remove random / correlated from [engines."
+                    f"{e}] or calibrate that structure in its own run ([design] random)",
+                )
+        priors = options_table(self.engine_options[sbc.prior_from]).get("priors")
+        for e in with_prior:
+            if options_table(self.engine_options[e]).get("priors") != priors:
+                raise fail(
+                    f"engines.{e}.priors",
+                    "(a table)",
+                    f"differ from the priors of {sbc.prior_from}, which simulation-based "
+                    "calibration draws the parameters from; give the engines the same "
+                    "priors or calibrate them in separate runs",
+                )
+        return sbc
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has more than one condition."""
+        return len(self.conditions) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain TOML-ready tables (every setting explicit)."""
+        d = self.design
+        design = {
+            f.name: _plain(getattr(d, f.name))
+            for f in fields(d)
+            if f.name != "predictor"
+            and not (f.metadata.get("omit_default") and getattr(d, f.name) == f.default)
+        }
+        design["predictor"] = dataclasses.asdict(d.predictor)
+        engines: dict[str, Any] = {"run": list(self.engines)}
+        for name in self.engines:
+            engines[name] = {
+                **self.engine_structures.get(name, {}),
+                **options_table(self.engine_options[name]),
+            }
+        table = {
+            "name": self.name,
+            "replicates": self.replicates,
+            "seed": self.seed,
+            "level": self.level,
+            "keep_draws": self.keep_draws,
+            "design": design,
+            "engines": engines,
+        }
+        if self.condition_spec:
+            table["conditions"] = dict(self.condition_spec)
+        if self.sbc is not None:
+            table["sbc"] = self.sbc.table()
+        return table
+
+    def to_toml(self) -> str:
+        """The configuration as TOML, read back identically by :func:`load_config`."""
+        return tomli_w.dumps(self.to_dict())
+
+    def hashed_settings(self) -> dict[str, Any]:
+        """Every setting that determines a replicate's results (what :meth:`hash` hashes).
+
+        Derived from the fields themselves: all but those marked ``NOT_HASHED``.
+        """
+        table = self.to_dict()
+        for f in fields(self):
+            if f.metadata.get("hashed", True) is False:
+                table.pop(f.name, None)
+        if self.sbc is not None:
+            table["sbc"] = self.sbc.table(hashed=True)
+        return table
+
+    def hash(self) -> str:
+        """Hash of :meth:`hashed_settings` (engines, their order and options included)."""
+        text = json.dumps(self.hashed_settings(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_replicates(self, n: int) -> StudyConfig:
+        """A copy with another replicate count."""
+        return dataclasses.replace(self, replicates=n)
+
+    def as_sbc(self, simulations: int | None = None) -> StudyConfig:
+        """This configuration as a simulation-based calibration study: its engines with
+        a prior only, ``simulations`` (else the ``[sbc]`` table's, else 500) per
+        condition, no posteriors kept."""
+        sbc = self.sbc or SbcSettings()
+        n = sbc.simulations if simulations is None else simulations
+        try:
+            sbc = dataclasses.replace(sbc, simulations=n)
+        except OptionError as err:
+            raise ConfigError(str(err).replace("sbc.simulations", "--simulations")) from err
+        engines = tuple(e for e in self.engines if engine_kind(e) in PRIOR_ENGINES)
+        if not engines:
+            raise ConfigError(
+                f"engines.run = {list(self.engines)!r}: simulation-based calibration checks "
+                f"a posterior; add an engine with a prior ({', '.join(PRIOR_ENGINES)})"
+            )
+        try:
+            return dataclasses.replace(self, engines=engines, replicates=n, keep_draws=0, sbc=sbc)
+        except OptionError as err:
+            raise ConfigError(str(err)) from err
+
+    def with_engines(self, engines: tuple[str, ...]) -> StudyConfig:
+        """A copy that runs ``engines`` (options kept for those configured)."""
+        return dataclasses.replace(self, engines=engines)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
