@@ -214,3 +214,13 @@ def test_grid_figures_on_a_two_factor_grid(fixed, tmp_path):
     value = summary["value"].sel(measure="bias", term="X", engine="reml")
     assert len(texts) == 4 and sum(np.isfinite(value.values)) == sum(bool(t) for t in texts)
     assert all("(" in t for t in texts if t)
+
+
+def test_list_valued_factor_levels_sort_by_their_numbers():
+    # re_sd levels are stored as JSON text: "[1.0, 0.05]" must come after "[1.0, 0.0]"
+    from study.analysis.plots.grid import _key, _show
+
+    levels = ["[1.0, 0.05]", "[1.0, 0.0]", "[1.0, 0.2]", "[0.5, 1.0]"]
+    assert sorted(levels, key=_key) == ["[0.5, 1.0]", "[1.0, 0.0]", "[1.0, 0.05]", "[1.0, 0.2]"]
+    assert [_show(_key(v)) for v in ("10", "[1.0, 0.2]", "wald")] == ["10", "[1.0, 0.2]", "wald"]
+    assert sorted(["40", "5", "10"], key=_key) == ["5", "10", "40"]

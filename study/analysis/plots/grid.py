@@ -28,16 +28,24 @@ from study.analysis.plots.common import (
 )
 
 
-def _key(v: Any) -> tuple[int, float, str]:
-    """Sort and identity key of a factor level: numbers by value, else as text."""
+def _key(v: Any) -> tuple[int, tuple[float, ...], str]:
+    """Sort and identity key of a factor level: numbers by value, lists of numbers (e.g.
+    ``re_sd`` levels, stored as JSON text) element by element, else as text."""
     try:
-        return (0, float(v), "")
+        return (0, (float(v),), "")
     except (TypeError, ValueError):
-        return (1, 0.0, str(v))
+        pass
+    try:
+        items = json.loads(str(v))
+        if isinstance(items, list) and items:
+            return (1, tuple(float(x) for x in items), str(v))
+    except (ValueError, TypeError):
+        pass
+    return (2, (), str(v))
 
 
-def _show(k: tuple[int, float, str]) -> str:
-    return f"{k[1]:g}" if k[0] == 0 else k[2]
+def _show(k: tuple[int, tuple[float, ...], str]) -> str:
+    return f"{k[1][0]:g}" if k[0] == 0 else k[2]
 
 
 def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[str], Any]:
@@ -59,7 +67,7 @@ def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[
     factors = [f for f in names if len({_key(v) for v in summary[f].values}) > 1]
     keys = [tuple(_key(summary[f].values[i]) for f in factors) for i in range(n)]
     if len(set(keys)) < n:
-        factors, keys = [], [((0, float(i), ""),) for i in range(n)]
+        factors, keys = [], [((0, (float(i),), ""),) for i in range(n)]
     return value, mcse, factors, keys
 
 
@@ -99,7 +107,7 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
     labels = [str(c) for c in summary["condition"].values]
     ticks = ["\n".join(map(_show, k)) for k in xs]
     if not factors:
-        ticks = [labels[int(k[0][1])].replace(", ", "\n") for k in xs]
+        ticks = [labels[int(k[0][1][0])].replace(", ", "\n") for k in xs]
     for ax, fv in zip(axes.flat, fs, strict=False):
         idx = sorted((i for i in range(n) if fkeys[i] == fv), key=lambda i: xkeys[i])
         pos = np.array([xs.index(xkeys[i]) for i in idx], dtype=float)
