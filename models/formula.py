@@ -327,16 +327,33 @@ def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:
     """The structure a random part such as ``"(1 + X | g)"`` or ``"(X || g)"`` gives a
     model whose fixed effects are the numeric columns ``fixed`` (``"(Intercept)"``
     and predictor names; the group's name is not used): what a study design's
-    ``random = "..."`` means.  :class:`ValueError` (one line) if it is not one bar on
-    those effects."""
+    ``random = "..."`` means.  The random effects keep the order they are written in.
+    :class:`ValueError` (one line) if the text is not bars on those effects."""
+    text = " ".join(str(bar).split())
+    pieces = [p.lstrip("+ ").strip() for p in _split(text, "+")] if text else [""]
+    for piece in pieces:
+        if not (piece.startswith("(") and piece.endswith(")") and "|" in piece):
+            raise ValueError(
+                f"{text!r}: {piece!r} is not a random term; write only random terms in "
+                "parentheses, e.g. (1 | g), (1 + X | g) or (X || g)"
+            )
+    for piece in pieces:
+        lhs = piece[1:-1].split("|")[0]
+        for term in _terms(lhs, text):
+            name = INTERCEPT if str(term) == "1" else str(term)
+            if name not in fixed:
+                raise ValueError(
+                    f"{text!r}: {name!r} is not a fixed effect of the design "
+                    f"({', '.join(fixed)}); add it to predictors"
+                )
     predictors = [n for n in fixed if n != INTERCEPT]
     rhs = " + ".join(predictors) if predictors else "1"
     if INTERCEPT not in fixed:
         rhs = f"0 + {rhs}"
-    text = str(bar).strip()
-    if not text.startswith("("):
-        raise ValueError(f"random = {text!r}: write the random part in parentheses, e.g. (1 | g)")
-    f = parse(f"y ~ {rhs} + {text}")
+    full = f"y ~ {rhs} + {text}"
+    try:
+        f = parse(full)
+    except ValueError as err:
+        raise ValueError(str(err).replace(f"formula {full!r}", repr(text))) from None
     names = [INTERCEPT if str(t) == "1" else str(t) for lhs in f.random for t in _terms(lhs, text)]
-    order = [n for n in fixed if n in names]
-    return Structure(tuple(fixed), tuple(order), f.correlated)
+    return Structure(tuple(fixed), tuple(names), f.correlated)

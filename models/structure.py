@@ -62,7 +62,8 @@ class Structure:
             )
         object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "random", random)
-        object.__setattr__(self, "correlated", bool(self.correlated))
+        # one random effect has no correlation: (1 | g) and (1 || g) are one model
+        object.__setattr__(self, "correlated", bool(self.correlated) or len(random) == 1)
         object.__setattr__(self, "index", tuple(fixed.index(n) for n in random))
 
     @classmethod
@@ -93,7 +94,7 @@ class Structure:
     @property
     def is_full(self) -> bool:
         """``Z = X`` with a correlated ``D`` (the all-slopes model)."""
-        return self.random == self.fixed and (self.correlated or self.r == 1)
+        return self.random == self.fixed and self.correlated
 
     @property
     def predictors(self) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ STRUCTURES = {
     "(x||g)": Structure(FIXED2, FIXED2, correlated=False),
     "(x|g) q=3": Structure(FIXED3, FIXED2),
     "(0+x|g)": Structure(FIXED2, ("x",)),
+    "(0+x|g)+(1|g)": Structure(FIXED2, ("x", INTERCEPT), correlated=False),
 }
 #: per-comparison KS level, as in test_bayes_prior.py (about 10 comparisons here)
 KS_LEVEL = 1e-4
@@ -303,6 +304,11 @@ def test_prior_lists_are_checked_per_effect() -> None:
 def test_auto_algebra_keeps_the_kernel_for_q2_with_z_equal_to_x() -> None:
     engine = BayesEngine()
     assert engine._algebra(Structure.full(("x",))) == "kernel"
+    # (0 + x | g) + (1 | g): Z = X with its columns swapped is not the kernel's layout
+    swapped = Structure(FIXED2, ("x", INTERCEPT), correlated=False)
+    assert engine._algebra(swapped) == "unrolled"
+    with pytest.raises(OptionError, match="algebra = 'kernel'"):
+        BayesOptions(algebra="kernel").check_structure(swapped)
     for name, s in STRUCTURES.items():
         assert engine._algebra(s) == ("kernel" if name == "(x||g)" else "unrolled")
     assert engine._algebra(Structure.full([f"x{j}" for j in range(5)])) == "batched"

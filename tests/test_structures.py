@@ -68,9 +68,15 @@ def test_design_structure_and_its_terms():
         "cor__(Intercept).W",
         "sd__Observation",
     ]
-    # names given out of order are kept in the order of the fixed effects
-    flipped = _config(RI_DESIGN.replace('["(Intercept)", "W"]', '["W", "(Intercept)"]'))
-    assert flipped.design.structure == s
+    # another order would read re_sd and re_cor in the wrong order: refused
+    for flipped in ('["W", "(Intercept)"]', '"(0 + W | g) + (1 | g)"'):
+        with pytest.raises(ConfigError, match="in the order of the fixed effects"):
+            _config(RI_DESIGN.replace('["(Intercept)", "W"]', flipped))
+    # an engine's list has no SDs attached: put in order
+    text = RI_DESIGN.replace(
+        'run = ["reml"]', 'run = ["reml"]\n[engines.reml]\nrandom = ["W", "(Intercept)"]'
+    )
+    assert _config(text).structure_of("reml") == s
 
 
 @pytest.mark.parametrize(
@@ -288,11 +294,53 @@ def test_design_random_part_as_an_lme4_formula_is_the_list_form(bar, random, cor
     ("bar", "message"),
     [
         ("(1 | g) + (1 | h)", "one grouping factor only"),
-        ("(Z | g)", "random term 'Z' is not in the fixed part"),
+        ("(Z | g)", "'Z' is not a fixed effect of the design ((Intercept), X, W); add it to"),
         ("1 + W", "in parentheses"),
+        ("(1 | g) + W", "'W' is not a random term"),
     ],
 )
 def test_design_random_formula_errors(bar, message):
     with pytest.raises(ConfigError, match=r"design\.random") as err:
         _config(RI_DESIGN.replace('random = ["(Intercept)", "W"]', f'random = "{bar}"'))
     assert message in str(err.value)
+
+
+def test_one_random_effect_is_the_same_model_correlated_or_not():
+    one = RI_DESIGN.replace('random = ["(Intercept)", "W"]', 'random = ["(Intercept)"]')
+    one = one.replace("re_sd = [0.8, 0.3]", "re_sd = [0.8]").replace(
+        "re_cor = [[1.0, 0.4], [0.4, 1.0]]\n", ""
+    )
+    a = _config(one)
+    b = _config(one.replace("sigma = 0.7", "sigma = 0.7\ncorrelated = false"))
+    assert a.design.structure == b.design.structure
+    assert a.conditions[0].id == b.conditions[0].id and a.hash() == b.hash()
+    assert Structure(("(Intercept)",), correlated=False) == Structure(("(Intercept)",))
+    # so SBC accepts an engine that says correlated = false about one random effect
+    sbc = one.replace('run = ["reml"]', 'run = ["bayes"]\n[engines.bayes]\ncorrelated = false')
+    assert _config(sbc + "[sbc]\nsimulations = 10\n").sbc is not None
+
+
+def test_engine_random_part_as_a_formula_and_the_truth_of_its_terms():
+    text = RI_DESIGN.replace(
+        'run = ["reml"]', 'run = ["reml", "reml-x"]\n[engines.reml-x]\nrandom = "(1 + X || g)"'
+    )
+    config = _config(text)
+    fitted = config.structure_of("reml-x")
+    assert fitted.random == ("(Intercept)", "X") and not fitted.correlated
+    terms = config.terms()[0]
+    assert terms == [
+        "(Intercept)",
+        "X",
+        "W",
+        "sd__(Intercept)",
+        "sd__X",
+        "sd__W",
+        "cor__(Intercept).W",
+        "sd__Observation",
+    ]
+    from study.cli.truth import truth_frame
+
+    frame = truth_frame(config).set_index("term")
+    assert list(frame.index) == terms
+    assert frame.loc["sd__X", "true_value"] == 0.0  # the data have no random slope on X
+    assert frame.loc["sd__W", "true_value"] == 0.3

@@ -116,7 +116,7 @@ class BayesEngine:
         o = self.options
         if o.algebra != "auto":
             return o.algebra
-        if s.q == 2 and s.r == 2 and o.sampler == "nutpie" and o.likelihood == "marginal":
+        if s.q == 2 and s.index == (0, 1) and o.sampler == "nutpie" and o.likelihood == "marginal":
             return "kernel"  # the Op's Python fallback would be slow under PyMC's NUTS
         return "unrolled" if s.r <= UNROLL_MAX else "batched"
 

@@ -224,7 +224,7 @@ class BayesOptions:
             self.priors.check_structure(structure)
         except OptionError as err:
             raise err.within("priors") from err
-        if self.algebra == "kernel" and not (structure.q == 2 and structure.r == 2):
+        if self.algebra == "kernel" and not (structure.q == 2 and structure.index == (0, 1)):
             raise OptionError(
                 "algebra",
                 self.algebra,

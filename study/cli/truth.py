@@ -51,6 +51,11 @@ def command(args: argparse.Namespace) -> int:
         f"study {cfg.name!r}: {grid}K = {d.groups} groups, n_i = {d.group_size}, "
         f"repeats = {d.repeats}, random effects {u_how}"
     )
+    print(f"generating model: y ~ {' + '.join(d.predictors)} + {d.structure.bar()}")
+    for name in cfg.engines:
+        fitted = cfg.structure_of(name)
+        if fitted != d.structure:
+            print(f"engine {name} fits: y ~ {' + '.join(d.predictors)} + {fitted.bar()}")
     print(render(frame, "table", digits=6))
     if "cond_se" in frame:
         print(

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.structure import INTERCEPT, Structure
-from models.validate import OMIT_DEFAULT, boolean, choice, fail, integer, number, numbers
+from models.validate import (
+    OMIT_DEFAULT,
+    OptionError,
+    boolean,
+    choice,
+    fail,
+    integer,
+    number,
+    numbers,
+)
 
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
 
@@ -141,6 +150,8 @@ class DesignConfig:
             set_(self, "random", () if parsed.random == fixed else parsed.random)
         elif self.random != ():
             set_(self, "random", random_effects(self.random, fixed, "design.random"))
+        if len(self.random) == 1:  # one random effect: nothing to correlate
+            set_(self, "correlated", True)
         random_names = self.structure.random
         r = len(random_names)
         # an SD of 0 is allowed: a random effect that is absent from the data (fits
@@ -224,19 +235,23 @@ class DesignConfig:
         return out
 
 
-def bar_structure(text: str, fixed: tuple[str, ...], correlated: bool) -> Structure:
-    """The structure of ``design.random`` written as an lme4 random part."""
+def bar_structure(
+    text: str, fixed: tuple[str, ...], correlated: bool, key: str = "design.random"
+) -> Structure:
+    """The structure of ``random`` (``key``) written as an lme4 random part; its terms
+    in the order of the fixed effects (``re_sd`` and ``re_cor`` follow that order)."""
     from models.formula import bar_structure as parse_bar  # formulaic: only when needed
 
     try:
         structure = parse_bar(fixed, text)
+        in_order(structure.random, fixed, key, text)
     except ValueError as err:
-        raise fail(
-            "design.random",
-            text,
-            f"must be one random part on {list(fixed)}, e.g. "
-            f'"(1 | group)" or "(X || group)" ({err})',
-        ) from None
+        if isinstance(err, OptionError):
+            raise
+        rule = str(err)
+        if rule.startswith(repr(text)):
+            rule = rule[len(repr(text)) :].lstrip(": ")
+        raise fail(key, text, rule) from None
     if not correlated and structure.correlated and structure.r > 1:
         raise fail(
             "design.correlated",
@@ -246,9 +261,24 @@ def bar_structure(text: str, fixed: tuple[str, ...], correlated: bool) -> Struct
     return structure
 
 
-def random_effects(value: object, fixed: tuple[str, ...], key: str) -> tuple[str, ...]:
-    """The random effects as given (a list of fixed-effect names), in the order of
-    ``fixed``; ``()`` for all of them."""
+def in_order(names: tuple[str, ...], fixed: tuple[str, ...], key: str, shown: object) -> None:
+    """Refuse random effects listed in another order than the fixed effects: ``re_sd``
+    and ``re_cor`` are read in that order, so another would silently swap them."""
+    ordered = tuple(n for n in fixed if n in names)
+    if names != ordered:
+        raise fail(
+            key,
+            shown,
+            f"list the random effects in the order of the fixed effects ({', '.join(ordered)}): "
+            "re_sd and re_cor follow that order",
+        )
+
+
+def random_effects(
+    value: object, fixed: tuple[str, ...], key: str, ordered: bool = True
+) -> tuple[str, ...]:
+    """The random effects as given (a list of fixed-effect names; with ``ordered``, in
+    the order of ``fixed``, else put in that order); ``()`` for all of them."""
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
         raise fail(key, value, f"must be a non-empty list of fixed-effect names from {list(fixed)}")
     unknown = [v for v in value if v not in fixed]
@@ -258,8 +288,10 @@ def random_effects(value: object, fixed: tuple[str, ...], key: str) -> tuple[str
         )
     if len(set(value)) != len(value):
         raise fail(key, list(value), "names must be distinct")
-    ordered = tuple(n for n in fixed if n in value)
-    return () if ordered == fixed else ordered
+    if ordered:
+        in_order(tuple(value), fixed, key, list(value))
+    names = tuple(n for n in fixed if n in value)
+    return () if names == fixed else names
 
 
 def _correlation(value: object, q: int) -> tuple[tuple[float, ...], ...]:

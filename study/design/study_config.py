@@ -26,7 +26,7 @@ from models.structure import Structure, merged_terms, term_effects
 from models.validate import OptionError, boolean, fail, integer, number
 from study.design.conditions import Condition, design_table, expand
 from study.design.sbc import SbcSettings
-from study.design.spec import DesignConfig, random_effects
+from study.design.spec import DesignConfig, bar_structure, random_effects
 from study.errors import ConfigError
 
 #: the largest replicate count a study may ask for (its results must fit in memory:
@@ -123,11 +123,19 @@ class StudyConfig:
             if name not in self.engines:
                 continue  # an engine not run (with_engines / as_sbc dropped it)
             entry: dict[str, Any] = {}
-            if "random" in table:
-                names = random_effects(table["random"], fixed, f"engines.{name}.random")
+            key = f"engines.{name}.random"
+            if isinstance(table.get("random"), str):  # an lme4 random part: "(1 | g)"
+                parsed = bar_structure(table["random"], fixed, True, key)
+                entry["random"] = list(parsed.random)
+                if not parsed.correlated:
+                    entry["correlated"] = False
+            elif "random" in table:
+                names = random_effects(table["random"], fixed, key, ordered=False)
                 entry["random"] = list(names or fixed)
             if "correlated" in table:
                 entry["correlated"] = boolean(f"engines.{name}.correlated", table["correlated"])
+            if len(entry.get("random", self.design.structure.random)) == 1:
+                entry.pop("correlated", None)  # one random effect: nothing to correlate
             if entry:
                 out[name] = entry
         return out
@@ -173,9 +181,10 @@ class StudyConfig:
             )
         for e in self.engines:
             if self.structure_of(e) != self.design.structure:
+                key = "random" if "random" in self.engine_structures[e] else "correlated"
                 raise fail(
-                    f"engines.{e}.random",
-                    self.engine_structures[e].get("random", "(as the design)"),
+                    f"engines.{e}.{key}",
+                    self.engine_structures[e][key],
                     "simulation-based calibration fits the model the data come from; "
                     "remove random / correlated from [engines."
                     f"{e}] or calibrate that structure in its own run ([design] random)",
