@@ -291,6 +291,9 @@ def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, in
     for col in sub.columns:
         if isinstance(sub[col].dtype, pd.CategoricalDtype):
             sub[col] = sub[col].cat.remove_unused_categories()  # lme4: drop.unused.levels
+    for col in f.categorical:  # C(x) of whole numbers made float by a missing value
+        if pd.api.types.is_float_dtype(sub[col]) and (sub[col] == sub[col].round()).all():
+            sub[col] = sub[col].astype(np.int64)  # levels 1, 2, as lme4 names them
     group = sub[f.group]
     if pd.api.types.is_float_dtype(group) and (group == group.round()).all():
         group = group.astype(np.int64)  # integer labels made float by a missing value

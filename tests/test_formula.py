@@ -163,6 +163,14 @@ def test_integer_group_labels_survive_a_missing_value():
     assert dropped == 1 and data.group_labels[:2] == ("308", "309")
 
 
+def test_c_levels_of_whole_numbers_survive_a_missing_value():
+    frame = pd.read_csv(SLEEP)
+    frame = frame[frame.Days < 3].reset_index(drop=True)
+    frame.loc[0, "Days"] = np.nan  # makes the column float
+    data, dropped = model_data(frame, "Reaction ~ C(Days) + (1 | Subject)")
+    assert dropped == 1 and data.fixed_names == ("(Intercept)", "C(Days)1", "C(Days)2")
+
+
 def test_rows_sorted_by_group_stably():
     frame = _frame(n_groups=3, per_group=4)
     data, _ = model_data(frame, "y ~ x + (1 | g)")
