@@ -188,9 +188,13 @@ def _start_and_wait(cmd: list[str], out: Path, pieces: int) -> tuple[subprocess.
     return proc, workers
 
 
+@pytest.mark.slow
 def test_interrupted_and_killed_runs_with_workers_resume_to_the_serial_results(grid, tmp_path):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it), then kill -9 of the
     driver alone, then a resume: the serial results, and no worker left behind.
+
+    Slow (~80 s on 2 cores): the default suite keeps a SIGTERM to a worker group
+    (test_interruption.py) and the slow kill matrix kills 2-worker runs at random.
 
     40 replicates (80 pairs, ~2 s of fitting once the workers are up): with the grid's
     6 a warm machine finished the run before the signal landed."""
