@@ -344,3 +344,13 @@ def test_engine_random_part_as_a_formula_and_the_truth_of_its_terms():
     assert list(frame.index) == terms
     assert frame.loc["sd__X", "true_value"] == 0.0  # the data have no random slope on X
     assert frame.loc["sd__W", "true_value"] == 0.3
+
+
+def test_truth_and_report_headers_name_the_models():
+    from study.cli.truth import model_lines
+
+    assert model_lines(_config(SLOPE)) == [
+        "generating model: y ~ X + (1 + X | group)",
+        "engine reml-ri fits: y ~ X + (1 | group)",
+    ]
+    assert model_lines(load_config("default")) == ["generating model: y ~ X + (1 + X | group)"]

@@ -15,7 +15,7 @@ from study.analysis.report import Report, ReportFigure, png_bytes
 from study.analysis.tables import DEFAULT_MEASURES, grid_table, measure_table, report_table
 from study.cli.plot import plot_input
 from study.cli.sbc import report_sbc_run
-from study.cli.truth import truth_frame
+from study.cli.truth import model_lines, truth_frame
 from study.design.config import config_from_text
 from study.run.results import is_partial, store_of
 from study.run.store import atomic_path, write_text_atomic
@@ -71,6 +71,7 @@ def command(args: argparse.Namespace) -> int:
         f"{ds.attrs.get('root_seed', '?')}"
         + ("; PARTIAL run" if is_partial(ds) else "")
         + "".join(f"; skipped {s}" for s in inp.skipped)
+        + "".join(f"; {line}" for line in model_lines(config))
     )
     report = Report(
         title=f"lmm-study report: {ds.attrs.get('study', run.name)}",

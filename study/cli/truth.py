@@ -34,6 +34,18 @@ def truth_frame(cfg: StudyConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def model_lines(cfg: StudyConfig) -> list[str]:
+    """The generating model and, for each engine that fits another, what it fits."""
+    d = cfg.design
+    rhs = " + ".join(d.predictors)
+    lines = [f"generating model: y ~ {rhs} + {d.structure.bar()}"]
+    for name in cfg.engines:
+        fitted = cfg.structure_of(name)
+        if fitted != d.structure:
+            lines.append(f"engine {name} fits: y ~ {rhs} + {fitted.bar()}")
+    return lines
+
+
 def command(args: argparse.Namespace) -> int:
     """Print the truth of every condition of a configuration."""
     cfg = load_config(args.config)
@@ -51,11 +63,8 @@ def command(args: argparse.Namespace) -> int:
         f"study {cfg.name!r}: {grid}K = {d.groups} groups, n_i = {d.group_size}, "
         f"repeats = {d.repeats}, random effects {u_how}"
     )
-    print(f"generating model: y ~ {' + '.join(d.predictors)} + {d.structure.bar()}")
-    for name in cfg.engines:
-        fitted = cfg.structure_of(name)
-        if fitted != d.structure:
-            print(f"engine {name} fits: y ~ {' + '.join(d.predictors)} + {fitted.bar()}")
+    for line in model_lines(cfg):
+        print(line)
     print(render(frame, "table", digits=6))
     if "cond_se" in frame:
         print(
