@@ -10,7 +10,8 @@ them), which are computed here once, vectorised over rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import copy
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -146,13 +147,16 @@ class LMMData:
         return self.Xty[:, self.z_index]
 
     def with_structure(self, structure: Structure) -> LMMData:
-        """The same data fitted with another random-effects structure (same ``X``)."""
+        """The same data fitted with another random-effects structure (same ``X``; the
+        sufficient statistics are shared, not recomputed)."""
         if structure.fixed != self.structure.fixed:
             raise ValueError(
                 f"structure fixed effects {list(structure.fixed)} differ from the data's "
                 f"{list(self.structure.fixed)}"
             )
-        return replace(self, structure=structure)
+        out = copy.copy(self)
+        object.__setattr__(out, "structure", structure)
+        return out
 
     @property
     def n_obs(self) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 INTERCEPT = "(Intercept)"
 FIXED = "fixed"
@@ -135,19 +136,11 @@ class Structure:
             corr[..., a, b] = corr[..., b, a] = values[..., q + r + j]
         return values[..., :q], values[..., q : q + r], corr, values[..., -1]
 
-    def covariance(self, sds: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+    def covariance(self, sds: ArrayLike, corr: ArrayLike | None = None) -> np.ndarray:
         """``D = diag(sd) C diag(sd)`` (``C`` the identity if not given)."""
         sds = np.asarray(sds, dtype=float)
         C = np.eye(self.r) if corr is None else np.asarray(corr, dtype=float)
         return sds[..., :, None] * C * sds[..., None, :]
-
-    def natural(self, D: np.ndarray, sigma: float) -> np.ndarray:
-        """The random-effect values ``(sd.., cor.., sigma)`` of ``D`` (r x r) and sigma."""
-        D = np.asarray(D, dtype=float)
-        sd = np.sqrt(np.maximum(np.diag(D), 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cor = [D[a, b] / (sd[a] * sd[b]) for a, b in self.pairs]
-        return np.array([*sd, *np.clip(cor, -1.0, 1.0), sigma], dtype=float)
 
 
 def merged_terms(fixed: Sequence[str], structures: Iterable[Structure]) -> list[str]:

@@ -113,8 +113,8 @@ class Criterion:
         res = data.y - data.X @ self.beta0
         starts = np.concatenate(([0], np.cumsum(data.n)[:-1]))
         self.A = A
-        self.B = A[:, idx, :]  # Z'X
-        self.C = A[:, idx[:, None], idx[None, :]]  # Z'Z
+        self.B = data.ZtX
+        self.C = data.ZtZ
         self.Bt = np.swapaxes(self.B, 1, 2)  # X'Z
         bx = np.add.reduceat(data.X * res[:, None], starts, axis=0)
         self.b = bx[:, idx]  # Z'(y - X beta0)

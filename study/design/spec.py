@@ -213,7 +213,7 @@ class DesignConfig:
         """Random-effects covariance ``diag(sd) C diag(sd)`` embedded in the q x q space
         of the fixed effects (rows and columns of effects without a random effect are
         0): ``Z D_r Z' = X D X'``, so the truth's algebra on ``X`` holds for any ``Z``."""
-        return self.embed(np.array(self.re_sd)[:, None] * np.array(self.re_cor) * self.re_sd)
+        return self.embed(self.structure.covariance(self.re_sd, self.re_cor))
 
     @property
     def cor_full(self) -> np.ndarray:

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import tomli_w
@@ -140,24 +141,36 @@ class StudyConfig:
                 out[name] = entry
         return out
 
-    def structure_of(self, engine: str) -> Structure:
-        """The random-effects structure ``engine`` fits: the generating one unless
-        ``[engines.NAME]`` sets ``random`` or ``correlated``."""
+    @cached_property
+    def _fitted(self) -> dict[str, Structure]:
+        """Each engine's structure, built once (fits ask for it per replicate)."""
         design = self.design.structure
-        entry = self.engine_structures.get(engine, {})
-        return Structure(
-            design.fixed,
-            tuple(entry.get("random", design.random)),
-            entry.get("correlated", design.correlated),
-        )
+        out = {}
+        for engine in self.engines:
+            entry = self.engine_structures.get(engine, {})
+            out[engine] = Structure(
+                design.fixed,
+                tuple(entry.get("random", design.random)),
+                entry.get("correlated", design.correlated),
+            )
+        return out
+
+    @cached_property
+    def _terms(self) -> tuple[list[str], list[str]]:
+        fixed = self.design.structure.fixed
+        terms = merged_terms(fixed, [self.design.structure, *self._fitted.values()])
+        return terms, term_effects(terms, fixed)
+
+    def structure_of(self, engine: str) -> Structure:
+        """The random-effects structure ``engine`` (one of ``engines``) fits: the
+        generating one unless ``[engines.NAME]`` sets ``random`` or ``correlated``."""
+        return self._fitted[engine]
 
     def terms(self) -> tuple[list[str], list[str]]:
         """The results' terms and their effect kinds: every term of the generating
         structure and of the structures the engines fit, in one canonical order."""
-        fixed = self.design.structure.fixed
-        structures = [self.design.structure, *(self.structure_of(e) for e in self.engines)]
-        terms = merged_terms(fixed, structures)
-        return terms, term_effects(terms, fixed)
+        terms, effects = self._terms
+        return list(terms), list(effects)
 
     def _checked_sbc(self, sbc: SbcSettings) -> SbcSettings:
         """``sbc`` with ``prior_from`` resolved to an engine of this study that has one."""
