@@ -123,6 +123,13 @@ class FitResult:
     nobs: float = float("nan")
     ngroups: float = float("nan")
     optimizer: str = ""
+    #: the traceback of an exception that ended the fit (empty otherwise)
+    traceback: str = ""
+    #: posterior draws of every term, shape (chain, draw, term), for engines with
+    #: draws (what simulation-based calibration ranks); not stored in the results
+    draws: np.ndarray | None = None
+    #: the posterior as an ArviZ ``xarray.DataTree`` when the fit was asked to keep it
+    posterior: Any = None
 
     def __post_init__(self) -> None:
         k = len(self.terms)
@@ -148,10 +155,7 @@ class FitResult:
             structure = Structure.full(structure)
         terms, effects = structure.terms, structure.effects
         nan = np.full(len(terms), np.nan)
-        result = cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message)
-        if trace:
-            result.extra["traceback"] = trace
-        return result
+        return cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message, traceback=trace)
 
     def aligned(self, terms: list[str], effects: list[str]) -> FitResult:
         """This result on another term list (a superset of its own, e.g. the union of

@@ -28,7 +28,9 @@ from study.design.seeds import engine_seed
 from study.errors import ConfigError, StoreError
 from study.run import batch, runner
 from study.run.batch import BatchResult
-from study.run.results import open_results, piece_from_fits
+from study.run.kinds import PairOutput, piece_of
+from study.run.kinds.coverage import COVERAGE
+from study.run.results import open_results
 from study.run.store import Piece, Store
 from study.schema import PIECE_VARS, TERM_COORDS, TERM_VARS
 
@@ -136,7 +138,7 @@ def test_2_engine_seeds_do_not_depend_on_the_engine_order(default_config):
     for order in (("reml", "bayes"), ("bayes", "reml"), ("bayes",)):
         cfg = default_config.with_engines(order)
         record: dict[str, int] = {}
-        batch.fit_replicate(cfg, design, [_Recorder(n, record) for n in order], 4)
+        COVERAGE.run_pair(cfg, design, [_Recorder(n, record) for n in order], 4, False)
         seen.append(record)
     assert seen[0] == seen[1] and seen[2]["bayes"] == seen[0]["bayes"]
     assert seen[0]["bayes"] == engine_seed(default_config.seed, design.id, 4, "bayes")
@@ -178,14 +180,16 @@ def test_4_runner_walks_the_replicates_lazily(small_toml, tmp_path, monkeypatch)
     fitted: list[tuple[str, int]] = []
 
     class Fake:  # an executor that fails nothing but counts what it is given
-        workers, batch_size = 2, 1
+        workers, batch_size, fits_here = 2, 1, False
 
-        def map(self, config, work, fail_fast=False):
+        def map(self, config, work, fail_fast=False, size=None):
             for pairs in work:
                 fitted.extend(pairs)
                 if len(fitted) == 3:
                     raise KeyboardInterrupt  # stop after three: the rest never materialised
-                yield BatchResult(piece_from_fits(pairs, [[FitResult.failed(("X",), "fake")]]))
+                fits = [FitResult.failed(("X",), "fake")]
+                values = {v: np.array([getattr(f, v) for f in fits]) for v in PIECE_VARS}
+                yield BatchResult(piece_of(COVERAGE.layout, pairs, [PairOutput(values)]))
 
         def close(self, *, cancel=False):
             pass
@@ -243,7 +247,7 @@ def test_6_engine_options_are_typed_at_load_and_checked_against_the_design():
         config_from_dict(bad, default_name="x")
     # built once per process: the same options object gives the same engine
     again = config_from_dict({"engines": {"reml": {"ci": "t"}}}, default_name="y")
-    assert batch.get_engine(cfg, "reml") is batch.get_engine(again, "reml")
+    assert batch.PROCESS.engine(cfg, "reml") is batch.PROCESS.engine(again, "reml")
 
 
 # -- 7. one validation style -----------------------------------------------------------------

@@ -17,9 +17,9 @@ from study.cli.main import main
 from study.design.config import config_from_text, load_config
 from study.design.seeds import fixed_u_rng, sbc_rng
 from study.errors import ConfigError
-from study.run.results import open_sbc
+from study.run.kinds.sbc import RANK_COUNTS, thinned_ranks
+from study.run.results import open_results
 from study.run.runner import run_study
-from study.run.sbc import RANK_COUNTS, thinned_ranks
 from study.run.shards import merge, parse_shard
 
 SMALL = """
@@ -198,7 +198,7 @@ def test_summarize_plot_report_and_info_read_an_sbc_run(small_run, capsys):
 
 
 def _ranks(out) -> xr.Dataset:
-    ds = open_sbc(out)
+    ds = open_results(out)
     return ds[["rank", "pit", "true_value", "n_ranks", "thin", "estimate"]].drop_attrs()
 
 
@@ -233,7 +233,7 @@ def test_a_grid_is_calibrated_per_condition(tmp_path, capsys):
     )
     out = tmp_path / "grid"
     assert main(["sbc", str(cfg), "--out", str(out), "--workers", "1"]) == 0
-    ds = open_sbc(out)
+    ds = open_results(out)
     assert list(ds["condition"].values) == ["groups=8", "groups=12"] and ds.sizes["simulation"] == 3
     truth = ds["true_value"].values
     assert not np.allclose(truth[0], truth[1])  # each condition its own streams
@@ -293,7 +293,7 @@ def test_an_sbc_run_with_a_damaged_manifest_is_still_an_sbc_run(small_run, tmp_p
     shutil.copytree(out, copy)
     (copy / "sbc.nc").unlink()
     (copy / "manifest.json").write_text("{not json")
-    assert store_of(copy).kind == "sbc"
+    assert store_of(copy).layout.results_file == "sbc.nc"
     assert main(["summarize", str(copy)]) == 2
     err = _one_line(capsys)
     assert "manifest.json is corrupt" in err and "study sbc" in err

@@ -385,10 +385,10 @@ def test_the_readme_sbatch_script_parses(monkeypatch):
 
 def test_each_worker_compiles_in_a_directory_of_its_own(tmp_path):
     """PyTensor's compile cache is not shared between worker slots (PyMC issue 7819):
-    prepare_process points PyTensor at a slot's own base_compiledir before it loads."""
+    PROCESS.prepare points PyTensor at a slot's own base_compiledir before it loads."""
     code = (
-        "from study.run.batch import prepare_process\n"
-        "prepare_process('worker-3', 1)\n"
+        "from study.run.batch import PROCESS\n"
+        "PROCESS.prepare('worker-3', 1)\n"
         "import pytensor\n"
         "print(pytensor.config.base_compiledir)\n"
     )

@@ -285,16 +285,16 @@ class BayesEngine:
             "sampling_seconds": sampling_seconds,
         }
         attrs = {"/": {"engine": self.name, **extra}}
-        extra["draws"] = draws.terms  # (chain, draw, term): for SBC ranks, not stored
         u = draws.u
         if o.random_effects and u is None:
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
             u = bm.draw_random_effects(draws.terms, data, rng)
         if o.random_effects and u is not None:
             extra["random_effects"] = _random_effects_array(u, data)
+        posterior = None
         if keep_posterior:
             keep_u = u if o.random_effects else None
-            extra["posterior"] = sample.to_datatree(
+            posterior = sample.to_datatree(
                 draws, terms, keep_u, data.group_labels, list(structure.random), attrs
             )
         return FitResult(
@@ -316,6 +316,8 @@ class BayesEngine:
             nobs=float(data.n_obs),
             ngroups=float(data.n_groups),
             optimizer=o.sampler,
+            draws=draws.terms,
+            posterior=posterior,
         )
 
 
