@@ -302,10 +302,19 @@ def test_an_sbc_run_with_a_damaged_manifest_is_still_an_sbc_run(small_run, tmp_p
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["summarize", "RUN", "--measures", "bias"], "--measures: options of a coverage study"),
-        (["summarize", "RUN", "--format", "csv"], "--format csv is for study runs"),
-        (["plot", "RUN", "--what", "coverage"], "--what: an SBC run draws"),
-        (["plot", "RUN", "--replicate", "1"], "--replicate: an SBC run draws"),
+        (
+            ["summarize", "RUN", "--measures", "bias"],
+            "--measures: not an option of a simulation-based calibration's summary",
+        ),
+        (
+            ["summarize", "RUN", "--format", "csv"],
+            "--format 'csv': the summary of a simulation-based calibration is one of table",
+        ),
+        (["plot", "RUN", "--what", "coverage"], "--what: unknown figure coverage; choose from sbc"),
+        (
+            ["plot", "RUN", "--replicate", "1"],
+            "--replicate: not an option of a simulation-based calibration's figures",
+        ),
     ],
 )
 def test_coverage_options_on_an_sbc_run_are_refused(small_run, args, expected, capsys):

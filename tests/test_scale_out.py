@@ -66,6 +66,13 @@ def _assert_same_run(a: Path, b: Path) -> None:
     kept_a = sorted(p.name for p in (a / "posteriors").iterdir())
     assert kept_a == sorted(p.name for p in (b / "posteriors").iterdir())
     assert len(kept_a) == 2  # bayes, replicate 0, both conditions
+    # a grid's kept posteriors say their condition: in the file name and the attributes
+    assert [n.split("--")[:2] for n in kept_a] == [["bayes", "groups=10"], ["bayes", "groups=6"]]
+    for name in kept_a:
+        with xr.open_datatree(a / "posteriors" / name) as tree:
+            assert tree.attrs["condition"] == name.split("--")[1]
+            assert tree.attrs["replicate"] == 0 and tree.attrs["engine"] == "bayes"
+            assert name.endswith(f"--{tree.attrs['condition_id']}-replicate-0000000.nc")
     for name in kept_a:
         ta, tb = (
             xr.open_datatree(a / "posteriors" / name),

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
 def command(args: argparse.Namespace) -> int:
     """Write the report; print the paths."""
     done = report(args.run_dir)
-    for path in done.paths:
-        print(path)
     print(f"{len(done.figures)} figures in {done.seconds:.1f} s")
+    for path in reversed(done.paths):  # the HTML report last: what to open
+        print(path)
     return 0

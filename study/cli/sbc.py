@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from study.cli.run import add_run_options, execute, whole_number
+from study.design.config import PRESETS
 from study.design.sbc import MAX_SIMULATIONS
 from study.run.results import default_out
 from study.usecases.analysing import summarize
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "sbc", help="simulation-based calibration of the Bayesian engine (ranks, PIT, verdicts)"
     )
-    p.add_argument("config", help="preset name (default, seed) or path to a TOML file")
+    p.add_argument("config", help=f"preset name ({', '.join(PRESETS)}) or path to a TOML file")
     p.add_argument(
         "--simulations",
         type=simulations_arg,

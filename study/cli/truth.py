@@ -6,13 +6,14 @@ import argparse
 from typing import Any
 
 from study.analysis.tables import render
+from study.design.config import PRESETS
 from study.usecases.truth import truth
 
 
 def register(sub: Any) -> None:
     """Add the ``truth`` command to the ``study`` parser."""
     p = sub.add_parser("truth", help="print the analytic true values and SEs of a study design")
-    p.add_argument("config", help="preset name or path to a TOML file")
+    p.add_argument("config", help=f"preset name ({', '.join(PRESETS)}) or path to a TOML file")
     p.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     p.set_defaults(func=command)
 

@@ -37,8 +37,8 @@ def _options(views: Views, allowed: Sequence[str], given: Mapping[str, Any], wha
     if extra:
         named = ", ".join(f"{k}=..." for k in extra)
         raise UserError(
-            f"{named}: not options of a {views.name} run's {what}; omit "
-            f"{'them' if len(extra) > 1 else 'it'}"
+            f"{named}: {'not options' if len(extra) > 1 else 'not an option'} of "
+            f"{views.title}'s {what}; omit {'them' if len(extra) > 1 else 'it'}"
         )
     return given
 
@@ -66,7 +66,7 @@ def summarize(
     views = _views(ds, run_dir)
     if fmt not in views.formats:
         raise UserError(
-            f"fmt={fmt!r}: a {views.name} run's summary is one of {', '.join(views.formats)}"
+            f"fmt={fmt!r}: the summary of {views.title} is one of {', '.join(views.formats)}"
         )
     options = _options(
         views,

@@ -56,6 +56,8 @@ class Views(Protocol):
     """
 
     name: str
+    #: what such a run is, for messages ("a coverage study")
+    title: str
     formats: tuple[str, ...]
     summary_options: tuple[str, ...]
     figure_options: tuple[str, ...]

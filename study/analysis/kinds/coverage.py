@@ -58,6 +58,7 @@ class CoverageViews:
     """Summary, figures and report of a coverage study."""
 
     name = "coverage"
+    title = "a coverage study"
     formats = ("table", "markdown", "csv")
     summary_options = ("measures", "exclude_nonconverged", "exclude_singular", "reference")
     figure_options = ("replicate",)

@@ -71,6 +71,7 @@ class SbcViews:
     """Verdicts, figures and report of an SBC run (every term is tested: no options)."""
 
     name = "sbc"
+    title = "a simulation-based calibration"
     formats = ("table", "markdown")
     summary_options: tuple[str, ...] = ()
     figure_options: tuple[str, ...] = ()
