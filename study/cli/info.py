@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from study.analysis.failures import reasons_text
 from study.usecases.info import RunInfo, info
+from study.usecases.vocabulary import reasons_text
 
 
 def register(sub: Any) -> None:

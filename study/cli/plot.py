@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from study.analysis.kinds import VIEWS
 from study.usecases.analysing import plot
+from study.usecases.vocabulary import FIGURE_NAMES
 
 
 def register(sub: Any) -> None:
     """Add the ``plot`` command to the ``study`` parser."""
-    names = ", ".join(dict.fromkeys(n for v in VIEWS.values() for n in v.figure_names))
+    names = ", ".join(FIGURE_NAMES)
     p = sub.add_parser("plot", help="draw the figures of a run (one file each)")
     p.add_argument("run_dir", help="a run directory written by `study run` or `study sbc`")
     p.add_argument("--what", help=f"comma-separated figures (default all): {names}")

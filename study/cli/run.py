@@ -13,10 +13,7 @@ from typing import TYPE_CHECKING, Any
 from models.registry import ENGINE_NAMES, is_engine_label
 from study.cli.flags import as_flags
 from study.cli.progress import make_progress
-from study.design.config import MAX_REPLICATES, PRESETS
 from study.errors import FitFailed, RunError
-from study.run.results import default_out
-from study.run.shards import Shard, parse_shard
 from study.usecases.running import (
     RunReport,
     StopRequest,
@@ -25,9 +22,10 @@ from study.usecases.running import (
     make_executor,
     run,
 )
+from study.usecases.vocabulary import MAX_REPLICATES, PRESETS, Shard, default_out, parse_shard
 
 if TYPE_CHECKING:
-    from study.design.config import StudyConfig
+    from study.usecases.vocabulary import StudyConfig
 
 
 def engines_arg(text: str) -> tuple[str, ...]:

@@ -12,11 +12,9 @@ import argparse
 from typing import Any
 
 from study.cli.run import add_run_options, execute, whole_number
-from study.design.config import PRESETS
-from study.design.sbc import MAX_SIMULATIONS
-from study.run.results import default_out
 from study.usecases.analysing import summarize
 from study.usecases.running import as_calibration
+from study.usecases.vocabulary import MAX_SIMULATIONS, PRESETS, default_out
 
 #: ``--simulations N``
 simulations_arg = whole_number(MAX_SIMULATIONS)

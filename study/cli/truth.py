@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from study.analysis.tables import render
-from study.design.config import PRESETS
 from study.usecases.truth import truth
+from study.usecases.vocabulary import PRESETS, render
 
 
 def register(sub: Any) -> None:

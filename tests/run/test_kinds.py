@@ -8,85 +8,21 @@ their files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from toy_kind import TOY_TOML, MeanOfY
 
 from study.design.config import config_from_text, load_config
 from study.design.generate import Design
 from study.run import kinds as kinds_module
 from study.run.batch import run_batch
-from study.run.kinds import KINDS, PairOutput, kind_named, kind_of
+from study.run.kinds import KINDS, kind_named, kind_of
 from study.run.kinds.coverage import COVERAGE
 from study.run.kinds.sbc import SBC
 from study.run.results import open_results, store_of
 from study.run.runner import run_study
-from study.run.store import Layout
-from study.schema import Schema, Var
-
-TOY_TOML = """
-name = "toy-kind"
-seed = 11
-replicates = 4
-[design]
-groups = 5
-group_size = 4
-[engines]
-run = ["reml"]
-"""
-
-
-class MeanOfY:
-    """A kind that fits nothing: the mean and the SD of each replicate's response."""
-
-    name = "mean-of-y"
-    layout = Layout(
-        "means.nc",
-        Schema(
-            "replicate",
-            {
-                "mean_y": Var((), float, "mean of the response"),
-                "sd_y": Var((), float, "SD of the response"),
-                "n": Var((), np.int64, "rows", -1),
-            },
-            converged=None,
-        ),
-        "study run",
-        "--replicates",
-    )
-    what = "a toy kind"
-
-    def claims(self, config: Any) -> bool:
-        return config.name == "toy-kind"
-
-    def recognises(self, path: Path) -> bool:
-        return (path / "means.nc").is_file()
-
-    def default_out(self, config: Any) -> Path:
-        return Path("outputs") / "toy" / config.name
-
-    def terms(self, config: Any) -> tuple[list[str], list[str]]:
-        return config.terms()
-
-    def context(self, config: Any, design_of: Any) -> None:
-        return None
-
-    def run_pair(
-        self, config: Any, design: Any, engines: Sequence[Any], replicate: int, fail_fast: bool
-    ) -> PairOutput:
-        y = design.sample(replicate).data.y
-        return PairOutput(
-            {"mean_y": np.array(y.mean()), "sd_y": np.array(y.std()), "n": np.array(y.size)}
-        )
-
-    def coords(self, config: Any, context: Any) -> dict[str, Any]:
-        return {}
-
-    def attrs(self, config: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        return {"toy": "yes"}
 
 
 @pytest.fixture
