@@ -110,7 +110,7 @@ class Registry:
     def default() -> Registry:
         """The engines registered by installed packages (entry-point group
         :data:`ENTRY_POINT_GROUP`), read once per process."""
-        return _default_registry()
+        return default_registry()
 
     @functools.cached_property
     def _by_name(self) -> dict[str, EngineSpec]:
@@ -282,8 +282,10 @@ def _entry_points() -> list[Any]:
 
 
 @functools.cache
-def _default_registry() -> Registry:
-    """The registry of the installed entry points (see :meth:`Registry.default`).
+def default_registry() -> Registry:
+    """The default registry: the engines of the installed entry points, read once per
+    process (call ``default_registry.cache_clear()`` after installing a package into a
+    running process).
 
     An entry point that cannot be loaded, is not an :class:`EngineSpec`, has another
     name than its spec, or clashes with another package's entry point of the same name
@@ -319,11 +321,6 @@ def _default_registry() -> Registry:
             if spec.name not in broken:
                 specs.setdefault(spec.name, spec)
     return Registry(tuple(specs.values()), tuple(sorted(broken.items())))
-
-
-def default_registry() -> Registry:
-    """The default registry: the installed engines (:meth:`Registry.default`)."""
-    return _default_registry()
 
 
 def engine_kind(label: object, key: str = "engine") -> str:
