@@ -325,8 +325,10 @@ class FitResult:
         if self.draws is not None:
             draws = np.concatenate([self.draws, np.full((*self.draws.shape[:2], 1), np.nan)], -1)
             per_term["draws"] = np.where(take >= 0, draws[..., take], np.nan)
+        # the mirrored keys are re-made from the typed fields (``draws`` is re-aligned)
+        extra = {k: v for k, v in self.extra.items() if k not in _MIRRORED}
         return dataclasses.replace(
-            self, terms=list(terms), effects=list(effects), extra=dict(self.extra), **per_term
+            self, terms=list(terms), effects=list(effects), extra=extra, **per_term
         )
 
     def to_frame(self):  # -> pandas.DataFrame

@@ -111,6 +111,7 @@ def test_draws_are_checked_and_aligned_with_the_terms():
     assert fit.extra["draws"] is fit.draws
     wide = fit.aligned(FULL.terms, FULL.effects)
     assert wide.draws is not None and wide.draws.shape == (2, 3, len(FULL.terms))
+    assert wide.extra["draws"] is wide.draws and fit.extra["draws"] is fit.draws
     for j, term in enumerate(FULL.terms):
         if term in ri.terms:
             np.testing.assert_array_equal(wide.draws[..., j], draws[..., ri.terms.index(term)])
