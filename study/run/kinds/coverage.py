@@ -84,7 +84,7 @@ class Coverage:
             fit = fit_recorded(engine, data, structure, seed=seed, keep_posterior=keep)
             if fail_fast:
                 stop_if_failed(fit, name, where(config, design.id, "replicate", replicate))
-            posterior, fit.posterior = fit.posterior, None
+            posterior = fit.take_posterior()
             if keep and posterior is not None:
                 kept.append((name, posterior))
             fits.append(fit.aligned(terms, effects))
