@@ -33,6 +33,7 @@ BAYES = EngineSpec(
         {Capability.COMPILE, Capability.STRUCTURE_CHECK, Capability.THREADS, Capability.PRIOR}
     ),
     summary="Bayesian mixed model: PyMC, random effects integrated out, sampled by nutpie",
+    data_options="models.bayes.scaled_priors:for_data",
 )
 #: GEE, exchangeable working correlation, sandwich or Mancl-DeRouen covariance.
 GEE = EngineSpec(

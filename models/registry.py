@@ -260,6 +260,11 @@ class Registry:
             return options
         return typing.cast(ThreadLimited, options).with_threads(threads)
 
+    def options_for_data(self, label: str, data: LMMData) -> tuple[dict[str, Any], list[str]]:
+        """The option table the engine of ``label`` proposes for fitting a user's
+        ``data`` and lines describing it (:attr:`EngineSpec.data_options`)."""
+        return self.spec(label).options_for_data(data)
+
     def label_of_options(self, options: Any) -> str:
         """The engine whose options class ``options`` is an instance of."""
         for name in self.names:

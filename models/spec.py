@@ -69,6 +69,12 @@ class EngineSpec:
         ``"compile"``, ``"structure_check"``, ``"threads"``, ``"prior"``.
     summary : str
         One line saying what the engine fits.
+    data_options : str or callable, optional
+        For fitting a user's own dataset (``study fit``): a function of the
+        :class:`~models.data.LMMData` that returns ``(table, notes)``, the option table
+        the engine proposes for those data (e.g. priors scaled to them, rstanarm-style)
+        and lines that describe it; ``"module:function"`` or the function.  Default:
+        no options, no notes.
     """
 
     name: str
@@ -77,6 +83,7 @@ class EngineSpec:
     version: int = 1
     capabilities: frozenset[Capability] = field(default_factory=frozenset)
     summary: str = ""
+    data_options: str | Callable[[Any], tuple[dict[str, Any], list[str]]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -84,8 +91,10 @@ class EngineSpec:
                 f"EngineSpec name {self.name!r}: must be lower-case letters, digits and _, "
                 "starting with a letter (e.g. 'gee' or 'my_ols'); '-' starts a variant suffix"
             )
-        for key in ("engine", "options"):
+        for key in ("engine", "options", "data_options"):
             ref = getattr(self, key)
+            if key == "data_options" and ref is None:
+                continue
             if isinstance(ref, str) and not _REF.fullmatch(ref):
                 raise ValueError(
                     f"EngineSpec {self.name!r} {key} = {ref!r}: must be a 'package.module:"
@@ -132,6 +141,14 @@ class EngineSpec:
                 "add `level: float = 0.95` (the study sets the interval level)"
             )
         return cls
+
+    def options_for_data(self, data: Any) -> tuple[dict[str, Any], list[str]]:
+        """The options the engine proposes for fitting ``data`` and lines describing
+        them (``({}, [])`` for engines without ``data_options``)."""
+        if self.data_options is None:
+            return {}, []
+        table, notes = _resolve(self.data_options)(data)
+        return dict(table), list(notes)
 
     def engine_factory(self) -> Callable[[Any], Engine]:
         """The engine class or factory (imported on first use)."""

@@ -247,7 +247,7 @@ def test_fit_csv_ci_options(capsys):
     out = capsys.readouterr().out
     assert "12.75" in out and "fit: nobs 131, ngroups 18" in out and "singular no" in out
     assert main([*args, "--engine", "bayes", "--ci", "t"]) == 2
-    assert "options of the reml engine" in capsys.readouterr().err
+    assert "engine bayes: unknown key ci" in capsys.readouterr().err
 
 
 def test_fit_csv_errors(tmp_path, capsys):

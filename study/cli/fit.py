@@ -1,5 +1,6 @@
 """``study fit DATA.csv [FORMULA]``: run an engine on a user's own dataset (a CSV file),
-with an lme4-style formula (:mod:`models.formula`) or the all-slopes ``--y/--x/--group``."""
+with an lme4-style formula or the all-slopes ``--y/--x/--group``; prints broom's tidy
+table and glance line (or JSON)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,23 @@ import argparse
 import json
 import math
 import sys
+import tomllib
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from scipy import stats
-
-from models.base import FIXED, FitResult
-from models.registry import ENGINE_NAMES
-from models.reml.options import CI_KINDS, RAN_PARS_CI_KINDS
-from study.analysis.tables import render
 from study.usecases.fitting import CsvFit, fit_csv
+from study.usecases.vocabulary import engine_names, render
+
+
+def option_arg(text: str) -> tuple[str, Any]:
+    """``--option KEY=VALUE``: an engine option, the value read as a TOML value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE, e.g. ci=satterthwaite")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()  # a bare word: a string
+    return key.strip(), parsed
 
 
 def register(sub: Any) -> None:
@@ -34,22 +41,30 @@ def register(sub: Any) -> None:
     p.add_argument("--y", help="response column (shorthand for y ~ x + (x | group))")
     p.add_argument("--x", help="predictor column(s), comma-separated, each with a random slope")
     p.add_argument("--group", help="grouping column")
-    p.add_argument("--engine", choices=ENGINE_NAMES, default="reml")
+    names = engine_names()
+    p.add_argument("--engine", choices=names, default="reml", help=f"one of {', '.join(names)}")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=1, help="sampler seed (bayes)")
+    p.add_argument("--seed", type=int, default=1, help="sampler seed (engines that sample)")
+    p.add_argument(
+        "--option",
+        type=option_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the engine, as in its [engines.NAME] table (repeatable), e.g. "
+        "cov_type=bias_reduced for gee",
+    )
     p.add_argument(
         "--ci",
-        choices=CI_KINDS,
         default=None,
-        help="reml fixed-effect intervals: wald (default), t (K - p df), satterthwaite "
-        "(lmerTest) or kenward-roger (pbkrtest)",
+        help="reml fixed-effect intervals (--option ci=...): wald (default), t (K - p df), "
+        "satterthwaite (lmerTest) or kenward-roger (pbkrtest)",
     )
     p.add_argument(
         "--ran-pars-ci",
-        choices=RAN_PARS_CI_KINDS,
         default=None,
-        help="reml variance-parameter intervals: wald on the log-SD scale (default), "
-        "profile (lme4 confint) or none",
+        help="reml variance-parameter intervals (--option ran_pars_ci=...): wald on the "
+        "log-SD scale (default), profile (lme4 confint) or none",
     )
     p.add_argument(
         "--json",
@@ -61,6 +76,10 @@ def register(sub: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Fit and print; exit 1 (reason on stderr) when the fit failed or did not converge."""
+    options = dict(args.option)
+    for key in ("ci", "ran_pars_ci"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     done = fit_csv(
         args.data,
         formula=args.formula,
@@ -70,8 +89,7 @@ def command(args: argparse.Namespace) -> int:
         engine=args.engine,
         level=args.level,
         seed=args.seed,
-        ci=args.ci,
-        ran_pars_ci=args.ran_pars_ci,
+        options=options,
     )
     fit = done.fit
     text = render_fit(done, as_json=args.json)
@@ -84,25 +102,23 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
+#: diagnostics shown only when the engine has them (a sampler's)
+DIAGNOSTICS = ("rhat", "ess_bulk", "ess_tail")
+
+
 def render_fit(done: CsvFit, *, as_json: bool = False) -> str:
     """The text ``study fit`` prints: a table (or JSON); empty when the fit produced no
     estimates."""
-    fit, engine = done.fit, done.engine
-    if not np.isfinite(fit.estimate).any():
+    fit = done.fit
+    if not any(math.isfinite(v) for v in fit.estimate):
         return ""
-    frame = tidy_frame(fit)
+    tidy = fit.tidy(diagnostics=True)
     if as_json:
-        doc = _json(fit, frame, engine, done.seed, done.options)
-        doc = {
-            "formula": done.model,
-            "dropped_rows": done.dropped,
-            "dropped_in": done.dropped_in,
-            **doc,
-        }
-        return json.dumps(doc, indent=2)
+        return json.dumps(_json(done, tidy), indent=2)
+    shown = tidy.drop(columns=[c for c in DIAGNOSTICS if not tidy[c].notna().any()])
     status = "converged" if fit.converged else "NOT converged"
     head = (
-        f"{engine}: {done.model}\n{done.data.n_obs} rows, {done.data.n_groups} groups; "
+        f"{done.engine}: {done.model}\n{done.data.n_obs} rows, {done.data.n_groups} groups; "
         f"{status} in {fit.fit_seconds:.2f} s"
     )
     note = (
@@ -111,66 +127,40 @@ def render_fit(done: CsvFit, *, as_json: bool = False) -> str:
         if done.dropped
         else ""
     )
-    diagnostics = ["rhat", "ess_bulk", "ess_tail"]
-    shown = frame.drop(columns=[c for c in diagnostics if not frame[c].notna().any()])
-    lines = [head, *([note] if note else []), render(shown, "table", digits=4), glance_line(fit)]
+    lines = [head, *([note] if note else []), render(shown, "table", digits=4), glance_line(done)]
     if fit.message:
         lines.append(f"message: {fit.message}")
     lines += done.notes
     return "\n".join(lines)
 
 
-def tidy_frame(fit: FitResult) -> pd.DataFrame:
-    """broom::tidy columns plus ``df``, the t/z ``statistic`` and ``p_value`` of the
-    fixed effects (estimate / SE against t(df), normal when df is inf), diagnostics."""
-    frame = fit.to_frame()
-    fixed = frame["effect"].to_numpy() == FIXED
-    with np.errstate(invalid="ignore", divide="ignore"):
-        stat = np.where(fixed, fit.estimate / fit.std_error, np.nan)
-        p = np.where(fixed, 2 * stats.t.sf(np.abs(stat), fit.df), np.nan)
-    frame.insert(4, "statistic", stat)
-    frame.insert(5, "p_value", p)
-    for name in ("rhat", "ess_bulk", "ess_tail"):
-        frame[name] = getattr(fit, name)
-    return frame
+#: glance's statistics on the one line of the table output (those the engine has)
+GLANCE_LINE = ("nobs", "ngroups", "logLik", "criterion", "AIC", "BIC", "singular", "optimizer")
 
 
-#: fit statistics, as broom::glance (name in the output, FitResult attribute)
-GLANCE = (
-    ("nobs", "nobs"),
-    ("ngroups", "ngroups"),
-    ("logLik", "loglik"),
-    ("criterion", "criterion"),
-    ("AIC", "aic"),
-    ("BIC", "bic"),
-    ("singular", "singular"),
-    ("optimizer", "optimizer"),
-)
-
-
-def glance_line(fit: FitResult) -> str:
+def glance_line(done: CsvFit) -> str:
     """One line of fit statistics (only those the engine has)."""
+    row = done.fit.glance().iloc[0]
     parts = []
-    for label, attr in GLANCE:
-        v = getattr(fit, attr)
+    for label in GLANCE_LINE:
+        v = row[label]
         if isinstance(v, float) and not math.isfinite(v):
             continue
-        if attr in ("nobs", "ngroups"):
+        if label in ("nobs", "ngroups"):
             v = int(v)
+        elif type(v).__name__ in ("bool", "bool_"):  # Python's or NumPy's
+            v = "yes" if v else "no"
         elif isinstance(v, float):
             v = f"{v:.2f}"
-        elif isinstance(v, bool):
-            v = "yes" if v else "no"
         parts.append(f"{label} {v}")
-    if math.isfinite(fit.divergences):
-        parts.append(f"divergences {int(fit.divergences)}")
-    if math.isfinite(fit.restarts):
-        parts.append(f"restarted chains {int(fit.restarts)}")
+    for label, name in (("divergences", "divergences"), ("restarted chains", "restarts")):
+        if math.isfinite(float(row[name])):
+            parts.append(f"{label} {int(row[name])}")
     return "fit: " + ", ".join(parts)
 
 
 def _clean(v: Any) -> Any:
-    if isinstance(v, np.generic):
+    if hasattr(v, "item") and not isinstance(v, str):
         v = v.item()
     if isinstance(v, float) and math.isnan(v):
         return None
@@ -179,35 +169,36 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _json(
-    fit: FitResult, frame: pd.DataFrame, engine: str, seed: int, options: dict[str, Any]
-) -> dict[str, Any]:
-    """The JSON document of ``study fit --json``."""
-    glance = {label: _clean(getattr(fit, attr)) for label, attr in GLANCE}
-    rhat, ess = np.asarray(fit.rhat, dtype=float), np.asarray(fit.ess_bulk, dtype=float)
-    out: dict[str, Any] = {
-        "engine": engine,
+def _clean_tree(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean_tree(x) for k, x in v.items()}
+    return _clean(v)
+
+
+def _json(done: CsvFit, tidy: Any) -> dict[str, Any]:
+    """The JSON document of ``study fit --json``: glance, diagnostics, options, terms."""
+    fit = done.fit
+    glance = {k: _clean(v) for k, v in fit.glance().iloc[0].items()}
+    rhat = [v for v in fit.rhat if math.isfinite(v)]
+    ess = [v for v in fit.ess_bulk if math.isfinite(v)]
+    return {
+        "formula": done.model,
+        "dropped_rows": done.dropped,
+        "dropped_in": done.dropped_in,
+        "engine": done.engine,
         "converged": bool(fit.converged),
         "message": fit.message,
-        "seed": seed if engine == "bayes" else None,
+        "seed": done.seed,
         "fit_seconds": _clean(fit.fit_seconds),
         "glance": glance,
         "diagnostics": {
             "divergences": _clean(fit.divergences),
             "restarts": _clean(fit.restarts),
-            "max_rhat": float(np.nanmax(rhat)) if np.isfinite(rhat).any() else None,
-            "min_ess_bulk": float(np.nanmin(ess)) if np.isfinite(ess).any() else None,
+            "max_rhat": max(rhat) if rhat else None,
+            "min_ess_bulk": min(ess) if ess else None,
         },
-        "options": {k: _clean(v) for k, v in options.items() if k != "priors"},
-        "priors": {k: _clean_tree(v) for k, v in options.get("priors", {}).items()} or None,
-        "terms": [
-            {k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-        ],
+        "options": {k: _clean_tree(v) for k, v in done.options.items()},
+        "terms": [{k: _clean(v) for k, v in row.items()} for row in tidy.to_dict("records")],
     }
-    return out
-
-
-def _clean_tree(v: Any) -> Any:
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return _clean(v)

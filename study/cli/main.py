@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from models.validate import OptionError
 from study.cli import fit, info, merge, plot, report, run, sbc, summarize, truth
 from study.cli.flags import as_flags, flags_of
 from study.errors import UserError
+from study.usecases.vocabulary import OptionError
 
 COMMANDS = (truth, run, sbc, merge, info, fit, summarize, plot, report)
 

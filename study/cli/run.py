@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from models.registry import ENGINE_NAMES, is_engine_label
 from study.cli.flags import as_flags
 from study.cli.progress import make_progress
 from study.errors import FitFailed, RunError
@@ -22,7 +21,15 @@ from study.usecases.running import (
     make_executor,
     run,
 )
-from study.usecases.vocabulary import MAX_REPLICATES, PRESETS, Shard, default_out, parse_shard
+from study.usecases.vocabulary import (
+    MAX_REPLICATES,
+    PRESETS,
+    Shard,
+    default_out,
+    engine_names,
+    is_engine_label,
+    parse_shard,
+)
 
 if TYPE_CHECKING:
     from study.usecases.vocabulary import StudyConfig
@@ -34,7 +41,7 @@ def engines_arg(text: str) -> tuple[str, ...]:
     bad = [n for n in names if not is_engine_label(n)]
     if not names or bad or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"--engines {text!r}: give distinct names from {', '.join(ENGINE_NAMES)} "
+            f"--engines {text!r}: give distinct names from {', '.join(engine_names())} "
             "(or variants configured as [engines.NAME-SUFFIX]), comma-separated "
             "(e.g. reml,bayes)"
         )
@@ -98,7 +105,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run (or resume, or extend) a study")
     p.add_argument("config", help=f"preset name ({', '.join(PRESETS)}) or path to a TOML file")
     p.add_argument("--replicates", type=replicates_arg, help="number of replicates")
-    p.add_argument("--engines", type=engines_arg, help="comma-separated engines: reml,bayes")
+    p.add_argument(
+        "--engines",
+        type=engines_arg,
+        help=f"comma-separated engines ({', '.join(engine_names())}, or variants), e.g. reml,gee",
+    )
     p.add_argument("--out", help="run directory (default outputs/<study name>)")
     add_run_options(p, "replicate")
     p.set_defaults(func=command)

@@ -4,6 +4,7 @@ makes before fitting, an lme4-style formula (:mod:`models.formula`) or the all-s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from models.base import FitResult
-from models.bayes.scaled_priors import describe_priors, scaled_priors
 from models.data import INTERCEPT, LMMData, fit_problem
 from models.formula import Formula, model_data, parse
-from models.registry import build_engine
+from models.registry import Registry, default_registry
+from models.validate import OptionError
 from study.errors import UserError
 
 
@@ -153,15 +154,20 @@ def fit_csv(
     engine: str = "reml",
     level: float = 0.95,
     seed: int = 1,
-    ci: str | None = None,
-    ran_pars_ci: str | None = None,
+    options: dict[str, Any] | None = None,
+    registry: Registry | None = None,
 ) -> CsvFit:
     """Fit one dataset, given an lme4-style ``formula`` or the columns ``y``, ``x``
-    (comma-separated) and ``group`` of ``y ~ x + (x | group)``."""
+    (comma-separated) and ``group`` of ``y ~ x + (x | group)``, with ``engine`` (any
+    registered one; ``options`` its settings, over those it proposes for the data, e.g.
+    the Bayesian engine's priors scaled to them)."""
+    registry = registry or default_registry()
     if not 0 < level < 1:
         raise UserError(f"level={level}: must be between 0 and 1 (e.g. 0.95)")
-    if engine != "reml" and (ci or ran_pars_ci):
-        raise UserError("ci=... and ran_pars_ci=... are options of the reml engine; drop them")
+    try:
+        registry.kind(engine)
+    except OptionError as err:
+        raise UserError(f"engine={engine!r}: {err.rule}") from err
     columns = {"y": y, "x": x, "group": group}
     given = [k for k, v in columns.items() if v is not None]
     if formula is not None and given:
@@ -186,16 +192,36 @@ def fit_csv(
             raise UserError(f"x={x!r}: give at least one predictor column")
         data = load_csv(path, y, predictors, group)
         model = f"{y} ~ {' + '.join(predictors)} + {data.structure.bar(group)}"
-    options: dict[str, Any] = {}
-    if engine == "bayes":
-        options["priors"] = scaled_priors(data)
-    if ci:
-        options["ci"] = ci
-    if ran_pars_ci:
-        options["ran_pars_ci"] = ran_pars_ci
-    fit = build_engine(engine, options, level=level).fit(data, seed=seed)
-    notes = []
-    if "priors" in options:
-        notes.append("priors (scaled to the data, rstanarm-style):")
-        notes.append(describe_priors(options["priors"], data.structure))
-    return CsvFit(fit, data, model, engine, seed, dropped, gaps, options, notes)
+    _check_option_names(registry, engine, options or {})
+    proposed, notes = registry.options_for_data(engine, data)
+    table = {**proposed, **(options or {})}
+    try:
+        built = registry.build_engine(engine, table, level=level)
+    except OptionError as err:
+        raise UserError(f"engine {engine}: {err}") from err
+    fit = built.fit(data, seed=seed)
+    return CsvFit(fit, data, model, engine, seed, dropped, gaps, table, notes)
+
+
+def _check_option_names(registry: Registry, engine: str, options: dict[str, Any]) -> None:
+    """Refuse an option the engine does not have, naming the engines that do."""
+
+    def names(label: str) -> set[str]:
+        try:
+            cls = registry.options_class(label)
+        except Exception:  # a broken third-party engine has no options to offer
+            return set()
+        return {f.name for f in dataclasses.fields(cls)} - {"level"}
+
+    own = names(engine)
+    for key in options:
+        if key in own:
+            continue
+        owners = [n for n in registry.names if n != engine and key in names(n)]
+        where = f" (an option of {', '.join(owners)})" if owners else ""
+        fix = (
+            f"drop it or use engine={owners[0]!r}"
+            if owners
+            else f"choose from {', '.join(sorted(own))}"
+        )
+        raise UserError(f"{key}=...: not an option of engine {engine}{where}; {fix}")
