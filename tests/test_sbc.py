@@ -15,6 +15,7 @@ from models.bayes.options import BayesOptions
 from models.validate import OptionError
 from study.cli.main import main
 from study.design.config import config_from_text, load_config
+from study.design.sbc import as_sbc, sbc_settings
 from study.design.seeds import fixed_u_rng, sbc_rng
 from study.errors import ConfigError
 from study.run.kinds.sbc import RANK_COUNTS, thinned_ranks
@@ -94,13 +95,14 @@ def test_the_sbc_stream_is_not_a_design_stream():
 # -- configuration ------------------------------------------------------------------------
 def test_sbc_configuration_round_trips_and_extends_without_a_new_hash():
     cfg = config_from_text(SMALL, default_name="x", label="x")
-    sbc = cfg.as_sbc()
-    assert sbc.engines == ("bayes",) and sbc.replicates == 6 and sbc.sbc.prior_from == "bayes"
+    sbc = as_sbc(cfg)
+    settings = sbc_settings(sbc)
+    assert sbc.engines == ("bayes",) and sbc.replicates == 6 and settings.prior_from == "bayes"
     again = config_from_text(sbc.to_toml(), default_name="x", label="x")
-    assert again.hash() == sbc.hash() and again.sbc == sbc.sbc
-    assert cfg.as_sbc(50).hash() == sbc.hash()  # more simulations extend the run
+    assert again.hash() == sbc.hash() and sbc_settings(again) == settings
+    assert as_sbc(cfg, 50).hash() == sbc.hash()  # more simulations extend the run
     wide = config_from_text(SMALL + "generator_prior_scale = 2.0\n", default_name="x", label="x")
-    assert wide.as_sbc().hash() != sbc.hash()
+    assert as_sbc(wide).hash() != sbc.hash()
     assert load_config("default").hash() == "f1e3de6ea8c6a1b8"  # runs before SBC still match
 
 
@@ -127,7 +129,7 @@ def test_bad_sbc_tables_are_refused_with_the_key(text, expected):
 def test_sbc_of_a_study_without_a_bayesian_engine_is_refused():
     cfg = load_config("default").with_engines(("reml",))
     with pytest.raises(ConfigError, match="add an engine with a prior"):
-        cfg.as_sbc(10)
+        as_sbc(cfg, 10)
 
 
 def test_the_wrong_likelihood_needs_the_marginal_model_and_no_kernel():
@@ -206,9 +208,9 @@ def test_extending_resuming_workers_and_shards_give_the_same_simulations(small_r
     """Simulation s depends on (root seed, design, s) alone: extend 6 -> 9 in place,
     a fresh 9 with 2 workers, and 2 shards merged all hold the same numbers."""
     cfg_path, out = small_run
-    cfg = load_config(cfg_path).as_sbc(9)
+    cfg = as_sbc(load_config(cfg_path), 9)
     extended = tmp_path / "extended"
-    run_study(load_config(cfg_path).as_sbc(6), extended)
+    run_study(as_sbc(load_config(cfg_path), 6), extended)
     run_study(cfg, extended)
     first = _ranks(out)
     xr.testing.assert_identical(_ranks(extended).isel(simulation=slice(0, 6)), first)
@@ -263,11 +265,11 @@ def test_an_sbc_on_a_dask_cluster_gives_the_serial_simulations(small_run, tmp_pa
 def test_engines_of_one_sbc_run_must_share_the_prior_it_draws_from():
     two = SMALL.replace('run = ["reml", "bayes"]', 'run = ["bayes", "bayes-narrow"]')
     two += '\n[engines.bayes-narrow]\nlikelihood = "no-logdet"\n'
-    ok = config_from_text(two, default_name="x", label="x").as_sbc()
+    ok = as_sbc(config_from_text(two, default_name="x", label="x"))
     assert ok.engines == ("bayes", "bayes-narrow")  # same priors, other likelihood: fine
     narrow = two + "\n[engines.bayes-narrow.priors]\nsd_scale = 0.1\n"
     with pytest.raises(ConfigError, match=re.escape("engines.bayes-narrow.priors = '(a table)'")):
-        config_from_text(narrow, default_name="x", label="x").as_sbc()
+        as_sbc(config_from_text(narrow, default_name="x", label="x"))
 
 
 def test_a_correlation_of_one_generates_data_instead_of_crashing():

@@ -181,8 +181,8 @@ def _json(done: CsvFit, tidy: Any) -> dict[str, Any]:
     """The JSON document of ``study fit --json``: glance, diagnostics, options, terms."""
     fit = done.fit
     glance = {k: _clean(v) for k, v in fit.glance().iloc[0].items()}
-    rhat = [v for v in fit.rhat if math.isfinite(v)]
-    ess = [v for v in fit.ess_bulk if math.isfinite(v)]
+    rhat = [float(v) for v in tidy["rhat"] if math.isfinite(v)]
+    ess = [float(v) for v in tidy["ess_bulk"] if math.isfinite(v)]
     return {
         "formula": done.model,
         "dropped_rows": done.dropped,

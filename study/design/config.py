@@ -23,9 +23,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from models.registry import ENGINE_NAMES, is_engine_label
+from models.registry import DEFAULT_ENGINES, Registry, default_registry
 from models.validate import OptionError, check_keys, fail
 from study.design.conditions import Condition
+from study.design.sbc import TABLE as SBC_TABLE
 from study.design.sbc import SbcSettings
 from study.design.spec import DesignConfig, PredictorSpec
 from study.design.study_config import MAX_REPLICATES, StudyConfig
@@ -44,7 +45,18 @@ __all__ = [
     "load_config",
 ]
 
-PRESETS = ("default", "seed", "small-groups", "slope-ignored")
+
+def _presets() -> tuple[str, ...]:
+    """Every TOML file of study/design/presets, by name (``default`` first)."""
+    folder = resources.files("study.design.presets")
+    names = [p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")]
+    return tuple(sorted(names, key=lambda n: (n != "default", n)))
+
+
+#: the presets, by name
+PRESETS: tuple[str, ...] = _presets()
+#: the settings tables of kinds of study other than the coverage study, by table name
+KIND_TABLES: dict[str, type] = {SBC_TABLE: SbcSettings}
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any], where: str = "") -> list[str]:
@@ -75,7 +87,7 @@ _TOP_KEYS = {
     "design",
     "engines",
     "conditions",
-    "sbc",
+    *KIND_TABLES,
 }
 _DESIGN_KEYS = {f.name for f in fields(DesignConfig)}
 _PREDICTOR_KEYS = {f.name for f in fields(PredictorSpec)}
@@ -95,13 +107,16 @@ def _table(key: str, value: object) -> dict[str, Any]:
 STRUCTURE_KEYS = ("random", "correlated")
 
 
-def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]:
-    """``(engines run, option tables, structure tables)`` from the ``[engines]`` table."""
+def _engines(
+    raw: object, registry: Registry
+) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]:
+    """``(engines run, option tables, structure tables)`` from the ``[engines]`` table
+    (engines of ``registry`` only: a configuration never names code to import)."""
     if isinstance(raw, list):
         raise fail("engines", raw, f"must be a table, not a list; {_ENGINES_HINT}")
     table = _table("engines", raw)
-    check_keys(table, {"run", *ENGINE_NAMES, *filter(is_engine_label, table)}, "engines")
-    run = table.pop("run", list(ENGINE_NAMES))
+    check_keys(table, {"run", *registry.names, *filter(registry.is_label, table)}, "engines")
+    run = table.pop("run", list(DEFAULT_ENGINES))
     structures: dict[str, Any] = {}
     for name, opts in table.items():
         opts = table[name] = _table(f"engines.{name}", opts)
@@ -118,8 +133,11 @@ def _engines(raw: object) -> tuple[tuple[str, ...], dict[str, Any], dict[str, An
     return (tuple(run) if isinstance(run, list) else run), table, structures
 
 
-def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfig:
-    """Build a validated :class:`StudyConfig` from a parsed TOML table.
+def config_from_dict(
+    raw: Mapping[str, Any], *, default_name: str, registry: Registry | None = None
+) -> StudyConfig:
+    """Build a validated :class:`StudyConfig` from a parsed TOML table (engines from
+    ``registry``, default: the installed ones).
 
     Raises
     ------
@@ -133,13 +151,15 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
         check_keys(design_raw, _DESIGN_KEYS, "design")
         pred_raw = _table("design.predictor", design_raw.pop("predictor", {}))
         check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
-        engines, options, structures = _engines(raw.pop("engines", {}))
+        registry = registry or default_registry()
+        engines, options, structures = _engines(raw.pop("engines", {}), registry)
         conditions = _table("conditions", raw.pop("conditions", {}))
-        sbc = None
-        if "sbc" in raw:
-            sbc_raw = _table("sbc", raw.pop("sbc"))
-            check_keys(sbc_raw, set(SbcSettings().table()), "sbc")
-            sbc = SbcSettings(**sbc_raw)
+        kind_settings = {}
+        for key, settings_class in KIND_TABLES.items():
+            if key in raw:
+                table = _table(key, raw.pop(key))
+                check_keys(table, set(settings_class().table()), key)
+                kind_settings[key] = settings_class(**table)
         design = DesignConfig(**design_raw, predictor=PredictorSpec(**pred_raw))
         return StudyConfig(
             name=raw.pop("name", default_name),
@@ -148,15 +168,25 @@ def config_from_dict(raw: Mapping[str, Any], *, default_name: str) -> StudyConfi
             engine_options=options,
             engine_structures=structures,
             condition_spec=conditions,
-            sbc=sbc,
+            kind_settings=kind_settings,
+            registry=registry,
             **raw,
         )
     except OptionError as err:
         raise ConfigError(str(err)) from err
 
 
-def load_config(spec: str | Path) -> StudyConfig:
-    """Load a preset by name (``seed``, ``default``) or a TOML file by path."""
+def with_registry(config: StudyConfig, registry: Registry) -> StudyConfig:
+    """``config`` validated again against ``registry`` (its engines may now be ones
+    given through the Python API)."""
+    return config_from_text(
+        config.to_toml(), default_name=config.name, label=config.name, registry=registry
+    )
+
+
+def load_config(spec: str | Path, registry: Registry | None = None) -> StudyConfig:
+    """Load a preset by name (``seed``, ``default``) or a TOML file by path (engines
+    from ``registry``, default: the installed ones)."""
     name = str(spec)
     if name in PRESETS:
         text = resources.files("study.design.presets").joinpath(f"{name}.toml").read_text()
@@ -175,10 +205,12 @@ def load_config(spec: str | Path) -> StudyConfig:
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config {name!r} cannot be read ({err}); check the file") from err
         default_name = path.stem
-    return config_from_text(text, default_name=default_name, label=name)
+    return config_from_text(text, default_name=default_name, label=name, registry=registry)
 
 
-def config_from_text(text: str, *, default_name: str, label: str) -> StudyConfig:
+def config_from_text(
+    text: str, *, default_name: str, label: str, registry: Registry | None = None
+) -> StudyConfig:
     """Parse and validate TOML ``text`` (``label`` names it in errors)."""
     try:
         raw = tomllib.loads(text)
@@ -190,4 +222,4 @@ def config_from_text(text: str, *, default_name: str, label: str) -> StudyConfig
             f"config {label!r} is empty (no settings); write the study's settings into it "
             f"(README: the configuration file) or give a preset: {', '.join(PRESETS)}"
         )
-    return config_from_dict(raw, default_name=default_name)
+    return config_from_dict(raw, default_name=default_name, registry=registry)

@@ -10,10 +10,20 @@ conditions, seed, engines and their options); only engines with a prior take par
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.validate import fail, integer, number
+from models.registry import options_table
+from models.validate import OptionError, fail, integer, number
+from study.errors import ConfigError
+
+if TYPE_CHECKING:
+    from study.design.study_config import StudyConfig
+
+#: the configuration's table of these settings (``[sbc]``), the key of
+#: ``StudyConfig.kind_settings``
+TABLE = "sbc"
 
 #: the most simulations an SBC study may ask for (as many as a study's replicates)
 MAX_SIMULATIONS = 1_000_000
@@ -57,3 +67,78 @@ class SbcSettings:
             for f in fields(self)
             if not hashed or f.metadata.get("hashed", True)
         }
+
+    def checked(self, config: StudyConfig) -> SbcSettings:
+        """These settings for ``config``: ``prior_from`` resolved to an engine of the
+        study that has a prior, the engines fitting the generating model with the same
+        priors (what the kind needs of the rest of the configuration)."""
+        with_prior = [e for e in config.engines if config.has_prior(e)]
+        priors_of = config.registry.prior_engines
+        if not self.prior_from:
+            if not with_prior:
+                raise fail(
+                    "engines.run",
+                    list(config.engines),
+                    "has no engine with a prior, which simulation-based calibration "
+                    f"draws parameters from; add one of {', '.join(priors_of)}",
+                )
+            return dataclasses.replace(self, prior_from=with_prior[0]).checked(config)
+        if self.prior_from not in with_prior:
+            raise fail(
+                "sbc.prior_from",
+                self.prior_from,
+                f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
+            )
+        for e in config.engines:
+            if config.structure_of(e) != config.design.structure:
+                key = "random" if "random" in config.engine_structures[e] else "correlated"
+                raise fail(
+                    f"engines.{e}.{key}",
+                    config.engine_structures[e][key],
+                    "simulation-based calibration fits the model the data come from; "
+                    "remove random / correlated from [engines."
+                    f"{e}] or calibrate that structure in its own run ([design] random)",
+                )
+        priors = options_table(config.engine_options[self.prior_from]).get("priors")
+        for e in with_prior:
+            if options_table(config.engine_options[e]).get("priors") != priors:
+                raise fail(
+                    f"engines.{e}.priors",
+                    "(a table)",
+                    f"differ from the priors of {self.prior_from}, which simulation-based "
+                    "calibration draws the parameters from; give the engines the same "
+                    "priors or calibrate them in separate runs",
+                )
+        return self
+
+
+def sbc_settings(config: StudyConfig) -> SbcSettings | None:
+    """The ``[sbc]`` settings of ``config`` (``None``: not a calibration)."""
+    settings = config.kind_settings.get(TABLE)
+    return settings if isinstance(settings, SbcSettings) else None
+
+
+def as_sbc(config: StudyConfig, simulations: int | None = None) -> StudyConfig:
+    """``config`` as a simulation-based calibration study: its engines with a prior
+    only, ``simulations`` (else the ``[sbc]`` table's, else 500) per condition, no
+    posteriors kept."""
+    sbc = sbc_settings(config) or SbcSettings()
+    n = sbc.simulations if simulations is None else simulations
+    try:
+        sbc = dataclasses.replace(sbc, simulations=n)
+    except OptionError as err:
+        raise ConfigError(str(err).replace("sbc.simulations = ", "simulations=")) from err
+    engines = tuple(e for e in config.engines if config.has_prior(e))
+    if not engines:
+        raise ConfigError(
+            f"engines.run = {list(config.engines)!r}: simulation-based calibration checks "
+            "a posterior; add an engine with a prior "
+            f"({', '.join(config.registry.prior_engines)})"
+        )
+    settings = {**config.kind_settings, TABLE: sbc}
+    try:
+        return dataclasses.replace(
+            config, engines=engines, replicates=n, keep_draws=0, kind_settings=settings
+        )
+    except OptionError as err:
+        raise ConfigError(str(err)) from err

@@ -16,19 +16,11 @@ from typing import Any
 
 import tomli_w
 
-from models.registry import (
-    ENGINE_NAMES,
-    PRIOR_ENGINES,
-    build_options,
-    engine_kind,
-    options_table,
-)
+from models.registry import DEFAULT_ENGINES, Registry, default_registry, options_table
 from models.structure import Structure, merged_terms, term_effects
 from models.validate import OptionError, boolean, fail, integer, number
 from study.design.conditions import Condition, design_table, expand
-from study.design.sbc import SbcSettings
 from study.design.spec import DesignConfig, bar_structure, random_effects
-from study.errors import ConfigError
 
 #: the largest replicate count a study may ask for (its results must fit in memory:
 #: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
@@ -57,17 +49,27 @@ class StudyConfig:
     replicates: int = field(default=200, metadata=NOT_HASHED)
     seed: int = 20181101
     level: float = 0.95
-    engines: tuple[str, ...] = ENGINE_NAMES
+    engines: tuple[str, ...] = DEFAULT_ENGINES
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     engine_structures: Mapping[str, Any] = field(default_factory=dict)
     keep_draws: int = field(default=3, metadata=NOT_HASHED)
     condition_spec: Mapping[str, Any] = field(default_factory=dict)
-    #: the ``[sbc]`` table: set for a simulation-based calibration study (``study sbc``)
-    sbc: SbcSettings | None = None
+    #: the settings table of a kind of study other than the coverage study, by its
+    #: table name (``[sbc]``: :class:`study.design.sbc.SbcSettings`): each has
+    #: ``table(hashed)`` and ``checked(config)`` (:class:`KindSettings`)
+    kind_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: the engines that may be named (default: those installed, read from the entry
+    #: points); engines given through the Python API join it (``Registry.with_engines``)
+    registry: Registry = field(  # type: ignore[assignment]  # None: the default registry
+        default=None, compare=False, repr=False, metadata=NOT_HASHED
+    )
     #: the designs of the study (from ``design`` and ``condition_spec``), in order
     conditions: tuple[Condition, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.registry is None:
+            object.__setattr__(self, "registry", default_registry())
+        registry = self.registry
         name = self.name
         if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
             raise fail("name", name, "must be a non-empty name without slashes")
@@ -81,10 +83,10 @@ class StudyConfig:
             raise fail(
                 "engines.run",
                 shown,
-                f"must be a non-empty list of engines from {', '.join(ENGINE_NAMES)}",
+                f"must be a non-empty list of engines from {', '.join(registry.names)}",
             )
         for i, e in enumerate(engines):
-            engine_kind(e, f"engines.run[{i}]")
+            registry.kind(e, f"engines.run[{i}]")
         if len(set(engines)) != len(engines):
             raise fail("engines.run", list(engines), "names must be distinct")
         object.__setattr__(self, "engines", tuple(engines))
@@ -96,11 +98,11 @@ class StudyConfig:
             given = options.get(name)
             try:
                 if given is None or isinstance(given, Mapping):
-                    given = build_options(
+                    given = registry.build_options(
                         name, given, level=self.level, structure=self.structure_of(name)
                     )
-                elif hasattr(given, "check_structure"):
-                    given.check_structure(self.structure_of(name))
+                else:
+                    registry.check_structure(name, given, self.structure_of(name))
             except OptionError as err:
                 raise err.within(f"engines.{name}") from err
             options[name] = given
@@ -109,8 +111,10 @@ class StudyConfig:
             raise fail("conditions", self.condition_spec, "must be a table")
         conditions = expand(design_table(self.design), self.condition_spec)
         object.__setattr__(self, "conditions", conditions)
-        if self.sbc is not None:
-            object.__setattr__(self, "sbc", self._checked_sbc(self.sbc))
+        if not isinstance(self.kind_settings, Mapping):
+            raise fail("kind_settings", self.kind_settings, "must be a mapping")
+        checked = {key: value.checked(self) for key, value in self.kind_settings.items()}
+        object.__setattr__(self, "kind_settings", checked)
 
     def _checked_structures(self) -> dict[str, dict[str, Any]]:
         """``engine_structures`` validated: ``random`` names fixed effects (kept in their
@@ -172,47 +176,13 @@ class StudyConfig:
         terms, effects = self._terms
         return list(terms), list(effects)
 
-    def _checked_sbc(self, sbc: SbcSettings) -> SbcSettings:
-        """``sbc`` with ``prior_from`` resolved to an engine of this study that has one."""
-        if not isinstance(sbc, SbcSettings):
-            raise fail("sbc", sbc, "must be a table")
-        with_prior = [e for e in self.engines if engine_kind(e) in PRIOR_ENGINES]
-        if not sbc.prior_from:
-            if not with_prior:
-                raise fail(
-                    "engines.run",
-                    list(self.engines),
-                    "has no engine with a prior, which simulation-based calibration "
-                    f"draws parameters from; add one of {', '.join(PRIOR_ENGINES)}",
-                )
-            return self._checked_sbc(dataclasses.replace(sbc, prior_from=with_prior[0]))
-        if sbc.prior_from not in with_prior:
-            raise fail(
-                "sbc.prior_from",
-                sbc.prior_from,
-                f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
-            )
-        for e in self.engines:
-            if self.structure_of(e) != self.design.structure:
-                key = "random" if "random" in self.engine_structures[e] else "correlated"
-                raise fail(
-                    f"engines.{e}.{key}",
-                    self.engine_structures[e][key],
-                    "simulation-based calibration fits the model the data come from; "
-                    "remove random / correlated from [engines."
-                    f"{e}] or calibrate that structure in its own run ([design] random)",
-                )
-        priors = options_table(self.engine_options[sbc.prior_from]).get("priors")
-        for e in with_prior:
-            if options_table(self.engine_options[e]).get("priors") != priors:
-                raise fail(
-                    f"engines.{e}.priors",
-                    "(a table)",
-                    f"differ from the priors of {sbc.prior_from}, which simulation-based "
-                    "calibration draws the parameters from; give the engines the same "
-                    "priors or calibrate them in separate runs",
-                )
-        return sbc
+    def engine_version(self, engine: str) -> int:
+        """The version of what engine label ``engine`` computes (its registration's)."""
+        return self.registry.versions[self.registry.kind(engine)]
+
+    def has_prior(self, engine: str) -> bool:
+        """Whether engine label ``engine`` has a prior it can draw from."""
+        return self.registry.kind(engine) in self.registry.prior_engines
 
     @property
     def multi(self) -> bool:
@@ -246,8 +216,8 @@ class StudyConfig:
         }
         if self.condition_spec:
             table["conditions"] = dict(self.condition_spec)
-        if self.sbc is not None:
-            table["sbc"] = self.sbc.table()
+        for key, settings in self.kind_settings.items():
+            table[key] = settings.table()
         return table
 
     def to_toml(self) -> str:
@@ -263,8 +233,8 @@ class StudyConfig:
         for f in fields(self):
             if f.metadata.get("hashed", True) is False:
                 table.pop(f.name, None)
-        if self.sbc is not None:
-            table["sbc"] = self.sbc.table(hashed=True)
+        for key, settings in self.kind_settings.items():
+            table[key] = settings.table(hashed=True)
         return table
 
     def hash(self) -> str:
@@ -275,27 +245,6 @@ class StudyConfig:
     def with_replicates(self, n: int) -> StudyConfig:
         """A copy with another replicate count."""
         return dataclasses.replace(self, replicates=n)
-
-    def as_sbc(self, simulations: int | None = None) -> StudyConfig:
-        """This configuration as a simulation-based calibration study: its engines with
-        a prior only, ``simulations`` (else the ``[sbc]`` table's, else 500) per
-        condition, no posteriors kept."""
-        sbc = self.sbc or SbcSettings()
-        n = sbc.simulations if simulations is None else simulations
-        try:
-            sbc = dataclasses.replace(sbc, simulations=n)
-        except OptionError as err:
-            raise ConfigError(str(err).replace("sbc.simulations", "--simulations")) from err
-        engines = tuple(e for e in self.engines if engine_kind(e) in PRIOR_ENGINES)
-        if not engines:
-            raise ConfigError(
-                f"engines.run = {list(self.engines)!r}: simulation-based calibration checks "
-                f"a posterior; add an engine with a prior ({', '.join(PRIOR_ENGINES)})"
-            )
-        try:
-            return dataclasses.replace(self, engines=engines, replicates=n, keep_draws=0, sbc=sbc)
-        except OptionError as err:
-            raise ConfigError(str(err)) from err
 
     def with_engines(self, engines: tuple[str, ...]) -> StudyConfig:
         """A copy that runs ``engines`` (options kept for those configured)."""

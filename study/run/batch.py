@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.base import Engine
-from models.registry import build_engine, limit_threads
 from study.design.generate import Design
 from study.run.kinds import kind_of, piece_of
 from study.run.store import Piece
@@ -100,10 +99,10 @@ class ProcessState:
         """The engine ``name`` configured as in ``config``, built once per process."""
         options = config.engine_options[name]
         if self.threads is not None:
-            options = limit_threads(options, self.threads)
+            options = config.registry.limit_threads(name, options, self.threads)
         key = (name, options)
         if key not in self._engines:
-            self._engines[key] = build_engine(name, options)
+            self._engines[key] = config.registry.build_engine(name, options)
         return self._engines[key]
 
     def engines(self, config: StudyConfig) -> list[Engine]:
@@ -130,20 +129,13 @@ class ProcessState:
             structure = config.structure_of(name)
             for c in config.conditions:
                 data = self.design(config, c.id).sample(0).data.with_structure(structure)
-                compile_engine(engine, data)
+                config.registry.compile_engine(name, engine, data)
         self.warm_seconds = time.perf_counter() - t0
         return self.warm_seconds
 
 
 #: the state of this process (see :class:`ProcessState`)
 PROCESS = ProcessState()
-
-
-def compile_engine(engine: Engine, data: Any) -> None:
-    """Compile ``engine`` for the shape of ``data`` if it compiles at all."""
-    compile_ = getattr(engine, "compile", None)
-    if compile_ is not None:
-        compile_(data)
 
 
 def iter_batches(

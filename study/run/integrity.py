@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.registry import ENGINE_VERSIONS, engine_kind
 from study.errors import StoreError
 from study.run.store import MANIFEST, DamagedPiece, Piece, Store
 
@@ -34,7 +33,7 @@ def warn_stderr(message: str) -> None:
 
 def stamp_of(config: StudyConfig) -> str:
     """What a piece is stamped with: the configuration hash and the engine versions."""
-    versions = ",".join(f"{e}={ENGINE_VERSIONS[engine_kind(e)]}" for e in config.engines)
+    versions = ",".join(f"{e}={config.engine_version(e)}" for e in config.engines)
     return f"{config.hash()} {versions}"
 
 

@@ -9,12 +9,13 @@ finished), else read from its results file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
+from models.registry import default_registry
 from study.design.config import config_from_text
 from study.design.generate import Design
 from study.errors import ConfigError, StoreError
@@ -24,6 +25,8 @@ from study.run.kinds import Kind, kind_named, kind_of, kind_of_files
 from study.run.store import MANIFEST, Store
 
 if TYPE_CHECKING:
+    from models.registry import Registry
+    from models.spec import EngineSpec
     from study.design.config import StudyConfig
 
 __all__ = [
@@ -81,11 +84,15 @@ def dataset_of(
     return build_dataset(piece, config, kind, manifest, context)
 
 
-def stored_config(store: Store) -> StudyConfig:
-    """The configuration a run directory was written with."""
+def stored_config(store: Store, registry: Registry | None = None) -> StudyConfig:
+    """The configuration a run directory was written with (its engines from
+    ``registry``, default: the installed ones)."""
     try:
         return config_from_text(
-            store.config_text(), default_name=store.path.name, label=str(store.config_path)
+            store.config_text(),
+            default_name=store.path.name,
+            label=str(store.config_path),
+            registry=registry,
         )
     except ConfigError as err:
         raise StoreError(
@@ -94,13 +101,14 @@ def stored_config(store: Store) -> StudyConfig:
         ) from err
 
 
-def open_results(run_dir: str | Path) -> xr.Dataset:
+def open_results(run_dir: str | Path, *, register: Sequence[EngineSpec] = ()) -> xr.Dataset:
     """The Dataset of a run directory of any kind, loaded into memory.
 
     Built from the checkpoint pieces (so a run that was interrupted, even by kill -9,
     shows every pair it finished); falls back to the results file alone.
     ``ds.attrs["kind"]`` names the kind of study; ``is_partial(ds)`` whether some
-    pair it asked for is not done yet.
+    pair it asked for is not done yet.  ``register``: the engines of one's own the run
+    was made with (``run_study(..., engines=...)``).
 
     Raises
     ------
@@ -112,7 +120,8 @@ def open_results(run_dir: str | Path) -> xr.Dataset:
         raise StoreError(f"{run_dir}: no such run directory; give a directory `study run` wrote")
     if store.piece_files() or store.exists():
         manifest = store.read_manifest()
-        config = stored_config(store)
+        registry = default_registry().with_engines(*register) if register else None
+        config = stored_config(store, registry)
         piece = load_checked(store, manifest, stamp_of(config))
         if piece is not None:
             return dataset_of(piece, config, manifest)

@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from models.registry import ENGINE_VERSIONS, engine_kind
-from study.design.config import differences
+from study.design.config import differences, with_registry
 from study.errors import Interrupted, RunError, StoreError
 from study.run.batch import PROCESS, Pair
 from study.run.budget import check_budget
@@ -33,6 +32,8 @@ from study.run.results import dataset_of, store_for, stored_config
 from study.run.store import Store
 
 if TYPE_CHECKING:
+    from models.registry import Registry
+    from models.spec import EngineSpec
     from study.design.config import StudyConfig
     from study.run.shards import Shard
 
@@ -109,7 +110,7 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
         "config_hash": config.hash(),
         "root_seed": config.seed,
         "engines": list(config.engines),
-        "engine_versions": {e: ENGINE_VERSIONS[engine_kind(e)] for e in config.engines},
+        "engine_versions": {e: config.engine_version(e) for e in config.engines},
         "terms": terms,
         "effects": effects,
         "replicates": config.replicates,
@@ -142,12 +143,18 @@ def open_run(
         except StoreError:
             problem = "does not parse" if store.exists() else "is missing beside checkpoints"
             return recover_manifest(
-                store, config, fresh, problem=problem, stored_hash=_stored_hash(store), warn=warn
+                store,
+                config,
+                fresh,
+                problem=problem,
+                stored_hash=_stored_hash(store, config.registry),
+                warn=warn,
             )
         if old["config_hash"] != config.hash():
             try:
                 changed = differences(
-                    stored_config(store).hashed_settings(), config.hashed_settings()
+                    stored_config(store, config.registry).hashed_settings(),
+                    config.hashed_settings(),
                 )
             except StoreError:
                 changed = []
@@ -157,7 +164,7 @@ def open_run(
                 "use overwrite=True to replace it or out=... for a new directory"
             )
         versions = store.engine_versions()
-        now = {e: ENGINE_VERSIONS[engine_kind(e)] for e in config.engines}
+        now = {e: config.engine_version(e) for e in config.engines}
         stale = [
             f"{e} {versions.get(e, 1)} -> {now[e]}"
             for e in config.engines
@@ -169,7 +176,9 @@ def open_run(
                 "seeds now give other numbers, and a resumed run would mix them); use "
                 "overwrite=True to rerun it or out=... for a new directory"
             )
-        if _stored_hash(store) != config.hash():  # study.toml lost or damaged: rewrite it
+        if (
+            _stored_hash(store, config.registry) != config.hash()
+        ):  # study.toml lost or damaged: rewrite it
             if store.config_path.exists():
                 dest = store.set_aside(store.config_path)
                 warn(f"{store.config_path} is damaged; moved to {dest} and rewritten")
@@ -190,10 +199,10 @@ def open_run(
     return fresh
 
 
-def _stored_hash(store: Store) -> str | None:
+def _stored_hash(store: Store, registry: Registry) -> str | None:
     """The hash of the run's study.toml (``None`` when it is missing or invalid)."""
     try:
-        return stored_config(store).hash()
+        return stored_config(store, registry).hash()
     except StoreError:
         return None
 
@@ -228,6 +237,7 @@ def run_study(
     fail_fast: bool = False,
     warn: Warn = warn_stderr,
     stop: StopRequest | None = None,
+    engines: Sequence[EngineSpec] = (),
 ) -> RunReport:
     """Run (or resume, or extend) a study of any kind; results in ``out`` (default: its
     kind's, e.g. outputs/<name>).
@@ -242,7 +252,11 @@ def run_study(
     is refused before anything is written (:mod:`study.run.budget`).  With
     ``fail_fast`` the first fit that fails or does not converge stops the run
     (:class:`~study.errors.FitFailed`, with the engine's traceback).  ``stop`` is the
-    :class:`StopRequest` a caller's signal handlers call.
+    :class:`StopRequest` a caller's signal handlers call.  ``engines`` registers
+    engines of one's own for this run (:class:`~models.spec.EngineSpec`, as an entry
+    point would; ``docs/engines.md``): ``config`` may name them.  Local worker
+    processes import them by their references, so define them in an importable
+    module, not in ``__main__``.
 
     Raises
     ------
@@ -255,6 +269,8 @@ def run_study(
             "overwrite=True with shard=... would delete the other shards' work; clear the run "
             "directory once before submitting the array job"
         )
+    if engines:
+        config = with_registry(config, config.registry.with_engines(*engines))
     store = store_for(config, out)
     if store.path.exists() and not store.path.is_dir():
         raise StoreError(f"out={store.path} is a file; give a directory")

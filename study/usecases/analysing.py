@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
@@ -21,6 +21,9 @@ from study.analysis.report import ReportFigure, png_bytes
 from study.errors import UserError
 from study.run.results import kind_of_store, open_results, store_of
 from study.run.store import Store, atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from models.spec import EngineSpec
 
 
 def _views(ds: xr.Dataset, run_dir: str | Path) -> Views:
@@ -51,6 +54,7 @@ def summarize(
     exclude_nonconverged: bool = False,
     exclude_singular: bool = False,
     reference: str | None = None,
+    register: Sequence[EngineSpec] = (),
 ) -> Summary:
     """Summarise a run (measures with MCSEs; SBC verdicts); ``summary.nc`` (and the
     kind's ``summary.md``) written beside it.  ``fmt``: table, markdown or csv (for
@@ -62,7 +66,7 @@ def summarize(
         An unknown measure, a reference engine that is not in the run, an option the
         run's kind does not have; nothing is written then.
     """
-    ds = open_results(run_dir)
+    ds = open_results(run_dir, register=register)
     views = _views(ds, run_dir)
     if fmt not in views.formats:
         raise UserError(
@@ -113,11 +117,13 @@ def figures(
     what: Sequence[str] | None = None,
     replicate: int | None = None,
     strict: bool | None = None,
+    register: Sequence[EngineSpec] = (),
 ) -> Drawn:
     """The figures of a run (``what``: names of the kind's figures; default all that
     apply), as matplotlib Figures, nothing written.  ``strict`` (default: when
-    ``what`` is given) refuses a figure that cannot be drawn instead of skipping it."""
-    ds = open_results(run_dir)
+    ``what`` is given) refuses a figure that cannot be drawn instead of skipping it.
+    ``register``: the engines of one's own the run was made with."""
+    ds = open_results(run_dir, register=register)
     views = _views(ds, run_dir)
     if what is not None:
         what = list(dict.fromkeys(what))
@@ -153,10 +159,11 @@ def plot(
     replicate: int | None = None,
     fmt: str = "png",
     out: str | Path | None = None,
+    register: Sequence[EngineSpec] = (),
 ) -> Plotted:
     """Draw a run's figures into ``out`` (default ``RUN_DIR/plots``), one file each."""
     t0 = time.perf_counter()
-    drawn = figures(run_dir, what=what, replicate=replicate)
+    drawn = figures(run_dir, what=what, replicate=replicate, register=register)
     where = Path(out) if out is not None else Path(run_dir) / "plots"
     paths = []
     for stem, _, fig in drawn.figures:
@@ -177,12 +184,12 @@ class Reported:
     seconds: float
 
 
-def report(run_dir: str | Path) -> Reported:
+def report(run_dir: str | Path, *, register: Sequence[EngineSpec] = ()) -> Reported:
     """Write ``RUN_DIR/report.html`` (self-contained) and ``report.md`` beside its
     figures (``plots/*.png``)."""
     t0 = time.perf_counter()
     run = Path(run_dir)
-    ds = open_results(run)
+    ds = open_results(run, register=register)
     views = _views(ds, run)
     drawn = views.figures(
         ds, what=None, options={}, posterior=_posterior_reader(store_of(run), ds), strict=False

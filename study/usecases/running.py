@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from study.design.config import StudyConfig, load_config
-from study.errors import ConfigError, UserError
+from models.registry import default_registry
+from study.design.config import StudyConfig, load_config, with_registry
+from study.design.sbc import as_sbc
+from study.errors import UserError
 from study.run.executors import make_executor
 from study.run.kinds import kind_of
 from study.run.runner import RunReport, StopRequest, run_study
@@ -15,6 +17,7 @@ from study.run.shards import MergeReport
 from study.run.shards import merge as merge_pieces
 
 if TYPE_CHECKING:
+    from models.spec import EngineSpec
     from study.run.executors import Executor
     from study.run.runner import Progress
     from study.run.shards import Shard
@@ -25,10 +28,17 @@ def configured(
     *,
     replicates: int | None = None,
     engines: Sequence[str] | None = None,
+    register: Sequence[EngineSpec] = (),
 ) -> StudyConfig:
     """A configuration from a preset name, a TOML path or a :class:`StudyConfig`, with
-    the replicate count and the engine list overridden where given."""
-    cfg = config if isinstance(config, StudyConfig) else load_config(config)
+    the replicate count and the engine list overridden where given, and the engines of
+    ``register`` (:class:`~models.spec.EngineSpec`) registered beside the installed
+    ones, so that it may name them."""
+    registry = default_registry().with_engines(*register) if register else None
+    if isinstance(config, StudyConfig):
+        cfg = config if registry is None else with_registry(config, registry)
+    else:
+        cfg = load_config(config, registry)
     if replicates is not None:
         cfg = cfg.with_replicates(replicates)
     if engines is not None:
@@ -61,14 +71,17 @@ def run(
     fail_fast: bool = False,
     progress: Progress | None = None,
     stop: StopRequest | None = None,
+    register: Sequence[EngineSpec] = (),
 ) -> RunReport:
     """Run (or resume, or extend) the study ``config`` of whatever kind it is.
 
     ``workers`` local processes or the Dask cluster at ``scheduler`` (default: this
     process first, worker processes only when the work left is worth starting them);
-    see :func:`study.run.runner.run_study` for the rest.
+    ``engines`` the engine labels to run instead of the configuration's; ``register``
+    engines of one's own (:class:`~models.spec.EngineSpec`) the configuration may
+    name; see :func:`study.run.runner.run_study` for the rest.
     """
-    cfg = configured(config, replicates=replicates, engines=engines)
+    cfg = configured(config, replicates=replicates, engines=engines, register=register)
     if executor is None:
         executor = make_executor(workers, scheduler, batch_size)
     return run_study(
@@ -87,10 +100,7 @@ def as_calibration(config: StudyConfig | str | Path, simulations: int | None = N
     """``config`` as a simulation-based calibration (its ``[sbc]`` table, or the
     defaults), with ``simulations`` per condition."""
     cfg = config if isinstance(config, StudyConfig) else load_config(config)
-    try:
-        return cfg.as_sbc(simulations)
-    except ConfigError as err:
-        raise ConfigError(str(err).replace("--simulations", "simulations")) from err
+    return as_sbc(cfg, simulations)
 
 
 def merge(

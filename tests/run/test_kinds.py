@@ -16,6 +16,7 @@ from toy_kind import TOY_TOML, MeanOfY
 
 from study.design.config import config_from_text, load_config
 from study.design.generate import Design
+from study.design.sbc import as_sbc
 from study.run import kinds as kinds_module
 from study.run.batch import run_batch
 from study.run.kinds import KINDS, kind_named, kind_of
@@ -59,7 +60,7 @@ def test_kinds_are_named_in_manifests_and_found_from_files(tmp_path):
     assert kind_named("sbc") is SBC
     with pytest.raises(KeyError, match="not one of coverage, sbc"):
         kind_named("power")
-    sbc_cfg = load_config("default").as_sbc(3)
+    sbc_cfg = as_sbc(load_config("default"), 3)
     assert kind_of(sbc_cfg) is SBC and SBC.default_out(sbc_cfg) == Path("outputs/sbc/default")
     (tmp_path / "sbc.nc").write_bytes(b"")
     assert kinds_module.kind_of_files(tmp_path) is SBC

@@ -59,10 +59,15 @@ class CoverageViews:
 
     name = "coverage"
     title = "a coverage study"
-    formats = ("table", "markdown", "csv")
-    summary_options = ("measures", "exclude_nonconverged", "exclude_singular", "reference")
-    figure_options = ("replicate",)
-    figure_names = tuple(FIGURES)
+    formats: tuple[str, ...] = ("table", "markdown", "csv")
+    summary_options: tuple[str, ...] = (
+        "measures",
+        "exclude_nonconverged",
+        "exclude_singular",
+        "reference",
+    )
+    figure_options: tuple[str, ...] = ("replicate",)
+    figure_names: tuple[str, ...] = tuple(FIGURES)
 
     def summarize(self, ds: xr.Dataset, *, fmt: str, options: Mapping[str, Any]) -> Summary:
         """The chosen measures (``options``: measures, exclude_nonconverged,

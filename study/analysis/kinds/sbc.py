@@ -72,10 +72,10 @@ class SbcViews:
 
     name = "sbc"
     title = "a simulation-based calibration"
-    formats = ("table", "markdown")
+    formats: tuple[str, ...] = ("table", "markdown")
     summary_options: tuple[str, ...] = ()
     figure_options: tuple[str, ...] = ()
-    figure_names = ("sbc-ranks", "sbc-ecdf")
+    figure_names: tuple[str, ...] = ("sbc-ranks", "sbc-ecdf")
 
     def summarize(self, ds: xr.Dataset, *, fmt: str, options: Mapping[str, Any]) -> Summary:
         summary = summarize_sbc(ds, ALPHA)

@@ -99,7 +99,7 @@ def piece_of(
 ) -> Piece:
     """Stack the values of ``pairs`` (condition id, replicate) into a checkpoint piece."""
     assert layout.schema is not None
-    values = {
+    values: dict[str, np.ndarray] = {
         name: np.stack([o.values[name] for o in outputs]).astype(var.dtype)
         for name, var in layout.schema.vars.items()
     }

@@ -88,7 +88,7 @@ class Coverage:
             if keep and posterior is not None:
                 kept.append((name, posterior))
             fits.append(fit.aligned(terms, effects))
-        values = {
+        values: dict[str, np.ndarray] = {
             var: np.array([getattr(f, var) for f in fits], dtype=spec.dtype)
             for var, spec in COVERAGE_SCHEMA.vars.items()
         }

@@ -35,6 +35,7 @@ import numpy as np
 
 from models.base import FitResult, PriorEngine, Structure
 from models.loglik import marginal_loglik
+from study.design.sbc import sbc_settings
 from study.design.seeds import engine_seed, sbc_rank_rng, sbc_rng
 from study.run.fitting import fit_recorded, stop_if_failed, where
 from study.run.kinds.base import PairOutput
@@ -150,7 +151,7 @@ class Sbc:
     what = "a simulation-based calibration (it has an [sbc] table)"
 
     def claims(self, config: StudyConfig) -> bool:
-        return config.sbc is not None
+        return sbc_settings(config) is not None
 
     def recognises(self, path: Path) -> bool:
         if (path / SBC_RESULTS).is_file():
@@ -181,17 +182,18 @@ class Sbc:
     ) -> PairOutput:
         """SBC simulation ``replicate`` of ``design``: parameters from the prior, data
         from them, every engine's ranks."""
-        assert config.sbc is not None
+        sbc = sbc_settings(config)
+        assert sbc is not None
         simulation = replicate
         by_name = dict(zip(config.engines, engines, strict=True))
-        prior = by_name[config.sbc.prior_from]
+        prior = by_name[sbc.prior_from]
         if not isinstance(prior, PriorEngine):
-            raise TypeError(f"engine {config.sbc.prior_from!r} has no prior to draw from")
+            raise TypeError(f"engine {sbc.prior_from!r} has no prior to draw from")
         structure = design.structure
         n_terms = len(sbc_terms(structure))
         rng = sbc_rng(config.seed, design.id, simulation)
         try:
-            theta = prior.draw_prior(structure, rng, scale=config.sbc.generator_prior_scale)
+            theta = prior.draw_prior(structure, rng, scale=sbc.generator_prior_scale)
             sample = design.sample_from(theta, rng, simulation)
             truth = np.append(theta, marginal_loglik(theta, sample.data))
         except Exception as err:  # a simulation that cannot be made is data, not a crash
@@ -221,10 +223,11 @@ class Sbc:
         return {}
 
     def attrs(self, config: StudyConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        assert config.sbc is not None
+        sbc = sbc_settings(config)
+        assert sbc is not None
         return {
-            "prior_from": config.sbc.prior_from,
-            "generator_prior_scale": config.sbc.generator_prior_scale,
+            "prior_from": sbc.prior_from,
+            "generator_prior_scale": sbc.generator_prior_scale,
             "rank_counts": ", ".join(map(str, RANK_COUNTS)),
         }
 
