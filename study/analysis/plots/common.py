@@ -12,6 +12,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from models.structure import INTERCEPT
 from study.analysis.plots import style
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
@@ -60,6 +61,16 @@ def terms_of(obj: Any, term: str | None = None, *, fixed: bool = True) -> list[s
         raise ValueError(f"term {term!r} is not in the results; terms: {terms}")
     keep = [t for t, e in zip(terms, effects, strict=True) if e == "fixed" or not fixed]
     return [term] if term else keep
+
+
+def focal_term(obj: Any) -> str:
+    """The term a one-term figure shows by default: the first fixed effect other than
+    the intercept (the first predictor, whatever its name), else the first term."""
+    fixed = terms_of(obj)
+    slopes = [t for t in fixed if t != INTERCEPT]
+    if slopes or fixed:
+        return (slopes or fixed)[0]
+    return str(obj["term"].values[0])
 
 
 def measure_of(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:

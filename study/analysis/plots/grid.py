@@ -19,6 +19,7 @@ from study.analysis.plots.common import (
     REFERENCE,
     Z,
     engines_of,
+    focal_term,
     label_of,
     legend,
     legend_handles,
@@ -48,14 +49,17 @@ def _show(k: tuple[int, tuple[float, ...], str]) -> str:
     return f"{k[1][0]:g}" if k[0] == 0 else k[2]
 
 
-def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[str], Any]:
+def _grid(
+    summary: xr.Dataset, measure: str, term: str | None
+) -> tuple[Any, Any, list[str], Any, str]:
     """``value``, ``mcse`` of ``term`` over (condition, engine), the factors that vary
     (none if they do not tell the conditions apart) and each condition's factor keys
-    (its position when there are no factors); refuses a single condition."""
+    (its position when there are no factors), and the term (``None``: the focal term);
+    refuses a single condition."""
     n = summary.sizes.get("condition", 1)
     if n < 2:
         raise ValueError(f"grid figures need several conditions; this summary has {n}")
-    terms_of(summary, term)
+    term = focal_term(summary) if term is None else terms_of(summary, term)[0]
     value, mcse = (
         x.sel(term=term).transpose("condition", ...) for x in measure_of(summary, measure)
     )
@@ -68,10 +72,12 @@ def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[
     keys = [tuple(_key(summary[f].values[i]) for f in factors) for i in range(n)]
     if len(set(keys)) < n:
         factors, keys = [], [((0, (float(i),), ""),) for i in range(n)]
-    return value, mcse, factors, keys
+    return value, mcse, factors, keys, term
 
 
-def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X") -> Figure:
+def grid_lines(
+    summary: xr.Dataset, measure: str = "coverage", *, term: str | None = None
+) -> Figure:
     """A measure against the factors of a grid of conditions, a line per engine.
 
     Parameters
@@ -81,8 +87,9 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
         (``ValueError`` for one).
     measure : str
         A measure of the summary (default ``coverage``).
-    term : str
-        The term (default ``X``).
+    term : str, optional
+        The term (default: the first fixed effect other than the intercept, whatever
+        the predictor is called; :func:`~study.analysis.plots.common.focal_term`).
 
     Returns
     -------
@@ -92,7 +99,7 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
         one applies (coverage: nominal level, with each condition's Monte Carlo band;
         SE ratios: 1; bias and % errors: 0).
     """
-    value, mcse, factors, keys = _grid(summary, measure, term)
+    value, mcse, factors, keys, term = _grid(summary, measure, term)
     engines, n = engines_of(summary), summary.sizes["condition"]
     nx = max(len(factors) - 1, 1)  # factors (or positions) along x; the last one facets
     xkeys, fkeys = [k[:nx] for k in keys], [k[nx:] for k in keys]
@@ -150,7 +157,9 @@ def _fmt(v: float, m: float) -> str:
     return f"{v:.{d}f} ({m:.{d}f})"
 
 
-def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X") -> Figure:
+def grid_heatmap(
+    summary: xr.Dataset, measure: str = "coverage", *, term: str | None = None
+) -> Figure:
     """Heat map of a measure by condition and engine, cells annotated ``value (mcse)``.
 
     Parameters
@@ -160,8 +169,9 @@ def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = 
         (``ValueError`` for one).
     measure : str
         A measure of the summary (default ``coverage``).
-    term : str
-        The term (default ``X``).
+    term : str, optional
+        The term (default: the first fixed effect other than the intercept, whatever
+        the predictor is called; :func:`~study.analysis.plots.common.focal_term`).
 
     Returns
     -------
@@ -170,7 +180,7 @@ def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = 
         condition and a column per engine.  A diverging scale centred on the reference
         value where one applies (coverage: the nominal level), else viridis.
     """
-    value, mcse, factors, keys = _grid(summary, measure, term)
+    value, mcse, factors, keys, term = _grid(summary, measure, term)
     engines = engines_of(summary)
     if len(factors) == 2:
         rk, ck = (sorted({k[j] for k in keys}) for j in (0, 1))
