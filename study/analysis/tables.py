@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,33 +85,53 @@ def _render_one(frame: pd.DataFrame, fmt: str, digits: int) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def _width(text: str) -> int:
+    """The widest line of a rendered table (a header can be narrower than its cells)."""
+    return max(map(len, text.splitlines()), default=0)
+
+
 def render(
     frame: pd.DataFrame,
     fmt: str = "table",
     digits: int = 4,
     *,
-    keep: int = 1,
+    keep: int | Sequence[str] = 1,
     width: int | None = None,
 ) -> str:
     """Render ``frame`` as an aligned text table, a markdown table or CSV.
 
     A text table wider than ``width`` (default: the terminal's) is split into several,
-    each repeating the first ``keep`` columns.
+    each repeating the key columns ``keep``: the first ``keep`` columns, or the columns
+    of that name, in the frame's order (e.g. a grid's factors and ``term``).
     """
     if fmt == "csv":
         return frame.to_csv(index=False)
     text = _render_one(frame, fmt, digits)
     width = width or shutil.get_terminal_size((120, 24)).columns
-    if fmt == "markdown" or len(text.splitlines()[0]) <= width or frame.shape[1] <= keep + 1:
+    if isinstance(keep, int):
+        keys = set(frame.columns[:keep])
+    else:
+        missing = [k for k in keep if k not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"keep: no column {', '.join(map(repr, missing))} in the table; columns: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        keys = set(keep)
+    rest = [c for c in frame.columns if c not in keys]
+    if fmt == "markdown" or _width(text) <= width or len(rest) <= 1:
         return text
-    head, rest = list(frame.columns[:keep]), list(frame.columns[keep:])
+
+    def block(part: list[str]) -> pd.DataFrame:
+        return frame[[c for c in frame.columns if c in keys or c in part]]
+
     parts: list[list[str]] = [[]]
     for col in rest:
-        trial = frame[[*head, *parts[-1], col]]
-        if parts[-1] and len(_render_one(trial, fmt, digits).splitlines()[0]) > width:
+        trial = block([*parts[-1], col])
+        if parts[-1] and _width(_render_one(trial, fmt, digits)) > width:
             parts.append([])
         parts[-1].append(col)
-    return "\n\n".join(_render_one(frame[[*head, *p]], fmt, digits) for p in parts)
+    return "\n\n".join(_render_one(block(p), fmt, digits) for p in parts)
 
 
 def _pair_cell(value: float, mcse: float, unreliable: bool, digits: int = 4) -> str:
@@ -259,7 +280,7 @@ def summary_text(
         blocks.append(_title(title, fmt))
         if n_cond > 1:
             table = grid_table(ds, summary, engine, measures)
-            blocks.append(render(table, fmt, digits=4, keep=len(_factors(ds)) + 2))
+            blocks.append(render(table, fmt, digits=4, keep=[*_factors(ds), "term"]))
             continue
         one, sm = ds.isel(condition=0), summary.isel(condition=0)
         blocks.append(render(report_table(one, sm, engine), fmt, digits=4))
