@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from models.structure import INTERCEPT
+from study.analysis import mcse as mnp
 from study.analysis.plots import style
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
@@ -24,6 +25,8 @@ REFERENCE: dict[str, float | str] = {
     **dict.fromkeys(("bias", "relative_bias", "cond_bias", "relative_error_model_se"), 0.0),
     **dict.fromkeys(("relative_precision", "bias_variance_scale"), 0.0),
 }
+#: measures that are shares of replicates: error bars by the Wilson interval
+SHARES = ("coverage", "bias_eliminated_coverage", "cond_coverage", "rejection")
 LABELS = {
     "coverage": "Coverage (proportion)",
     "bias": "Bias (estimate units)",
@@ -79,6 +82,22 @@ def measure_of(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:
     return s["value"].sel(measure=name), s["mcse"].sel(measure=name)
 
 
+def interval_of(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """Lower and upper ends of a measure's error bar: the Wilson interval for a share
+    (coverage, rejection: inside [0, 1]), else value +-1.96 MCSE."""
+    value, mcse = measure_of(s, name)
+    if name in SHARES and "n" in s:
+        lo, hi = xr.apply_ufunc(
+            mnp.wilson_interval,
+            value,
+            s["n"].sel(measure=name),
+            kwargs={"z": Z},
+            output_core_dims=[[], []],
+        )
+        return lo, hi
+    return value - Z * mcse, value + Z * mcse
+
+
 def label_of(s: xr.Dataset, measure: str) -> str:
     desc = str(s["description"].sel(measure=measure).item()) if "description" in s.coords else ""
     return LABELS.get(measure, f"{measure} ({desc})" if desc else measure)
@@ -102,17 +121,30 @@ def legend_handles(engines: Sequence[str], *refs: tuple[str, str], marker: str =
     return dots + [Line2D([], [], color=GREY, ls=ls, label=lab) for lab, ls in refs]
 
 
-def forest(ax: Any, value: Any, mcse: Any, rows: Sequence[str], gid: str) -> None:
+def forest(
+    ax: Any,
+    value: Any,
+    mcse: Any,
+    rows: Sequence[str],
+    gid: str,
+    bounds: tuple[Any, Any] | None = None,
+) -> None:
     """Horizontal forest plot of ``value`` (engine x row), first row on top, engines
-    dodged; one point artist (gid ``gid|engine|row``) per finite value."""
+    dodged; one point artist (gid ``gid|engine|row``) per finite value.  Error bars
+    +-1.96 ``mcse``, or from ``bounds`` (lower, upper; e.g. :func:`interval_of`)."""
     engines = engines_of(value)
     offsets = np.linspace(0.18, -0.18, len(engines)) if len(engines) > 1 else [0.0]
     for off, eng in zip(offsets, engines, strict=True):
         v, m = value.sel(engine=eng).values, mcse.sel(engine=eng).values
+        if bounds is None:
+            lo, hi = v - Z * m, v + Z * m
+        else:
+            lo, hi = (np.asarray(b.sel(engine=eng).values, dtype=float) for b in bounds)
         kw = {"fmt": "o", "ms": 5, "capsize": 2, "color": style.engine_color(eng, engines)}
         for i, row in enumerate(rows):
             if math.isfinite(v[i]):
-                err = [[Z * m[i]]] if math.isfinite(m[i]) else None
+                ok = math.isfinite(lo[i]) and math.isfinite(hi[i])
+                err = [[v[i] - lo[i]], [hi[i] - v[i]]] if ok else None
                 ax.errorbar([v[i]], [-i + off], xerr=err, **kw).lines[0].set_gid(
                     f"{gid}|{eng}|{row}"
                 )

@@ -17,9 +17,11 @@ from study.analysis.plots import style
 from study.analysis.plots.common import (
     GREY,
     REFERENCE,
+    SHARES,
     Z,
     engines_of,
     focal_term,
+    interval_of,
     label_of,
     legend,
     legend_handles,
@@ -94,12 +96,14 @@ def grid_lines(
     Returns
     -------
     matplotlib.figure.Figure
-        The measure (+-1.96 MCSE) against the first factor(s), in lexicographic order;
+        The measure (+-1.96 MCSE; a share, e.g. coverage, with its 95% Wilson interval,
+        inside [0, 1]) against the first factor(s), in lexicographic order;
         with two or more factors a panel per level of the last.  A reference line where
         one applies (coverage: nominal level, with each condition's Monte Carlo band;
         SE ratios: 1; bias and % errors: 0).
     """
-    value, mcse, factors, keys, term = _grid(summary, measure, term)
+    value, _, factors, keys, term = _grid(summary, measure, term)
+    bounds = [b.sel(term=term).transpose("condition", ...) for b in interval_of(summary, measure)]
     engines, n = engines_of(summary), summary.sizes["condition"]
     nx = max(len(factors) - 1, 1)  # factors (or positions) along x; the last one facets
     xkeys, fkeys = [k[:nx] for k in keys], [k[nx:] for k in keys]
@@ -120,14 +124,17 @@ def grid_lines(
         pos = np.array([xs.index(xkeys[i]) for i in idx], dtype=float)
         for p, i in zip(pos, idx, strict=True) if kind == "level" else ():  # Monte Carlo band
             h = Z * math.sqrt(level * (1 - level) / max(int(reps[i]), 1))
-            ax.fill_between([p - 0.4, p + 0.4], level - h, level + h, color=GREY, alpha=0.12, lw=0)
+            band = max(level - h, 0.0), min(level + h, 1.0)  # a share stays in [0, 1]
+            ax.fill_between([p - 0.4, p + 0.4], *band, color=GREY, alpha=0.12, lw=0)
         if ref is not None:
             ax.axhline(float(ref), color=GREY, ls="--", lw=1)
         for off, eng in zip(offsets, engines, strict=True):
-            v, m = value.sel(engine=eng).values[idx], mcse.sel(engine=eng).values[idx]
+            v = value.sel(engine=eng).values[idx]
+            lo, hi = (b.sel(engine=eng).values[idx] for b in bounds)
+            err = np.nan_to_num(np.stack([v - lo, hi - v]))
             kw = {"marker": "o", "ms": 4, "capsize": 2, "color": style.engine_color(eng, engines)}
             if np.isfinite(v).any():
-                ax.errorbar(pos + off, v, yerr=Z * np.nan_to_num(m), **kw)
+                ax.errorbar(pos + off, v, yerr=err, **kw)
         ax.set_xticks(range(len(xs)), ticks, rotation=30 if len(xs) > 6 else 0)
         ax.set_xlabel(" / ".join(factors[:nx]) or "condition")
         ax.grid(axis="y", alpha=0.3)
@@ -138,7 +145,9 @@ def grid_lines(
     for ax in axes.flat[len(fs) :]:
         ax.set_visible(False)
     suptitle(
-        fig, f"{label_of(summary, measure).split(' (')[0]} of {term} by condition (+-1.96 MCSE)"
+        fig,
+        f"{label_of(summary, measure).split(' (')[0]} of {term} by condition "
+        + ("(95% Wilson intervals)" if measure in SHARES else "(+-1.96 MCSE)"),
     )
     refs = (
         [] if ref is None else [(f"nominal {level:.0%}" if kind == "level" else f"{ref:g}", "--")]
