@@ -201,8 +201,32 @@ def test_unknown_reference_is_refused_only_when_needed():
     assert np.isnan(s.value.sel(measure=["relative_precision", "correlation_with_reference"])).all()
 
 
-def test_registry_matches_dispatch_table():
-    assert list(measures_mod._TABLE) == list(MEASURES)
+def test_one_record_per_measure_and_the_views_derive_from_it():
+    reg = measures_mod.REGISTRY
+    assert list(MEASURES) == list(reg) and all(MEASURES[k] == r.description for k, r in reg.items())
+    assert all(name == record.name for name, record in reg.items())
+    for record in reg.values():  # a measure computed by name calls an mcse function
+        assert not record.numpy or callable(getattr(m, record.numpy))
+        assert record.uses and set(record.uses) <= set(measures_mod.INPUTS)
+    assert [r.name for r in reg.values() if r.needs_reference] == [
+        "relative_precision",
+        "correlation_with_reference",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"numpy": "biass", "args": ("est",)}, ValueError, r"numpy='biass' is not a function"),
+        ({"numpy": "bias", "args": ("est", "truth")}, ValueError, r"args=.*'truth'"),
+        ({}, ValueError, "give numpy= .* or compute=, exactly one"),
+        ({"numpy": "bias", "args": ("est",), "unit": "pct"}, ValueError, r"unit='pct'"),
+        ({"numpy": "bias", "args": ("est",), "reference": 1}, TypeError, r"reference=1; give"),
+    ],
+)
+def test_a_bad_measure_record_is_refused_naming_the_field(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        measures_mod.Measure("x", "a measure", **kwargs)
 
 
 def _spy_on_mcse(monkeypatch: pytest.MonkeyPatch) -> list[str]:

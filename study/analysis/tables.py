@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from study.analysis.failures import failure_reasons, shorten
+from study.analysis.measures import REGISTRY
 
 #: measures shown by default in the measure table
 DEFAULT_MEASURES = (
@@ -34,17 +35,9 @@ DEFAULT_MEASURES = (
     "rmse",
 )
 #: units shown in the header of a measure (others are on the estimate's scale or ratios)
-UNITS = {
-    "relative_bias": "fraction",
-    "relative_error_model_se": "%",
-    "relative_precision": "%",
-    "coverage": "share",
-    "bias_eliminated_coverage": "share",
-    "cond_coverage": "share",
-    "rejection": "share",
-}
+UNITS = {m.name: m.unit for m in REGISTRY.values() if m.unit}
 #: proportions whose binomial MCSE is 0, hence meaningless, at 0 or 1
-PROPORTIONS = ("coverage", "bias_eliminated_coverage", "cond_coverage", "rejection")
+PROPORTIONS = tuple(m.name for m in REGISTRY.values() if m.share)
 #: fewer replicates than this make a Monte Carlo SE itself imprecise
 MIN_RELIABLE_N = 100
 UNRELIABLE = "!"
@@ -183,8 +176,9 @@ def measure_table(summary: xr.Dataset, engine: str, measures: list[str]) -> pd.D
         if source in summary["measure"].values:
             cols[name] = [int(x) for x in n.sel(measure=source).values]
     for m in measures:
+        digits = REGISTRY[m].digits if m in REGISTRY else 4
         cols[_header(m)] = [
-            _pair_cell(float(a), float(b), _unreliable(m, float(a), int(k)))
+            _pair_cell(float(a), float(b), _unreliable(m, float(a), int(k)), digits)
             for a, b, k in zip(
                 v.sel(measure=m).values,
                 s.sel(measure=m).values,

@@ -14,29 +14,19 @@ from matplotlib.lines import Line2D
 
 from models.structure import INTERCEPT
 from study.analysis import mcse as mnp
+from study.analysis.measures import REGISTRY
 from study.analysis.plots import style
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
 GREY, MISS = style.TRUTH_COLOR, "#000000"  # truth / reference; zip plot: missing intervals
 #: reference value of a measure: a number, or "level" (the nominal level)
 REFERENCE: dict[str, float | str] = {
-    **dict.fromkeys(("coverage", "bias_eliminated_coverage", "cond_coverage"), "level"),
-    **dict.fromkeys(("modse_truese", "empse_truese", "modse_condse", "empse_condse"), 1.0),
-    **dict.fromkeys(("bias", "relative_bias", "cond_bias", "relative_error_model_se"), 0.0),
-    **dict.fromkeys(("relative_precision", "bias_variance_scale"), 0.0),
+    m.name: m.reference for m in REGISTRY.values() if m.reference is not None
 }
 #: measures that are shares of replicates: error bars by the Wilson interval
-SHARES = ("coverage", "bias_eliminated_coverage", "cond_coverage", "rejection")
-LABELS = {
-    "coverage": "Coverage (proportion)",
-    "bias": "Bias (estimate units)",
-    "relative_error_model_se": "Relative error of ModSE (%)",
-    "relative_precision": "Relative precision (%)",
-    "modse_truese": "ModSE / TrueSE",
-    "empse_truese": "EmpSE / TrueSE",
-    "modse_condse": "ModSE / CondSE",
-    "empse_condse": "EmpSE / CondSE",
-}
+SHARES = tuple(m.name for m in REGISTRY.values() if m.share)
+#: axis labels of the measures that have their own
+LABELS = {m.name: m.label for m in REGISTRY.values() if m.label}
 
 
 def select(obj: Any, condition: str | None) -> tuple[Any, str]:
