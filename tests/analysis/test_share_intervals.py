@@ -31,6 +31,11 @@ def test_wilson_interval_equals_statsmodels():
     lo, hi = m.wilson_interval(np.array([1.0, np.nan]), np.array([4, 4]))
     assert 0 < lo[0] < hi[0] == 1.0 and np.isnan(lo[1]) and np.isnan(hi[1])
     assert np.isnan(m.wilson_interval(0.5, 0)[0])  # no trials: no interval
+    # it holds the share itself, also where rounding would put an end past it
+    n = np.arange(1, 2001)
+    for p in (0.0, 1.0):
+        lo, hi = m.wilson_interval(np.full(n.size, p), n)
+        assert (lo <= p).all() and (hi >= p).all()
 
 
 def _results(conditions: int, R: int = 6) -> xr.Dataset:

@@ -134,7 +134,7 @@ def forest(
         for i, row in enumerate(rows):
             if math.isfinite(v[i]):
                 ok = math.isfinite(lo[i]) and math.isfinite(hi[i])
-                err = [[v[i] - lo[i]], [hi[i] - v[i]]] if ok else None
+                err = [[max(v[i] - lo[i], 0.0)], [max(hi[i] - v[i], 0.0)]] if ok else None
                 ax.errorbar([v[i]], [-i + off], xerr=err, **kw).lines[0].set_gid(
                     f"{gid}|{eng}|{row}"
                 )

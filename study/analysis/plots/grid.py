@@ -131,7 +131,7 @@ def grid_lines(
         for off, eng in zip(offsets, engines, strict=True):
             v = value.sel(engine=eng).values[idx]
             lo, hi = (b.sel(engine=eng).values[idx] for b in bounds)
-            err = np.nan_to_num(np.stack([v - lo, hi - v]))
+            err = np.clip(np.nan_to_num(np.stack([v - lo, hi - v])), 0.0, None)
             kw = {"marker": "o", "ms": 4, "capsize": 2, "color": style.engine_color(eng, engines)}
             if np.isfinite(v).any():
                 ax.errorbar(pos + off, v, yerr=err, **kw)
