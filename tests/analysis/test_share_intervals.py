@@ -85,7 +85,7 @@ def test_coverage_figure_bars_are_wilson_intervals_inside_0_1():
     assert len(ends) == 2  # a bar per fixed term
     ref = proportion_confint(5, 6, alpha=0.05, method="wilson")
     for lo, hi in ends:
-        assert 0.0 <= lo and hi <= 1.0
+        assert lo >= 0.0 and hi <= 1.0
         np.testing.assert_allclose([lo, hi], ref, atol=1e-9)
 
 
