@@ -34,6 +34,24 @@ run = ["reml"]
 """
 
 
+#: one condition, two predictors with names that are not X
+TWO_PREDICTORS = """
+name = "dose-age"
+replicates = 5
+seed = 8
+
+[design]
+groups = 6
+group_size = 8
+predictors = ["dose", "age"]
+beta = [1.0, 0.5, -0.3]
+re_sd = [1.0, 0.5, 0.5]
+
+[engines]
+run = ["reml"]
+"""
+
+
 @pytest.fixture(scope="module")
 def treat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("treat")
@@ -56,3 +74,15 @@ def test_report_of_a_grid_with_predictor_treat(treat_run, capsys):
     assert main(["report", str(treat_run)]) == 0, capsys.readouterr().err
     text = (treat_run / "report.md").read_text()
     assert "grid-lines-coverage" in text and "treat" in text
+
+
+def test_figures_and_report_of_one_condition_with_two_named_predictors(tmp_path, capsys):
+    (tmp_path / "study.toml").write_text(TWO_PREDICTORS)
+    run = tmp_path / "run"
+    run_study(load_config(tmp_path / "study.toml"), run)
+    assert main(["plot", str(run), "--out", str(tmp_path / "figs")]) == 0, capsys.readouterr()
+    names = {p.stem for p in (tmp_path / "figs").iterdir()}
+    assert {"coverage", "zip-reml", "calibration", "bias", "estimates"} <= names
+    assert main(["report", str(run)]) == 0, capsys.readouterr().err
+    text = (run / "report.md").read_text()
+    assert "dose" in text and "age" in text
