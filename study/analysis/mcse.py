@@ -200,6 +200,5 @@ def wilson_interval(share: ArrayLike, n: ArrayLike, z: float = 1.959963984540054
     centre = (p + z2 / (2 * k)) / (1 + z2 / k)
     half = z / (1 + z2 / k) * np.sqrt(p * (1 - p) / k + z2 / (4 * k * k))
     # it contains p in exact arithmetic; min / max undo rounding at p = 0 or 1
-    return np.clip(np.fmin(centre - half, p), 0.0, 1.0), np.clip(
-        np.fmax(centre + half, p), 0.0, 1.0
-    )
+    lo, hi = np.minimum(centre - half, p), np.maximum(centre + half, p)
+    return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)

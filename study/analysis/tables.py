@@ -78,11 +78,6 @@ def _render_one(frame: pd.DataFrame, fmt: str, digits: int) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def _width(text: str) -> int:
-    """The widest line of a rendered table (a header can be narrower than its cells)."""
-    return max(map(len, text.splitlines()), default=0)
-
-
 def render(
     frame: pd.DataFrame,
     fmt: str = "table",
@@ -112,7 +107,7 @@ def render(
             )
         keys = set(keep)
     rest = [c for c in frame.columns if c not in keys]
-    if fmt == "markdown" or _width(text) <= width or len(rest) <= 1:
+    if fmt == "markdown" or len(text.splitlines()[0]) <= width or len(rest) <= 1:
         return text
 
     def block(part: list[str]) -> pd.DataFrame:
@@ -121,7 +116,7 @@ def render(
     parts: list[list[str]] = [[]]
     for col in rest:
         trial = block([*parts[-1], col])
-        if parts[-1] and _width(_render_one(trial, fmt, digits)) > width:
+        if parts[-1] and len(_render_one(trial, fmt, digits).splitlines()[0]) > width:
             parts.append([])
         parts[-1].append(col)
     return "\n\n".join(_render_one(block(p), fmt, digits) for p in parts)

@@ -2,8 +2,7 @@
 columns (the grid's factors and the term) in every block.
 
 Before the fix the blocks repeated the first ``len(factors) + 2`` columns, which with
-the ``singular`` column are factors, ``not_conv`` and ``singular``: no ``term``.  The
-width was also measured on the header line alone, which can be narrower than the cells.
+the ``singular`` column are factors, ``not_conv`` and ``singular``: no ``term``.
 """
 
 from __future__ import annotations
@@ -82,7 +81,7 @@ def test_render_keeps_named_key_columns_in_their_order():
             "g": [1, 2],
             "flag": [0, 0],
             "term": ["a", "b"],
-            **{f"m{i}": ["0.1234 (0.0001)"] * 2 for i in range(10)},
+            **{f"measure_{i:02d}_(unit)": ["0.1234 (0.0001)"] * 2 for i in range(10)},
         }
     )
     blocks = render(frame, "table", width=70, keep=["g", "term"]).split("\n\n")
