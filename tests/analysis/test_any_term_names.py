@@ -10,9 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import xarray as xr
 
+from study.analysis.measures import compute_measures
+from study.analysis.plots.catalog import FIGURES, PlotInput, build
 from study.cli.main import main
 from study.design.config import load_config
+from study.run.results import open_results
 from study.run.runner import run_study
 
 #: REML only (fast), a grid of two conditions, the predictor named ``treat``
@@ -32,8 +36,6 @@ groups = [6, 10]
 [engines]
 run = ["reml"]
 """
-
-
 #: one condition, two predictors with names that are not X
 TWO_PREDICTORS = """
 name = "dose-age"
@@ -52,37 +54,53 @@ run = ["reml"]
 """
 
 
-@pytest.fixture(scope="module")
-def treat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("treat")
-    (tmp / "study.toml").write_text(TREAT_GRID)
+def _run(tmp: Path, text: str) -> Path:
+    (tmp / "study.toml").write_text(text)
     run_study(load_config(tmp / "study.toml"), tmp / "run")
     return tmp / "run"
 
 
-def test_every_figure_of_a_grid_with_predictor_treat(treat_run, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def treat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _run(tmp_path_factory.mktemp("treat"), TREAT_GRID)
+
+
+def _every_figure(ds: xr.Dataset) -> dict[str, str]:
+    """Build (not save) every figure ``study plot`` / ``study report`` draw: stem ->
+    its title."""
+    inp = PlotInput(ds, compute_measures(ds, reference="reml"))
+    return {stem: fig.get_suptitle() for stem, fig in build(list(FIGURES), inp, strict=False)}
+
+
+def test_every_figure_of_a_grid_with_predictor_treat(treat_run):
+    titles = _every_figure(open_results(treat_run))
+    for stem in ("grid-lines-coverage", "grid-heatmap-coverage", "grid-lines-bias"):
+        assert "of treat" in titles[stem], (stem, titles[stem])
+    assert any(s.startswith("coverage--") for s in titles)  # once per condition
+    assert any(s.startswith("zip-reml--") for s in titles)
+
+
+def test_study_plot_draws_the_grid_figures_of_treat(treat_run, tmp_path, capsys):
     out = tmp_path / "figs"
-    assert main(["plot", str(treat_run), "--out", str(out)]) == 0, capsys.readouterr().err
-    names = {p.stem for p in out.iterdir()}
-    assert {"grid-lines-coverage", "grid-heatmap-coverage", "grid-lines-bias"} <= names
-    # the one-condition figures too, once per condition
-    assert any(n.startswith("coverage--") for n in names)
-    assert any(n.startswith("zip-reml--") for n in names)
+    assert main(["plot", str(treat_run), "--what", "grid", "--out", str(out)]) == 0, (
+        capsys.readouterr().err
+    )
+    assert {p.stem for p in out.iterdir()} == {
+        "grid-lines-coverage",
+        "grid-lines-modse_truese",
+        "grid-lines-bias",
+        "grid-heatmap-coverage",
+        "grid-heatmap-modse_truese",
+    }
 
 
+def test_every_figure_of_one_condition_with_two_named_predictors(tmp_path):
+    titles = _every_figure(open_results(_run(tmp_path, TWO_PREDICTORS)))
+    assert {"coverage", "zip-reml", "calibration", "bias", "estimates"} <= set(titles)
+
+
+@pytest.mark.slow
 def test_report_of_a_grid_with_predictor_treat(treat_run, capsys):
     assert main(["report", str(treat_run)]) == 0, capsys.readouterr().err
     text = (treat_run / "report.md").read_text()
     assert "grid-lines-coverage" in text and "treat" in text
-
-
-def test_figures_and_report_of_one_condition_with_two_named_predictors(tmp_path, capsys):
-    (tmp_path / "study.toml").write_text(TWO_PREDICTORS)
-    run = tmp_path / "run"
-    run_study(load_config(tmp_path / "study.toml"), run)
-    assert main(["plot", str(run), "--out", str(tmp_path / "figs")]) == 0, capsys.readouterr()
-    names = {p.stem for p in (tmp_path / "figs").iterdir()}
-    assert {"coverage", "zip-reml", "calibration", "bias", "estimates"} <= names
-    assert main(["report", str(run)]) == 0, capsys.readouterr().err
-    text = (run / "report.md").read_text()
-    assert "dose" in text and "age" in text
