@@ -83,19 +83,24 @@ def render(
     fmt: str = "table",
     digits: int = 4,
     *,
-    keep: int | Sequence[str] = 1,
+    keep: int | Sequence[str] | None = None,
     width: int | None = None,
 ) -> str:
     """Render ``frame`` as an aligned text table, a markdown table or CSV.
 
     A text table wider than ``width`` (default: the terminal's) is split into several,
     each repeating the key columns ``keep``: the first ``keep`` columns, or the columns
-    of that name, in the frame's order (e.g. a grid's factors and ``term``).
+    of that name, in the frame's order (e.g. a grid's factors and ``term``); default:
+    the columns up to ``term`` where there is one (a grid's factors come first), else
+    the first column.
     """
     if fmt == "csv":
         return frame.to_csv(index=False)
     text = _render_one(frame, fmt, digits)
     width = width or shutil.get_terminal_size((120, 24)).columns
+    if keep is None:
+        columns = list(frame.columns)
+        keep = columns.index("term") + 1 if "term" in columns else 1
     if isinstance(keep, int):
         keys = set(frame.columns[:keep])
     else:

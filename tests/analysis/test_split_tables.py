@@ -91,3 +91,23 @@ def test_render_keeps_named_key_columns_in_their_order():
     for b in blocks[1:]:
         assert b.splitlines()[0].split()[:2] == ["g", "term"]
     assert all(max(len(line) for line in b.splitlines()) <= 70 for b in blocks)
+
+
+def test_by_default_the_columns_up_to_term_repeat():
+    """``study truth`` of a grid renders factor columns, then ``term``: before, only the
+    first factor repeated and the continuation blocks had no term."""
+    frame = pd.DataFrame(
+        {
+            "groups": [5, 5],
+            "group_size": [5, 20],
+            "term": ["(Intercept)", "treat"],
+            **{f"truth_{i:02d}_column": [0.123456, 0.654321] for i in range(8)},
+        }
+    )
+    blocks = render(frame, "table", digits=6, width=80).split("\n\n")
+    assert len(blocks) > 1
+    for b in blocks:
+        assert b.splitlines()[0].split()[:3] == ["groups", "group_size", "term"]
+    plain = frame.drop(columns=["groups", "group_size"]).rename(columns={"term": "name"})
+    for b in render(plain, "table", digits=6, width=60).split("\n\n"):
+        assert b.startswith("name")  # no term column: the first column repeats
