@@ -100,3 +100,12 @@ def test_grid_lines_bars_of_shares_stay_inside_0_1(measure):
         assert 0.0 <= lo <= v <= hi <= 1.0
         k = round(v * 6)
         np.testing.assert_allclose([lo, hi], proportion_confint(k, 6, method="wilson"), atol=1e-9)
+
+
+def test_zip_plot_draws_the_wilson_interval_of_its_coverage():
+    ds = _results(1)
+    fig = pm.zip_plot(ds, engine="reml", term="treat")
+    (ax,) = fig.axes
+    dotted = sorted(ln.get_ydata()[0] for ln in ax.lines if ln.get_linestyle() == ":")
+    ref = proportion_confint(5, 6, alpha=0.05, method="wilson")
+    np.testing.assert_allclose(dotted, 100 * np.array(ref), atol=1e-9)
