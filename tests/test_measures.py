@@ -82,34 +82,6 @@ def test_axis_argument():
     )
 
 
-def test_mcse_matches_spread_over_studies():
-    """Each MCSE formula against the SD of its measure over S independent studies.
-
-    S = 2000 studies of n = 200 replicates: estimates N(theta, 1), model SEs around 1
-    (scaled chi), exact normal 95% intervals with the true SD.  The SD of a measure over
-    studies is itself estimated with relative error 1/sqrt(2(S-1)) ~ 1.6%, so 10% is
-    a tolerance of > 6 of its SEs; coverage must be nominal within 3 MCSE.
-    """
-    rng = np.random.default_rng(20190401)
-    S, n, theta = 2000, 200, 1.5
-    est = rng.normal(theta, 1.0, (S, n))
-    se = np.sqrt(rng.chisquare(30, (S, n)) / 30)
-    z = 1.959963984540054
-    lo, hi = est - z, est + z
-    for func, args in [
-        (m.bias, (est, theta)),
-        (m.empirical_se, (est,)),
-        (m.mse, (est, theta)),
-        (m.model_se, (se,)),
-        (m.relative_error_model_se, (est, se)),
-        (m.coverage, (lo, hi, theta)),
-    ]:
-        value, mcse = func(*args, axis=1)
-        assert np.mean(mcse) == pytest.approx(np.std(value, ddof=1), rel=0.10), func.__name__
-    cov, cov_se = m.coverage(lo.ravel(), hi.ravel(), theta)
-    assert abs(cov - 0.95) < 3 * cov_se
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     arrays(np.float64, st.integers(1, 30), elements=st.floats(-1e6, 1e6) | st.just(np.nan)),
@@ -201,8 +173,32 @@ def test_unknown_reference_is_refused_only_when_needed():
     assert np.isnan(s.value.sel(measure=["relative_precision", "correlation_with_reference"])).all()
 
 
-def test_registry_matches_dispatch_table():
-    assert list(measures_mod._TABLE) == list(MEASURES)
+def test_one_record_per_measure_and_the_views_derive_from_it():
+    reg = measures_mod.REGISTRY
+    assert list(MEASURES) == list(reg) and all(MEASURES[k] == r.description for k, r in reg.items())
+    assert all(name == record.name for name, record in reg.items())
+    for record in reg.values():  # a measure computed by name calls an mcse function
+        assert not record.numpy or callable(getattr(m, record.numpy))
+        assert record.uses and set(record.uses) <= set(measures_mod.INPUTS)
+    assert [r.name for r in reg.values() if r.needs_reference] == [
+        "relative_precision",
+        "correlation_with_reference",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"numpy": "biass", "args": ("est",)}, ValueError, r"numpy='biass' is not a function"),
+        ({"numpy": "bias", "args": ("est", "truth")}, ValueError, r"args=.*'truth'"),
+        ({}, ValueError, "give numpy= .* or compute=, exactly one"),
+        ({"numpy": "bias", "args": ("est",), "unit": "pct"}, ValueError, r"unit='pct'"),
+        ({"numpy": "bias", "args": ("est",), "reference": 1}, TypeError, r"reference=1; give"),
+    ],
+)
+def test_a_bad_measure_record_is_refused_naming_the_field(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        measures_mod.Measure("x", "a measure", **kwargs)
 
 
 def _spy_on_mcse(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -181,3 +181,24 @@ def relative_precision(
     rho = np.nansum(ca * cb, -1) / np.sqrt(np.nansum(ca**2, -1) * np.nansum(cb**2, -1))
     r2 = (sa / sb) ** 2
     return 100.0 * (r2 - 1.0), 200.0 * r2 * np.sqrt((1.0 - rho**2) / (n - 1)), rho
+
+
+@_quiet
+def wilson_interval(share: ArrayLike, n: ArrayLike, z: float = 1.959963984540054) -> Pair:
+    """Wilson score interval of a share (coverage, rejection) from ``n`` trials.
+
+    ``(p + z^2/(2n) +- z sqrt(p (1 - p) / n + z^2 / (4 n^2))) / (1 + z^2 / n)``
+    (Wilson 1927; Brown, Cai & DasGupta 2001, Statistical Science 16:101): inside
+    [0, 1] and of non-zero width at a share of 0 or 1, where the Wald interval
+    ``p +- z sqrt(p (1 - p) / n)`` runs past the bounds or collapses.  NaN where
+    ``n < 1`` or the share is NaN.
+    """
+    p = np.asarray(share, dtype=float)
+    k = np.asarray(n, dtype=float)
+    k = np.where(k >= 1, k, np.nan)
+    z2 = z * z
+    centre = (p + z2 / (2 * k)) / (1 + z2 / k)
+    half = z / (1 + z2 / k) * np.sqrt(p * (1 - p) / k + z2 / (4 * k * k))
+    # it contains p in exact arithmetic; min / max undo rounding at p = 0 or 1
+    lo, hi = np.minimum(centre - half, p), np.maximum(centre + half, p)
+    return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)

@@ -7,18 +7,22 @@ result is a Dataset with variables ``value`` and ``mcse`` over
 plus per condition and engine the counts of replicates fitted and of non-converged
 fits.
 
-Measures are dispatched by name through ``_TABLE`` (name -> function of a
-:class:`_Context`), which has the same keys, in the same order, as :data:`MEASURES`.
-Pieces several measures share (EmpSE, ModSE, the comparison with the reference engine)
-are computed lazily on the context: at most once, and only if a requested measure needs
-them.
+Every measure is one :class:`Measure` record in :data:`REGISTRY`: its name and
+description, the inputs it needs finite in a replicate, the NumPy function (of
+:mod:`study.analysis.mcse`, by name) that computes its value and MCSE, and how tables
+and figures show it (unit, reference value, axis label, digits).  Everything else
+(:data:`MEASURES`, the tables' units, the figures' reference lines, the shares whose
+error bars are Wilson intervals) derives from it.  Pieces several measures share (EmpSE,
+ModSE, the comparison with the reference engine) are computed lazily on the context:
+at most once, and only if a requested measure needs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -26,38 +30,18 @@ import xarray as xr
 
 from study.analysis import mcse as mnp
 
-#: measure name -> description (the order is the order of the summary)
-MEASURES: dict[str, str] = {
-    "n": "replicates with a finite estimate",
-    "mean_estimate": "mean of the estimates",
-    "bias": "mean(estimate) - true value",
-    "relative_bias": "bias / true value",
-    "empirical_se": "SD of the estimates (EmpSE)",
-    "mean_se": "arithmetic mean of the model SEs (the 2018 report's AvgSE)",
-    "model_se": "root mean square of the model SEs (ModSE)",
-    "relative_error_model_se": "100 (ModSE / EmpSE - 1), %",
-    "mse": "mean squared error",
-    "rmse": "root mean squared error",
-    "coverage": "share of intervals covering the true value",
-    "bias_eliminated_coverage": "share of intervals covering mean(estimate)",
-    "interval_width": "mean interval width",
-    "rejection": "share of intervals excluding 0 (fixed effects: power / type I error)",
-    "relative_precision": "100 ((EmpSE_ref / EmpSE)^2 - 1), % against the reference engine",
-    "correlation_with_reference": "correlation of paired estimates with the reference engine",
-    "modse_truese": "ModSE / true SE (calibration against the analytic truth)",
-    "empse_truese": "EmpSE / true SE",
-    "cond_bias": "mean(estimate) - E[estimate | fixed u]",
-    "cond_coverage": "share of intervals covering E[estimate | fixed u]",
-    "modse_condse": "ModSE / SD[estimate | fixed u]",
-    "empse_condse": "EmpSE / SD[estimate | fixed u]",
-    "bias_variance_scale": "mean(estimate^2) - true^2 (SD terms: bias on the variance scale)",
-}
-
-
 Pair = tuple[xr.DataArray, xr.DataArray]
 
-#: measures that compare each engine with the reference engine
-_NEEDS_REFERENCE = ("relative_precision", "correlation_with_reference")
+#: per-replicate inputs a measure can use ("ref": the reference engine's estimate)
+INPUTS = ("est", "se", "lo", "hi", "ref")
+#: what a measure's arguments may name: the inputs, and per-term truths of the context
+_ARGS = ("est", "se", "lo", "hi", "theta", "cond")
+#: units a table header can show ("": the estimate's scale, a ratio or a count)
+UNITS = ("", "share", "%", "fraction")
+#: denominators of a ratio measure (ModSE / true SE ...)
+_OVER = ("", "true_se", "cond_se")
+#: the terms a measure is restricted to ("": all)
+_ONLY = ("", "fixed")
 
 
 def _reduce(func: Callable[..., Any], *arrays: xr.DataArray, n_out: int = 2) -> Any:
@@ -87,16 +71,15 @@ class _Context:
     fixed: xr.DataArray  # term is a fixed effect
     reference: str
     nan: xr.DataArray  # NaN over (engine, term)
+    _pairs: dict[tuple[str, tuple[str, ...]], Pair] = field(default_factory=dict)
 
-    @cached_property
-    def emp(self) -> Pair:
-        """EmpSE and its MCSE."""
-        return _reduce(mnp.empirical_se, self.est)
-
-    @cached_property
-    def mod(self) -> Pair:
-        """ModSE and its MCSE."""
-        return _reduce(mnp.model_se, self.se)
+    def pair(self, numpy: str, args: tuple[str, ...]) -> Pair:
+        """``mcse.<numpy>`` of the context's ``args``, computed once per context (the
+        function is looked up when called)."""
+        key = (numpy, args)
+        if key not in self._pairs:
+            self._pairs[key] = _reduce(getattr(mnp, numpy), *(getattr(self, a) for a in args))
+        return self._pairs[key]
 
     @cached_property
     def vs_reference(self) -> tuple[xr.DataArray, ...] | None:
@@ -111,15 +94,141 @@ class _Context:
             x.where(other) for x in _reduce(mnp.relative_precision, self.est, ref, n_out=3)
         )
 
+    def input(self, name: str) -> xr.DataArray | None:
+        """A per-replicate input by its :data:`INPUTS` name (None: no reference engine)."""
+        if name == "ref":
+            if self.reference not in self.est["engine"].values:
+                return None
+            return self.est.sel(engine=self.reference, drop=True)
+        arr: xr.DataArray = getattr(self, name)
+        return arr
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One performance measure: what it is, what it needs, how it is computed and shown.
+
+    Either ``numpy`` and ``args`` (the measure is ``mcse.<numpy>(*args)``, optionally
+    divided by the truth ``over`` and restricted to the terms ``only``) or ``compute``
+    (a function of the context returning ``(value, mcse)``) says how it is computed.
+
+    Parameters
+    ----------
+    name : str
+        The measure's name (``--measures``, the ``measure`` coordinate).
+    description : str
+        One line, kept in the summary's ``description`` coordinate.
+    numpy : str
+        Name of the function of :mod:`study.analysis.mcse` returning value and MCSE.
+    args : tuple of str
+        Its arguments, from :data:`_ARGS` (``theta``: the true value; ``cond``: the
+        conditional truth, NaN where the results carry none).
+    over : str
+        ``"true_se"`` or ``"cond_se"``: a ratio over that truth (``""``: none).
+    only : str
+        ``"fixed"``: NaN except for fixed effects (``""``: every term).
+    compute : callable, optional
+        ``compute(context) -> (value, mcse)`` for a measure no ``numpy`` call states.
+    uses : tuple of str, optional
+        The :data:`INPUTS` that must be finite in a replicate for it to count in the
+        measure's ``n`` (default: the per-replicate ``args``).
+    unit : str
+        Unit shown in a table header, one of :data:`UNITS` (``"share"``: a proportion
+        of replicates, with a binomial MCSE and Wilson intervals in figures).
+    reference : float or "level" or None
+        Reference value of the figures (``"level"``: the nominal level).
+    label : str
+        Axis label of the figures (default ``name (description)``).
+    digits : int
+        Decimals of the table cells.
+    """
+
+    name: str
+    description: str
+    numpy: str = ""
+    args: tuple[str, ...] = ()
+    over: str = ""
+    only: str = ""
+    compute: Callable[[_Context], Pair] | None = None
+    uses: tuple[str, ...] | None = None
+    unit: str = ""
+    reference: float | str | None = None
+    label: str = ""
+    digits: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.isidentifier():
+            raise ValueError(f"Measure name={self.name!r}: give an identifier, e.g. 'bias'")
+        if bool(self.numpy) == (self.compute is not None):
+            raise ValueError(
+                f"Measure {self.name!r}: give numpy= (a function of study.analysis.mcse) "
+                "or compute=, exactly one"
+            )
+        if self.numpy and not callable(getattr(mnp, self.numpy, None)):
+            raise ValueError(
+                f"Measure {self.name!r}: numpy={self.numpy!r} is not a function of "
+                "study.analysis.mcse"
+            )
+        bad = [a for a in self.args if a not in _ARGS]
+        if bad or (self.numpy and not self.args):
+            raise ValueError(
+                f"Measure {self.name!r}: args={self.args!r}; each must be one of {_ARGS}"
+            )
+        for key, value, allowed in (
+            ("over", self.over, _OVER),
+            ("only", self.only, _ONLY),
+            ("unit", self.unit, UNITS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"Measure {self.name!r}: {key}={value!r}; choose from {allowed}")
+        if self.uses is None:
+            object.__setattr__(self, "uses", tuple(a for a in self.args if a in INPUTS))
+        assert self.uses is not None
+        if not self.uses or any(u not in INPUTS for u in self.uses):
+            raise ValueError(
+                f"Measure {self.name!r}: uses={self.uses!r}; name the inputs it needs, "
+                f"from {INPUTS}"
+            )
+        if self.reference not in (None, "level") and not isinstance(self.reference, float):
+            raise TypeError(
+                f"Measure {self.name!r}: reference={self.reference!r}; give a float, "
+                "'level' or None"
+            )
+
+    @property
+    def share(self) -> bool:
+        """A proportion of replicates (coverage, rejection)."""
+        return self.unit == "share"
+
+    @property
+    def needs_reference(self) -> bool:
+        """Compared with the reference engine."""
+        return "ref" in (self.uses or ())
+
+    @property
+    def axis_label(self) -> str:
+        """The figures' axis label."""
+        return self.label or f"{self.name} ({self.description})"
+
+    def __call__(self, c: _Context) -> Pair:
+        """``(value, mcse)`` on the context (before broadcasting to engine x term)."""
+        if self.compute is not None:
+            return self.compute(c)
+        conditional = "cond" in self.args or self.over == "cond_se"
+        if conditional and (c.cond is None or c.cond_se is None):  # no conditional truth
+            return c.nan, c.nan
+        value, mcse = c.pair(self.numpy, self.args)
+        if self.over:
+            denominator = getattr(c, self.over)
+            value, mcse = value / denominator, mcse / denominator
+        if self.only == "fixed":
+            value, mcse = value.where(c.fixed), mcse.where(c.fixed)
+        return value, mcse
+
 
 def _n(c: _Context) -> Pair:
     n = xr.apply_ufunc(mnp.count, c.est, input_core_dims=[["replicate"]], kwargs={"axis": -1})
     return n.astype(float), c.nan
-
-
-def _rejection(c: _Context) -> Pair:
-    v, s = _reduce(lambda a, b, axis: mnp.rejection(a, b, 0.0, axis), c.lo, c.hi)
-    return v.where(c.fixed), s.where(c.fixed)
 
 
 def _relative_precision(c: _Context) -> Pair:
@@ -132,100 +241,170 @@ def _correlation_with_reference(c: _Context) -> Pair:
     return (c.nan if vs is None else vs[2]), c.nan
 
 
-def _ratio(pair: Pair, denominator: xr.DataArray) -> Pair:
-    """A measure and its MCSE over a known truth (e.g. ModSE / true SE)."""
-    return pair[0] / denominator, pair[1] / denominator
-
-
-def _conditional(
-    func: Callable[[_Context, xr.DataArray, xr.DataArray], Pair],
-) -> Callable[[_Context], Pair]:
-    """``func(context, cond, cond_se)``, a measure against the conditional truth; NaN
-    where the results carry none."""
-
-    def measure(c: _Context) -> Pair:
-        if c.cond is None or c.cond_se is None:
-            return c.nan, c.nan
-        return func(c, c.cond, c.cond_se)
-
-    return measure
-
-
 def _bias_variance_scale(c: _Context) -> Pair:
     is_sd = xr.DataArray([str(t).startswith("sd__") for t in c.est["term"].values], dims="term")
     v, s = _reduce(mnp.bias, c.est**2, c.theta**2)
     return v.where(is_sd), s.where(is_sd)
 
 
-#: measure name -> function of the context returning ``(value, mcse)``; the functions
-#: of :mod:`study.analysis.mcse` are looked up when called
-_TABLE: dict[str, Callable[[_Context], Pair]] = {
-    "n": _n,
-    "mean_estimate": lambda c: _reduce(mnp.mean_estimate, c.est),
-    "bias": lambda c: _reduce(mnp.bias, c.est, c.theta),
-    "relative_bias": lambda c: _reduce(mnp.relative_bias, c.est, c.theta),
-    "empirical_se": lambda c: c.emp,
-    "mean_se": lambda c: _reduce(mnp.mean_estimate, c.se),
-    "model_se": lambda c: c.mod,
-    "relative_error_model_se": lambda c: _reduce(mnp.relative_error_model_se, c.est, c.se),
-    "mse": lambda c: _reduce(mnp.mse, c.est, c.theta),
-    "rmse": lambda c: _reduce(mnp.rmse, c.est, c.theta),
-    "coverage": lambda c: _reduce(mnp.coverage, c.lo, c.hi, c.theta),
-    "bias_eliminated_coverage": lambda c: _reduce(mnp.bias_eliminated_coverage, c.est, c.lo, c.hi),
-    "interval_width": lambda c: _reduce(mnp.interval_width, c.lo, c.hi),
-    "rejection": _rejection,
-    "relative_precision": _relative_precision,
-    "correlation_with_reference": _correlation_with_reference,
-    "modse_truese": lambda c: _ratio(c.mod, c.true_se),
-    "empse_truese": lambda c: _ratio(c.emp, c.true_se),
-    "cond_bias": _conditional(lambda c, cond, _: _reduce(mnp.bias, c.est, cond)),
-    "cond_coverage": _conditional(lambda c, cond, _: _reduce(mnp.coverage, c.lo, c.hi, cond)),
-    "modse_condse": _conditional(lambda c, _, cond_se: _ratio(c.mod, cond_se)),
-    "empse_condse": _conditional(lambda c, _, cond_se: _ratio(c.emp, cond_se)),
-    "bias_variance_scale": _bias_variance_scale,
-}
-if list(_TABLE) != list(MEASURES):  # the registry and the dispatch table must agree
-    raise RuntimeError("measures._TABLE and measures.MEASURES have different keys or order")
+_M = Measure
+#: the measures, in the order of the summary
+REGISTRY: Mapping[str, Measure] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            _M("n", "replicates with a finite estimate", compute=_n, uses=("est",)),
+            _M("mean_estimate", "mean of the estimates", "mean_estimate", ("est",)),
+            _M(
+                "bias",
+                "mean(estimate) - true value",
+                "bias",
+                ("est", "theta"),
+                reference=0.0,
+                label="Bias (estimate units)",
+            ),
+            _M(
+                "relative_bias",
+                "bias / true value",
+                "relative_bias",
+                ("est", "theta"),
+                unit="fraction",
+                reference=0.0,
+            ),
+            _M("empirical_se", "SD of the estimates (EmpSE)", "empirical_se", ("est",)),
+            _M(
+                "mean_se",
+                "arithmetic mean of the model SEs (the 2018 report's AvgSE)",
+                "mean_estimate",
+                ("se",),
+            ),
+            _M("model_se", "root mean square of the model SEs (ModSE)", "model_se", ("se",)),
+            _M(
+                "relative_error_model_se",
+                "100 (ModSE / EmpSE - 1), %",
+                "relative_error_model_se",
+                ("est", "se"),
+                unit="%",
+                reference=0.0,
+                label="Relative error of ModSE (%)",
+            ),
+            _M("mse", "mean squared error", "mse", ("est", "theta")),
+            _M("rmse", "root mean squared error", "rmse", ("est", "theta")),
+            _M(
+                "coverage",
+                "share of intervals covering the true value",
+                "coverage",
+                ("lo", "hi", "theta"),
+                unit="share",
+                reference="level",
+                label="Coverage (proportion)",
+            ),
+            _M(
+                "bias_eliminated_coverage",
+                "share of intervals covering mean(estimate)",
+                "bias_eliminated_coverage",
+                ("est", "lo", "hi"),
+                unit="share",
+                reference="level",
+            ),
+            _M("interval_width", "mean interval width", "interval_width", ("lo", "hi")),
+            _M(
+                "rejection",
+                "share of intervals excluding 0 (fixed effects: power / type I error)",
+                "rejection",
+                ("lo", "hi"),
+                only="fixed",
+                unit="share",
+            ),
+            _M(
+                "relative_precision",
+                "100 ((EmpSE_ref / EmpSE)^2 - 1), % against the reference engine",
+                compute=_relative_precision,
+                uses=("est", "ref"),
+                unit="%",
+                reference=0.0,
+                label="Relative precision (%)",
+            ),
+            _M(
+                "correlation_with_reference",
+                "correlation of paired estimates with the reference engine",
+                compute=_correlation_with_reference,
+                uses=("est", "ref"),
+            ),
+            _M(
+                "modse_truese",
+                "ModSE / true SE (calibration against the analytic truth)",
+                "model_se",
+                ("se",),
+                over="true_se",
+                reference=1.0,
+                label="ModSE / TrueSE",
+            ),
+            _M(
+                "empse_truese",
+                "EmpSE / true SE",
+                "empirical_se",
+                ("est",),
+                over="true_se",
+                reference=1.0,
+                label="EmpSE / TrueSE",
+            ),
+            _M(
+                "cond_bias",
+                "mean(estimate) - E[estimate | fixed u]",
+                "bias",
+                ("est", "cond"),
+                reference=0.0,
+            ),
+            _M(
+                "cond_coverage",
+                "share of intervals covering E[estimate | fixed u]",
+                "coverage",
+                ("lo", "hi", "cond"),
+                unit="share",
+                reference="level",
+            ),
+            _M(
+                "modse_condse",
+                "ModSE / SD[estimate | fixed u]",
+                "model_se",
+                ("se",),
+                over="cond_se",
+                reference=1.0,
+                label="ModSE / CondSE",
+            ),
+            _M(
+                "empse_condse",
+                "EmpSE / SD[estimate | fixed u]",
+                "empirical_se",
+                ("est",),
+                over="cond_se",
+                reference=1.0,
+                label="EmpSE / CondSE",
+            ),
+            _M(
+                "bias_variance_scale",
+                "mean(estimate^2) - true^2 (SD terms: bias on the variance scale)",
+                compute=_bias_variance_scale,
+                uses=("est",),
+                reference=0.0,
+            ),
+        )
+    }
+)
+del _M
 
-#: measure name -> the results it needs finite in a replicate for that replicate to
-#: count in the measure's n ("ref": the reference engine's estimate)
-_USES: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(
-        (
-            "n",
-            "mean_estimate",
-            "bias",
-            "relative_bias",
-            "empirical_se",
-            "mse",
-            "rmse",
-            "empse_truese",
-            "cond_bias",
-            "empse_condse",
-            "bias_variance_scale",
-        ),
-        ("est",),
-    ),
-    **dict.fromkeys(("mean_se", "model_se", "modse_truese", "modse_condse"), ("se",)),
-    "relative_error_model_se": ("est", "se"),
-    **dict.fromkeys(("coverage", "interval_width", "rejection", "cond_coverage"), ("lo", "hi")),
-    "bias_eliminated_coverage": ("est", "lo", "hi"),
-    **dict.fromkeys(_NEEDS_REFERENCE, ("est", "ref")),
-}
-if set(_USES) != set(MEASURES):
-    raise RuntimeError("measures._USES must name the inputs of every measure")
+#: measure name -> description, in the order of the summary (a view of :data:`REGISTRY`)
+MEASURES: Mapping[str, str] = MappingProxyType({m.name: m.description for m in REGISTRY.values()})
 
 
-def _n_used(c: _Context, measure: str) -> xr.DataArray:
+def _n_used(c: _Context, measure: Measure) -> xr.DataArray:
     """Replicates a measure could use: those where all its inputs are finite."""
     mask: xr.DataArray | None = None
-    for name in _USES[measure]:
-        if name == "ref":
-            if c.reference not in c.est["engine"].values:
-                continue
-            arr = c.est.sel(engine=c.reference, drop=True)
-        else:
-            arr = getattr(c, name)
+    for name in measure.uses or ():
+        arr = c.input(name)
+        if arr is None:  # no reference engine: the measure is NaN, n counts the rest
+            continue
         ok = arr.notnull() & np.isfinite(arr)
         mask = ok if mask is None else mask & ok
     assert mask is not None
@@ -312,7 +491,7 @@ def compute_measures(
         raise ValueError(f"unknown measure(s) {unknown}; choose from {', '.join(MEASURES)}")
     ds = results
     engines = [str(e) for e in ds["engine"].values]
-    needs_ref = [m for m in wanted if m in _NEEDS_REFERENCE]
+    needs_ref = [m for m in wanted if REGISTRY[m].needs_reference]
     if measures is not None and needs_ref and reference not in engines:
         raise ValueError(
             f"reference engine {reference!r} (for {', '.join(needs_ref)}) is not in the "
@@ -321,10 +500,10 @@ def compute_measures(
     ctx = _context(ds, reference, exclude_nonconverged, exclude_singular)
     zero = xr.zeros_like(ctx.nan)
     # every measure broadcast to (engine, term)
-    out = {m: tuple(x + zero for x in _TABLE[m](ctx)) for m in wanted}
+    out = {m: tuple(x + zero for x in REGISTRY[m](ctx)) for m in wanted}
     value = xr.concat([out[m][0] for m in wanted], dim="measure")
     mcse = xr.concat([out[m][1] for m in wanted], dim="measure")
-    used = xr.concat([_n_used(ctx, m) + zero.astype(int) for m in wanted], dim="measure")
+    used = xr.concat([_n_used(ctx, REGISTRY[m]) + zero.astype(int) for m in wanted], dim="measure")
     fitted = ds["done"] if "done" in ds else xr.ones_like(ds["converged"], dtype=bool)
     summary = xr.Dataset(
         {

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from study.analysis.failures import failure_reasons, shorten
+from study.analysis.measures import REGISTRY
 
 #: measures shown by default in the measure table
 DEFAULT_MEASURES = (
@@ -33,17 +35,9 @@ DEFAULT_MEASURES = (
     "rmse",
 )
 #: units shown in the header of a measure (others are on the estimate's scale or ratios)
-UNITS = {
-    "relative_bias": "fraction",
-    "relative_error_model_se": "%",
-    "relative_precision": "%",
-    "coverage": "share",
-    "bias_eliminated_coverage": "share",
-    "cond_coverage": "share",
-    "rejection": "share",
-}
+UNITS = {m.name: m.unit for m in REGISTRY.values() if m.unit}
 #: proportions whose binomial MCSE is 0, hence meaningless, at 0 or 1
-PROPORTIONS = ("coverage", "bias_eliminated_coverage", "cond_coverage", "rejection")
+PROPORTIONS = tuple(m.name for m in REGISTRY.values() if m.share)
 #: fewer replicates than this make a Monte Carlo SE itself imprecise
 MIN_RELIABLE_N = 100
 UNRELIABLE = "!"
@@ -89,28 +83,48 @@ def render(
     fmt: str = "table",
     digits: int = 4,
     *,
-    keep: int = 1,
+    keep: int | Sequence[str] | None = None,
     width: int | None = None,
 ) -> str:
     """Render ``frame`` as an aligned text table, a markdown table or CSV.
 
     A text table wider than ``width`` (default: the terminal's) is split into several,
-    each repeating the first ``keep`` columns.
+    each repeating the key columns ``keep``: the first ``keep`` columns, or the columns
+    of that name, in the frame's order (e.g. a grid's factors and ``term``); default:
+    the columns up to ``term`` where there is one (a grid's factors come first), else
+    the first column.
     """
     if fmt == "csv":
         return frame.to_csv(index=False)
     text = _render_one(frame, fmt, digits)
     width = width or shutil.get_terminal_size((120, 24)).columns
-    if fmt == "markdown" or len(text.splitlines()[0]) <= width or frame.shape[1] <= keep + 1:
+    if keep is None:
+        columns = list(frame.columns)
+        keep = columns.index("term") + 1 if "term" in columns else 1
+    if isinstance(keep, int):
+        keys = set(frame.columns[:keep])
+    else:
+        missing = [k for k in keep if k not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"keep: no column {', '.join(map(repr, missing))} in the table; columns: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        keys = set(keep)
+    rest = [c for c in frame.columns if c not in keys]
+    if fmt == "markdown" or len(text.splitlines()[0]) <= width or len(rest) <= 1:
         return text
-    head, rest = list(frame.columns[:keep]), list(frame.columns[keep:])
+
+    def block(part: list[str]) -> pd.DataFrame:
+        return frame[[c for c in frame.columns if c in keys or c in part]]
+
     parts: list[list[str]] = [[]]
     for col in rest:
-        trial = frame[[*head, *parts[-1], col]]
+        trial = block([*parts[-1], col])
         if parts[-1] and len(_render_one(trial, fmt, digits).splitlines()[0]) > width:
             parts.append([])
         parts[-1].append(col)
-    return "\n\n".join(_render_one(frame[[*head, *p]], fmt, digits) for p in parts)
+    return "\n\n".join(_render_one(block(p), fmt, digits) for p in parts)
 
 
 def _pair_cell(value: float, mcse: float, unreliable: bool, digits: int = 4) -> str:
@@ -162,8 +176,9 @@ def measure_table(summary: xr.Dataset, engine: str, measures: list[str]) -> pd.D
         if source in summary["measure"].values:
             cols[name] = [int(x) for x in n.sel(measure=source).values]
     for m in measures:
+        digits = REGISTRY[m].digits if m in REGISTRY else 4
         cols[_header(m)] = [
-            _pair_cell(float(a), float(b), _unreliable(m, float(a), int(k)))
+            _pair_cell(float(a), float(b), _unreliable(m, float(a), int(k)), digits)
             for a, b, k in zip(
                 v.sel(measure=m).values,
                 s.sel(measure=m).values,
@@ -259,7 +274,7 @@ def summary_text(
         blocks.append(_title(title, fmt))
         if n_cond > 1:
             table = grid_table(ds, summary, engine, measures)
-            blocks.append(render(table, fmt, digits=4, keep=len(_factors(ds)) + 2))
+            blocks.append(render(table, fmt, digits=4, keep=[*_factors(ds), "term"]))
             continue
         one, sm = ds.isel(condition=0), summary.isel(condition=0)
         blocks.append(render(report_table(one, sm, engine), fmt, digits=4))

@@ -12,27 +12,21 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from models.structure import INTERCEPT
+from study.analysis import mcse as mnp
+from study.analysis.measures import REGISTRY
 from study.analysis.plots import style
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
 GREY, MISS = style.TRUTH_COLOR, "#000000"  # truth / reference; zip plot: missing intervals
 #: reference value of a measure: a number, or "level" (the nominal level)
 REFERENCE: dict[str, float | str] = {
-    **dict.fromkeys(("coverage", "bias_eliminated_coverage", "cond_coverage"), "level"),
-    **dict.fromkeys(("modse_truese", "empse_truese", "modse_condse", "empse_condse"), 1.0),
-    **dict.fromkeys(("bias", "relative_bias", "cond_bias", "relative_error_model_se"), 0.0),
-    **dict.fromkeys(("relative_precision", "bias_variance_scale"), 0.0),
+    m.name: m.reference for m in REGISTRY.values() if m.reference is not None
 }
-LABELS = {
-    "coverage": "Coverage (proportion)",
-    "bias": "Bias (estimate units)",
-    "relative_error_model_se": "Relative error of ModSE (%)",
-    "relative_precision": "Relative precision (%)",
-    "modse_truese": "ModSE / TrueSE",
-    "empse_truese": "EmpSE / TrueSE",
-    "modse_condse": "ModSE / CondSE",
-    "empse_condse": "EmpSE / CondSE",
-}
+#: measures that are shares of replicates: error bars by the Wilson interval
+SHARES = tuple(m.name for m in REGISTRY.values() if m.share)
+#: axis labels of the measures that have their own
+LABELS = {m.name: m.label for m in REGISTRY.values() if m.label}
 
 
 def select(obj: Any, condition: str | None) -> tuple[Any, str]:
@@ -62,10 +56,36 @@ def terms_of(obj: Any, term: str | None = None, *, fixed: bool = True) -> list[s
     return [term] if term else keep
 
 
+def focal_term(obj: Any) -> str:
+    """The term a one-term figure shows by default: the first fixed effect other than
+    the intercept (the first predictor, whatever its name), else the first term."""
+    fixed = terms_of(obj)
+    slopes = [t for t in fixed if t != INTERCEPT]
+    if slopes or fixed:
+        return (slopes or fixed)[0]
+    return str(obj["term"].values[0])
+
+
 def measure_of(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:
     if name not in [str(m) for m in s["measure"].values]:
         raise ValueError(f"the summary lacks measure {name!r}; compute_measures(ds) has all")
     return s["value"].sel(measure=name), s["mcse"].sel(measure=name)
+
+
+def interval_of(s: xr.Dataset, name: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """Lower and upper ends of a measure's error bar: the Wilson interval for a share
+    (coverage, rejection: inside [0, 1]), else value +-1.96 MCSE."""
+    value, mcse = measure_of(s, name)
+    if name in SHARES and "n" in s:
+        lo, hi = xr.apply_ufunc(
+            mnp.wilson_interval,
+            value,
+            s["n"].sel(measure=name),
+            kwargs={"z": Z},
+            output_core_dims=[[], []],
+        )
+        return lo, hi
+    return value - Z * mcse, value + Z * mcse
 
 
 def label_of(s: xr.Dataset, measure: str) -> str:
@@ -91,17 +111,30 @@ def legend_handles(engines: Sequence[str], *refs: tuple[str, str], marker: str =
     return dots + [Line2D([], [], color=GREY, ls=ls, label=lab) for lab, ls in refs]
 
 
-def forest(ax: Any, value: Any, mcse: Any, rows: Sequence[str], gid: str) -> None:
+def forest(
+    ax: Any,
+    value: Any,
+    mcse: Any,
+    rows: Sequence[str],
+    gid: str,
+    bounds: tuple[Any, Any] | None = None,
+) -> None:
     """Horizontal forest plot of ``value`` (engine x row), first row on top, engines
-    dodged; one point artist (gid ``gid|engine|row``) per finite value."""
+    dodged; one point artist (gid ``gid|engine|row``) per finite value.  Error bars
+    +-1.96 ``mcse``, or from ``bounds`` (lower, upper; e.g. :func:`interval_of`)."""
     engines = engines_of(value)
     offsets = np.linspace(0.18, -0.18, len(engines)) if len(engines) > 1 else [0.0]
     for off, eng in zip(offsets, engines, strict=True):
         v, m = value.sel(engine=eng).values, mcse.sel(engine=eng).values
+        if bounds is None:
+            lo, hi = v - Z * m, v + Z * m
+        else:
+            lo, hi = (np.asarray(b.sel(engine=eng).values, dtype=float) for b in bounds)
         kw = {"fmt": "o", "ms": 5, "capsize": 2, "color": style.engine_color(eng, engines)}
         for i, row in enumerate(rows):
             if math.isfinite(v[i]):
-                err = [[Z * m[i]]] if math.isfinite(m[i]) else None
+                ok = math.isfinite(lo[i]) and math.isfinite(hi[i])
+                err = [[max(v[i] - lo[i], 0.0)], [max(hi[i] - v[i], 0.0)]] if ok else None
                 ax.errorbar([v[i]], [-i + off], xerr=err, **kw).lines[0].set_gid(
                     f"{gid}|{eng}|{row}"
                 )

@@ -17,8 +17,11 @@ from study.analysis.plots import style
 from study.analysis.plots.common import (
     GREY,
     REFERENCE,
+    SHARES,
     Z,
     engines_of,
+    focal_term,
+    interval_of,
     label_of,
     legend,
     legend_handles,
@@ -48,14 +51,17 @@ def _show(k: tuple[int, tuple[float, ...], str]) -> str:
     return f"{k[1][0]:g}" if k[0] == 0 else k[2]
 
 
-def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[str], Any]:
+def _grid(
+    summary: xr.Dataset, measure: str, term: str | None
+) -> tuple[Any, Any, list[str], Any, str]:
     """``value``, ``mcse`` of ``term`` over (condition, engine), the factors that vary
     (none if they do not tell the conditions apart) and each condition's factor keys
-    (its position when there are no factors); refuses a single condition."""
+    (its position when there are no factors), and the term (``None``: the focal term);
+    refuses a single condition."""
     n = summary.sizes.get("condition", 1)
     if n < 2:
         raise ValueError(f"grid figures need several conditions; this summary has {n}")
-    terms_of(summary, term)
+    term = focal_term(summary) if term is None else terms_of(summary, term)[0]
     value, mcse = (
         x.sel(term=term).transpose("condition", ...) for x in measure_of(summary, measure)
     )
@@ -68,10 +74,12 @@ def _grid(summary: xr.Dataset, measure: str, term: str) -> tuple[Any, Any, list[
     keys = [tuple(_key(summary[f].values[i]) for f in factors) for i in range(n)]
     if len(set(keys)) < n:
         factors, keys = [], [((0, (float(i),), ""),) for i in range(n)]
-    return value, mcse, factors, keys
+    return value, mcse, factors, keys, term
 
 
-def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X") -> Figure:
+def grid_lines(
+    summary: xr.Dataset, measure: str = "coverage", *, term: str | None = None
+) -> Figure:
     """A measure against the factors of a grid of conditions, a line per engine.
 
     Parameters
@@ -81,18 +89,21 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
         (``ValueError`` for one).
     measure : str
         A measure of the summary (default ``coverage``).
-    term : str
-        The term (default ``X``).
+    term : str, optional
+        The term (default: the first fixed effect other than the intercept, whatever
+        the predictor is called; :func:`~study.analysis.plots.common.focal_term`).
 
     Returns
     -------
     matplotlib.figure.Figure
-        The measure (+-1.96 MCSE) against the first factor(s), in lexicographic order;
+        The measure (+-1.96 MCSE; a share, e.g. coverage, with its 95% Wilson interval,
+        inside [0, 1]) against the first factor(s), in lexicographic order;
         with two or more factors a panel per level of the last.  A reference line where
         one applies (coverage: nominal level, with each condition's Monte Carlo band;
         SE ratios: 1; bias and % errors: 0).
     """
-    value, mcse, factors, keys = _grid(summary, measure, term)
+    value, _, factors, keys, term = _grid(summary, measure, term)
+    bounds = [b.sel(term=term).transpose("condition", ...) for b in interval_of(summary, measure)]
     engines, n = engines_of(summary), summary.sizes["condition"]
     nx = max(len(factors) - 1, 1)  # factors (or positions) along x; the last one facets
     xkeys, fkeys = [k[:nx] for k in keys], [k[nx:] for k in keys]
@@ -113,14 +124,17 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
         pos = np.array([xs.index(xkeys[i]) for i in idx], dtype=float)
         for p, i in zip(pos, idx, strict=True) if kind == "level" else ():  # Monte Carlo band
             h = Z * math.sqrt(level * (1 - level) / max(int(reps[i]), 1))
-            ax.fill_between([p - 0.4, p + 0.4], level - h, level + h, color=GREY, alpha=0.12, lw=0)
+            band = max(level - h, 0.0), min(level + h, 1.0)  # a share stays in [0, 1]
+            ax.fill_between([p - 0.4, p + 0.4], *band, color=GREY, alpha=0.12, lw=0)
         if ref is not None:
             ax.axhline(float(ref), color=GREY, ls="--", lw=1)
         for off, eng in zip(offsets, engines, strict=True):
-            v, m = value.sel(engine=eng).values[idx], mcse.sel(engine=eng).values[idx]
+            v = value.sel(engine=eng).values[idx]
+            lo, hi = (b.sel(engine=eng).values[idx] for b in bounds)
+            err = np.clip(np.nan_to_num(np.stack([v - lo, hi - v])), 0.0, None)
             kw = {"marker": "o", "ms": 4, "capsize": 2, "color": style.engine_color(eng, engines)}
             if np.isfinite(v).any():
-                ax.errorbar(pos + off, v, yerr=Z * np.nan_to_num(m), **kw)
+                ax.errorbar(pos + off, v, yerr=err, **kw)
         ax.set_xticks(range(len(xs)), ticks, rotation=30 if len(xs) > 6 else 0)
         ax.set_xlabel(" / ".join(factors[:nx]) or "condition")
         ax.grid(axis="y", alpha=0.3)
@@ -131,7 +145,9 @@ def grid_lines(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X
     for ax in axes.flat[len(fs) :]:
         ax.set_visible(False)
     suptitle(
-        fig, f"{label_of(summary, measure).split(' (')[0]} of {term} by condition (+-1.96 MCSE)"
+        fig,
+        f"{label_of(summary, measure).split(' (')[0]} of {term} by condition "
+        + ("(95% Wilson intervals)" if measure in SHARES else "(+-1.96 MCSE)"),
     )
     refs = (
         [] if ref is None else [(f"nominal {level:.0%}" if kind == "level" else f"{ref:g}", "--")]
@@ -150,7 +166,9 @@ def _fmt(v: float, m: float) -> str:
     return f"{v:.{d}f} ({m:.{d}f})"
 
 
-def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = "X") -> Figure:
+def grid_heatmap(
+    summary: xr.Dataset, measure: str = "coverage", *, term: str | None = None
+) -> Figure:
     """Heat map of a measure by condition and engine, cells annotated ``value (mcse)``.
 
     Parameters
@@ -160,8 +178,9 @@ def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = 
         (``ValueError`` for one).
     measure : str
         A measure of the summary (default ``coverage``).
-    term : str
-        The term (default ``X``).
+    term : str, optional
+        The term (default: the first fixed effect other than the intercept, whatever
+        the predictor is called; :func:`~study.analysis.plots.common.focal_term`).
 
     Returns
     -------
@@ -170,7 +189,7 @@ def grid_heatmap(summary: xr.Dataset, measure: str = "coverage", *, term: str = 
         condition and a column per engine.  A diverging scale centred on the reference
         value where one applies (coverage: the nominal level), else viridis.
     """
-    value, mcse, factors, keys = _grid(summary, measure, term)
+    value, mcse, factors, keys, term = _grid(summary, measure, term)
     engines = engines_of(summary)
     if len(factors) == 2:
         rk, ck = (sorted({k[j] for k in keys}) for j in (0, 1))

@@ -6,7 +6,8 @@ summary (:func:`study.analysis.measures.compute_measures`) and returns a Figure 
 with :func:`style.new_figure` (object API, no pyplot).  ``condition`` is a condition
 label (``None``: the only one).  Every function raises ``ValueError``, naming what is
 available, for an unknown condition, engine, term or measure.  Error bars are
-+-1.96 Monte Carlo SEs; truth, nominal and reference values are grey lines; each
++-1.96 Monte Carlo SEs, for shares (coverage, rejection) the 95% Wilson interval,
+inside [0, 1]; truth, nominal and reference values are grey lines; each
 engine has its colour.
 """
 
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from study.analysis import mcse as mnp
 from study.analysis.plots import style
 from study.analysis.plots.common import (
     GREY,
@@ -28,6 +30,7 @@ from study.analysis.plots.common import (
     Z,
     engines_of,
     forest,
+    interval_of,
     legend,
     legend_handles,
     measure_of,
@@ -50,9 +53,10 @@ def coverage(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A point (+-1.96 MCSE) per (engine, term) with finite coverage, for the fixed
-        effects and any term with intervals; the nominal level (dashed) and the band
-        ``level +- 1.96 sqrt(level (1 - level) / n)``, n replicates (shaded).
+        A point per (engine, term) with finite coverage and its 95% Wilson interval
+        (inside [0, 1]), for the fixed effects and any term with intervals; the nominal
+        level (dashed) and the band ``level +- 1.96 sqrt(level (1 - level) / n)``, n
+        replicates, cut to [0, 1] (shaded).
     """
     s, label = select(summary, condition)
     value, mcse = measure_of(s, "coverage")
@@ -62,12 +66,13 @@ def coverage(summary: xr.Dataset, *, condition: str | None = None) -> Figure:
     ]
     level, n = float(summary.attrs.get("level", np.nan)), int(s["replicates"].max())
     fig, ax = style.new_figure(height=1.6 + 0.5 * len(terms))
-    half = Z * math.sqrt(level * (1 - level) / max(n, 1))
-    ax.axvspan(level - half, level + half, color=GREY, alpha=0.12, lw=0)
+    half = Z * math.sqrt(level * (1 - level) / max(n, 1))  # where a share can fall: [0, 1]
+    ax.axvspan(max(level - half, 0.0), min(level + half, 1.0), color=GREY, alpha=0.12, lw=0)
     ax.axvline(level, color=GREY, ls="--", lw=1)
-    forest(ax, value.sel(term=terms), mcse.sel(term=terms), terms, "coverage")
+    lo, hi = (b.sel(term=terms) for b in interval_of(s, "coverage"))
+    forest(ax, value.sel(term=terms), mcse.sel(term=terms), terms, "coverage", (lo, hi))
     ax.set_xlabel(f"Coverage of {level:.0%} intervals (proportion covering the true value)")
-    suptitle(fig, f"Coverage of {level:.0%} intervals (+-1.96 MCSE)", label, n)
+    suptitle(fig, f"Coverage of {level:.0%} intervals (95% Wilson intervals)", label, n)
     band = Line2D([], [], color=GREY, alpha=0.3, lw=8, label=f"Monte Carlo band (n = {n})")
     legend(fig, [*legend_handles(engines_of(s), (f"nominal {level:.0%}", "--")), band])
     return fig
@@ -94,7 +99,8 @@ def zip_plot(
     matplotlib.figure.Figure
         Per term, each interval with a finite SE as a segment at the fractional centile
         of ``|estimate - true| / SE``, covering and missing intervals in two colours,
-        the truth, the nominal level (dashed) and coverage +-1.96 MCSE (dotted).
+        the truth, the nominal level (dashed) and the coverage's 95% Wilson interval
+        (dotted, inside [0, 1]).
     """
     d, label = select(ds, condition)
     color = style.engine_color(engine, engines_of(d, engine))
@@ -116,8 +122,7 @@ def zip_plot(
         ax.axvline(theta, color=GREY, lw=1.2)
         ax.axhline(100 * level, color=GREY, ls="--", lw=1)
         p = float(covers.mean()) if n else math.nan
-        half = Z * math.sqrt(p * (1 - p) / n) if n else math.nan
-        for bound in (p - half, p + half) if n else ():
+        for bound in mnp.wilson_interval(p, n, Z) if n else ():
             ax.axhline(100 * bound, color=GREY, ls=":", lw=1.2)
         ax.set_title(f"{t}: coverage {p:.1%} (n = {n})", fontsize=10)
         ax.set(xlabel=f"{level:.0%} interval for {t}", ylim=(0, 100))
@@ -127,7 +132,7 @@ def zip_plot(
         Line2D([], [], color=color, lw=2, label=f"{engine}: covers the truth"),
         Line2D([], [], color=MISS, lw=2, label=f"{engine}: misses"),
         Line2D([], [], color=GREY, lw=1.2, label="true value"),
-        *legend_handles([], (f"nominal {level:.0%}", "--"), ("coverage +-1.96 MCSE", ":")),
+        *legend_handles([], (f"nominal {level:.0%}", "--"), ("coverage, 95% Wilson interval", ":")),
     ]
     legend(fig, handles, ncols=3)
     return fig
