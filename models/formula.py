@@ -16,10 +16,11 @@ Grammar (one grouping factor; every random term must also be a fixed term, becau
   and ``(-1 + x | g)`` drop it.  ``(x || g)`` is lme4's ``(1 | g) + (0 + x | g)``, and
   several bars with the same group are allowed when each holds one term (they are then
   uncorrelated, e.g. ``(1 | g) + (0 + x | g)``).
-- refused, with a one-line :class:`ValueError`: no bar, two grouping factors, nested
-  (``g/h``) or interaction (``g:h``) groups, a random term missing from the fixed part,
-  ``||`` on a categorical variable (lme4 keeps a factor's columns correlated), function
-  calls other than ``C(x)``, unknown columns.
+- refused, with a one-line :class:`FormulaError` (a :class:`ValueError`; whatever the
+  formula library raises, a SyntaxError included, becomes one): no bar, two grouping
+  factors, nested (``g/h``) or interaction (``g:h``) groups, a random term missing from
+  the fixed part, ``||`` on a categorical variable (lme4 keeps a factor's columns
+  correlated), function calls other than ``C(x)``, unknown columns.
 
 Why formulaic: the fixed part is ordinary Wilkinson-formula algebra (term expansion and
 ordering, intercept removal, contrasts, column naming), which formulaic implements and
@@ -45,11 +46,25 @@ from formulaic.parser.types import Term
 from models.data import MAX_ABS_VALUE, LMMData
 from models.structure import INTERCEPT, Structure
 
-__all__ = ["Formula", "bar_structure", "model_data", "parse"]
+__all__ = ["Formula", "FormulaError", "bar_structure", "model_data", "parse"]
 
 _NAME = re.compile(r"[A-Za-z_.][\w.]*|`[^`]+`")
 _CATEGORICAL = re.compile(r"C\((.+)\)")
 EXAMPLE = "Reaction ~ Days + (Days | Subject)"
+
+
+class FormulaError(ValueError):
+    """A formula (or its data) that cannot be used: one line naming the problem and the
+    fix.  Every exception of the formula library is re-raised as this one."""
+
+
+def _reason(err: BaseException) -> str:
+    """One line of what the formula library said (its class when it said nothing)."""
+    lines = str(err).strip().splitlines()
+    reason = lines[0].strip() if lines else ""
+    if isinstance(err, FormulaicError):
+        return reason or type(err).__name__
+    return f"{type(err).__name__}: {reason}" if reason else type(err).__name__
 
 
 @dataclass(frozen=True)
@@ -85,11 +100,11 @@ def _scan(text: str) -> list[int]:
             quoted = not quoted
         depth -= ch == ")" and not quoted
         if depth < 0:
-            raise ValueError(f"formula {text!r}: a ')' has no matching '('")
+            raise FormulaError(f"formula {text!r}: a ')' has no matching '('")
         depths.append(-1 if quoted or ch == "`" else depth)
         depth += ch == "(" and not quoted
     if depth or quoted:
-        raise ValueError(f"formula {text!r}: unbalanced parentheses or backquotes")
+        raise FormulaError(f"formula {text!r}: unbalanced parentheses or backquotes")
     return depths
 
 
@@ -106,16 +121,23 @@ def _split(text: str, seps: str) -> list[str]:
 def _name(text: str, what: str, formula: str) -> str:
     text = text.strip()
     if not _NAME.fullmatch(text):
-        raise ValueError(f"formula {formula!r}: the {what} must be one column name, got {text!r}")
+        raise FormulaError(f"formula {formula!r}: the {what} must be one column name, got {text!r}")
     return text.strip("`")
 
 
 def _terms(rhs: str, formula: str) -> list[Term]:
+    # any exception: formulaic raises its own errors, but also Python's SyntaxError (a
+    # term that is not an expression), TypeError, RecursionError, ...; none may escape
+    # as a traceback (the caller only ever gets a one-line FormulaError)
     try:
         return list(_Formulaic("~ " + rhs))
-    except FormulaicError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise ValueError(f"formula {formula!r}: {reason}") from None
+    except Exception as err:
+        if isinstance(err, FormulaicError):
+            raise FormulaError(f"formula {formula!r}: {_reason(err)}") from None
+        raise FormulaError(
+            f"formula {formula!r} cannot be parsed ({_reason(err)}); write column names, "
+            f"x1:x2, x1*x2 and C(x) only, e.g. {EXAMPLE}"
+        ) from None
 
 
 def _bar(body: str, formula: str) -> tuple[str, bool, str]:
@@ -123,13 +145,15 @@ def _bar(body: str, formula: str) -> tuple[str, bool, str]:
     bars = [p for p in _split(body, "|") if p.startswith("|")]
     double = "||" in body and len(bars) == 2 and bars[0] == "|"
     if len(bars) != 1 and not double:
-        raise ValueError(f"formula {formula!r}: ({body}) must hold one '|' or '||'")
+        raise FormulaError(f"formula {formula!r}: ({body}) must hold one '|' or '||'")
     lhs, _, group = body.partition("||" if double else "|")
     if not lhs.strip():
-        raise ValueError(f"formula {formula!r}: ({body}) has no terms before the bar, e.g. (1 | g)")
+        raise FormulaError(
+            f"formula {formula!r}: ({body}) has no terms before the bar, e.g. (1 | g)"
+        )
     if "/" in group or ":" in group:
         kind = "nested grouping (g/h)" if "/" in group else "grouping by an interaction (g:h)"
-        raise ValueError(
+        raise FormulaError(
             f"formula {formula!r}: {kind} in ({body}) is not supported; one grouping factor "
             "only (make one column that labels the groups)"
         )
@@ -137,16 +161,16 @@ def _bar(body: str, formula: str) -> tuple[str, bool, str]:
 
 
 def parse(formula: str) -> Formula:
-    """Parse an lme4-style formula (module docstring); :class:`ValueError` if unsupported."""
+    """Parse an lme4-style formula (module docstring); :class:`FormulaError` if unsupported."""
     text = " ".join(str(formula).split())
     if not text:
-        raise ValueError(f"empty formula; write response ~ terms, e.g. {EXAMPLE}")
+        raise FormulaError(f"empty formula; write response ~ terms, e.g. {EXAMPLE}")
     sides = _split(text, "~")
     if len(sides) != 2:
         what = "has no '~'" if len(sides) == 1 else "has more than one '~'"
-        raise ValueError(f"formula {text!r} {what}; write response ~ terms, e.g. {EXAMPLE}")
+        raise FormulaError(f"formula {text!r} {what}; write response ~ terms, e.g. {EXAMPLE}")
     if not sides[0].strip():
-        raise ValueError(f"formula {text!r} has no response before '~', e.g. {EXAMPLE}")
+        raise FormulaError(f"formula {text!r} has no response before '~', e.g. {EXAMPLE}")
     response = _name(sides[0], "response", text)
     fixed_parts, bars = [], []
     for piece in _split(sides[1][1:], "+-"):
@@ -157,18 +181,18 @@ def parse(formula: str) -> Formula:
         depths = _scan(body)[1:-1]
         whole = body.startswith("(") and body.endswith(")") and 0 not in depths
         if not whole or piece.strip().startswith("-"):
-            raise ValueError(
+            raise FormulaError(
                 f"formula {text!r}: {body!r} is not a random term; add one in parentheses, "
                 f"e.g. {EXAMPLE}"
             )
         bars.append((body, *_bar(body[1:-1], text)))
     if not bars:
-        raise ValueError(
+        raise FormulaError(
             f"formula {text!r} has no random part; a mixed model needs one, e.g. + (1 | group)"
         )
     groups = list(dict.fromkeys(g for *_, g in bars))
     if len(groups) > 1:
-        raise ValueError(
+        raise FormulaError(
             f"formula {text!r}: {len(groups)} grouping factors ({', '.join(groups)}) are not "
             "supported; one grouping factor only"
         )
@@ -179,24 +203,24 @@ def parse(formula: str) -> Formula:
     for body, lhs, correlated, _ in bars:
         terms = _terms(lhs, text)
         if len(bars) > 1 and correlated and len(terms) > 1:
-            raise ValueError(
+            raise FormulaError(
                 f"formula {text!r}: several bars with one group must each hold one term "
                 f"({body} has {len(terms)}); write one bar, or (x || g) for uncorrelated terms"
             )
         for term in terms:
             name = "(Intercept)" if str(term) == "1" else str(term)
             if name in random_terms:
-                raise ValueError(f"formula {text!r}: random term {name!r} appears twice")
+                raise FormulaError(f"formula {text!r}: random term {name!r} appears twice")
             if term not in fixed_terms:
                 if str(term) == "1":
                     others = " + ".join(str(t) for t in terms if str(t) != "1")
-                    raise ValueError(
+                    raise FormulaError(
                         f"formula {text!r}: the random intercept of {body} is not in the fixed "
                         "part (it has 0 or -1); drop the 0 / -1"
                         + (f", or write (0 + {others} | {groups[0]})" if others else "")
                     )
                 suggest = name if fixed == "1" else f"{fixed} + {name}"
-                raise ValueError(
+                raise FormulaError(
                     f"random term {name!r} is not in the fixed part; add it there: "
                     f"{response} ~ {suggest} + {' + '.join(b[0] for b in bars)}"
                 )
@@ -209,7 +233,7 @@ def parse(formula: str) -> Formula:
             continue
         match = _CATEGORICAL.fullmatch(expr)
         if method == "python" and not (match and _NAME.fullmatch(match[1].strip())):
-            raise ValueError(
+            raise FormulaError(
                 f"formula {text!r}: {expr!r}: function calls are not supported except C(column) "
                 "(categorical); transform the column in the data instead"
             )
@@ -233,8 +257,13 @@ def _lme4_name(column: str) -> str:
 def _columns(frame: pd.DataFrame, rhs: str) -> tuple[list[str], np.ndarray]:
     try:
         mm = model_matrix("~ " + rhs, frame, na_action="ignore")
-    except FormulaicError as err:
-        raise ValueError(f"{rhs!r}: {str(err).strip().splitlines()[0]}") from None
+    except Exception as err:  # any exception of the formula library: see _terms
+        if isinstance(err, FormulaicError):
+            raise FormulaError(f"{rhs!r}: {_reason(err)}") from None
+        raise FormulaError(
+            f"{rhs!r} cannot be built from the data ({_reason(err)}); check the columns "
+            "and their values"
+        ) from None
     return [_lme4_name(str(c)) for c in mm.columns], mm.to_numpy(dtype=float)
 
 
@@ -251,7 +280,7 @@ def _numeric(frame: pd.DataFrame, f: Formula) -> pd.DataFrame:
             number = pd.to_numeric(values.astype(object), errors="coerce")
             bad = np.flatnonzero((values.notna() & number.isna()).to_numpy())
             if bad.size and (col == f.response or number.notna().any()):
-                raise ValueError(
+                raise FormulaError(
                     f"column {col!r} must be numeric, but data row {bad[0] + 1} holds "
                     f"{values.iloc[bad[0]]!r}; fix or drop the non-numeric values"
                     + ("" if col == f.response else f", or write C({col}) for a categorical")
@@ -262,10 +291,12 @@ def _numeric(frame: pd.DataFrame, f: Formula) -> pd.DataFrame:
         arr = values.to_numpy(dtype=float)
         if np.isinf(arr).any():
             n_inf = int(np.isinf(arr).sum())
-            raise ValueError(f"column {col!r} has {n_inf} infinite value(s) (inf); drop those rows")
+            raise FormulaError(
+                f"column {col!r} has {n_inf} infinite value(s) (inf); drop those rows"
+            )
         top = np.abs(arr[np.isfinite(arr)]).max(initial=0.0)
         if top > MAX_ABS_VALUE:
-            raise ValueError(
+            raise FormulaError(
                 f"column {col!r} has values too large to fit (max |value| {top:.3g} > "
                 f"{MAX_ABS_VALUE:.0e}: squares overflow); rescale it, e.g. to other units"
             )
@@ -277,17 +308,20 @@ def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, in
 
     Rows with a missing value in a column the model uses are dropped (lme4's
     ``na.omit``); the rest are sorted by group (stable; labels as text, sorted), as
-    :meth:`LMMData.from_frame` does.  :class:`ValueError` (one line) on any problem.
+    :meth:`LMMData.from_frame` does.  :class:`ValueError` (one line; :class:`FormulaError`
+    for the formula) on any problem.
     """
     f = parse(formula) if isinstance(formula, str) else formula
     missing = [c for c in f.columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"column(s) {missing} not in the data; available: {list(frame.columns)}")
+        raise FormulaError(f"column(s) {missing} not in the data; available: {list(frame.columns)}")
     sub = _numeric(frame[list(f.columns)], f)
     keep = sub.notna().all(axis=1).to_numpy()
     sub = sub[keep].copy()
     if sub.empty:
-        raise ValueError(f"no rows left: every row has a missing value in one of {list(f.columns)}")
+        raise FormulaError(
+            f"no rows left: every row has a missing value in one of {list(f.columns)}"
+        )
     for col in sub.columns:
         if isinstance(sub[col].dtype, pd.CategoricalDtype):
             sub[col] = sub[col].cat.remove_unused_categories()  # lme4: drop.unused.levels
@@ -305,7 +339,7 @@ def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, in
     for lhs in f.random:
         names, _ = _columns(sub, lhs)
         if not f.correlated and len(names) > len(_terms(lhs, f.text)):
-            raise ValueError(
+            raise FormulaError(
                 f"formula {f.text!r}: uncorrelated random effects of a categorical variable "
                 f"({lhs}) are not supported (lme4 keeps a factor's columns correlated); use "
                 f"one bar with |"
@@ -314,7 +348,7 @@ def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, in
         names = [same.get(frozenset(n.split(":")), n) for n in names]
         outside = [n for n in names if n not in fixed]
         if outside:
-            raise ValueError(
+            raise FormulaError(
                 f"formula {f.text!r}: random effect {outside[0]!r} of ({lhs} | {f.group}) is not "
                 f"a fixed-effect column {fixed}; code it as the fixed part does (the same "
                 "intercept, 0 + in both parts or in neither)"
@@ -331,12 +365,12 @@ def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:
     model whose fixed effects are the numeric columns ``fixed`` (``"(Intercept)"``
     and predictor names; the group's name is not used): what a study design's
     ``random = "..."`` means.  The random effects keep the order they are written in.
-    :class:`ValueError` (one line) if the text is not bars on those effects."""
+    :class:`FormulaError` (one line) if the text is not bars on those effects."""
     text = " ".join(str(bar).split())
     pieces = [p.lstrip("+ ").strip() for p in _split(text, "+")] if text else [""]
     for piece in pieces:
         if not (piece.startswith("(") and piece.endswith(")") and "|" in piece):
-            raise ValueError(
+            raise FormulaError(
                 f"{text!r}: {piece!r} is not a random term; write only random terms in "
                 "parentheses, e.g. (1 | g), (1 + X | g) or (X || g)"
             )
@@ -345,7 +379,7 @@ def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:
         for term in _terms(lhs, text):
             name = INTERCEPT if str(term) == "1" else str(term)
             if name not in fixed:
-                raise ValueError(
+                raise FormulaError(
                     f"{text!r}: {name!r} is not a fixed effect of the design "
                     f"({', '.join(fixed)}); add it to predictors"
                 )
@@ -357,6 +391,6 @@ def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:
     try:
         f = parse(full)
     except ValueError as err:
-        raise ValueError(str(err).replace(f"formula {full!r}", repr(text))) from None
+        raise FormulaError(str(err).replace(f"formula {full!r}", repr(text))) from None
     names = [INTERCEPT if str(t) == "1" else str(t) for lhs in f.random for t in _terms(lhs, text)]
     return Structure(tuple(fixed), tuple(names), f.correlated)

@@ -286,6 +286,81 @@ CASES: list[Case] = [
         **run_config(toml(engines='[engines]\nrun = ["reml"]\n\n[engines.bayes]\nchains = 2\n')),
         pattern=allof(r"engines\.run\b", r"\bbayes\b", r"\badd\b|\bremove\b"),
     ),
+    # ---- config: integers past 64 bits (numpy and netCDF overflow), sizes past memory
+    Case(
+        "config-seed-past-64-bits",
+        "config",
+        **run_config(toml().replace("seed = 7", "seed = 18446744073709551616")),
+        pattern=allof(r"\bseed\b", "18446744073709551616", "64-bit", "smaller"),
+    ),
+    Case(
+        "config-negative-integer-past-64-bits",
+        "config",
+        **run_config(toml().replace("seed = 7", "seed = -18446744073709551616")),
+        pattern=allof(r"\bseed\b", "64-bit", "smaller"),
+    ),
+    Case(
+        "config-condition-level-past-64-bits",
+        "config",
+        **run_config(toml(extra="[conditions]\ngroup_size = [5, 99999999999999999999]\n")),
+        pattern=allof(r"conditions\.group_size\[1\]", "99999999999999999999", "64-bit"),
+    ),
+    Case(
+        "config-added-condition-past-64-bits",
+        "config",
+        **run_config(toml(extra="[conditions]\nadd = [{groups = 99999999999999999999}]\n")),
+        pattern=allof(r"conditions\.add\[0\]\.groups", "64-bit"),
+    ),
+    Case(
+        "config-engine-option-past-64-bits",
+        "config",
+        **run_config(
+            toml(engines=TINY_ENGINES + "\n[engines.reml]\nmaxiter = 2e100\n").replace(
+                "2e100", "1" + "0" * 30
+            )
+        ),
+        pattern=allof(r"engines\.reml\.maxiter", "64-bit"),
+    ),
+    Case(
+        "config-replicates-past-64-bits",
+        "config",
+        **run_config(toml().replace("replicates = 3", "replicates = 18446744073709551616")),
+        pattern=allof(r"\breplicates\b", "64-bit"),
+    ),
+    Case(
+        "config-group-size-past-memory",
+        "config",
+        **run_config(toml().replace("group_size = 5", "group_size = 1000000000")),
+        pattern=allof(r"design\.group_size\b", "1000000000", "rows", "memory", "fewer|smaller"),
+    ),
+    Case(
+        "config-repeats-past-memory",
+        "config",
+        **run_config(toml(design="repeats = 9223372036854775807\n")),
+        pattern=allof(r"design\.repeats\b", "rows", "memory", "fewer"),
+    ),
+    Case(
+        "config-group-size-list-past-memory",
+        "config",
+        **run_config(
+            toml().replace("group_size = 5", "group_size = [5, 5, 5, 5, 5, 9223372036854775807]")
+        ),
+        pattern=allof(r"design\.", "rows", "memory", "fewer|smaller"),
+    ),
+    Case(
+        "config-condition-grid-past-memory",
+        "config",
+        **run_config(
+            toml(
+                extra="[conditions]\ngroups = "
+                + str(list(range(2, 1002)))
+                + "\ngroup_size = "
+                + str(list(range(1, 1001)))
+                + "\n"
+            )
+        ),
+        pattern=allof(r"\bconditions\b", "1,000,000 conditions", "fewer|split"),
+    ),
     # ---- config: unknown keys
     Case(
         "config-unknown-top-level-key",
@@ -740,6 +815,29 @@ CASES: list[Case] = [
         "csv",
         **fit_csv("empty.csv", ""),
         pattern=allof(r"empty\.csv", r"\bempty\b", r"give|header"),
+    ),
+    # any exception the formula library raises is one line (formulaic raises Python's
+    # SyntaxError for a term that is not an expression); nothing is evaluated
+    Case(
+        "csv-formula-python-syntax",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + __import__('os').system('true') + (1 | school)"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof(r"formula", r"__import__", r"cannot be parsed|SyntaxError", r"e\.g\."),
+    ),
+    Case(
+        "csv-formula-lambda",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + (lambda: 1)() + (1 | school)"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof(r"lambda", r"not supported|cannot be parsed|not in the data"),
+    ),
+    Case(
+        "csv-formula-unbalanced-bracket",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + school[ + (1 | school)"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof(r"formula", r"school\["),
     ),
     Case(
         "csv-semicolon-delimited",

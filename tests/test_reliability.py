@@ -54,6 +54,10 @@ run = ["reml"]
 """
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+#: seconds after which a process (or a condition) is taken as hung: generous, since the
+#: tests share 2 cores with other heavy jobs; waits poll, so a healthy run never waits
+#: this long
+HUNG = 300
 
 
 @pytest.fixture
@@ -90,16 +94,23 @@ def test_a_lock_left_by_a_killed_run_does_not_block(small, tmp_path):
     cfg_path = tmp_path / "long.toml"
     cfg_path.write_text(cfg.to_toml())
     cmd = [sys.executable, "-m", "study", "run", str(cfg_path), "--out", str(out)]
-    proc = subprocess.Popen([*cmd, "--workers", "1"], env=ENV, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(Store(out).piece_files()) < 2:
-        time.sleep(0.05)
-    # while it runs, a second run is refused, naming the first
-    second = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2, second.stderr
-    assert f"pid {proc.pid}" in second.stderr and "Traceback" not in second.stderr
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.Popen([*cmd, "--workers", "1"], env=ENV, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + HUNG
+        while len(Store(out).piece_files()) < 2:
+            assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before 2 pieces"
+            assert time.monotonic() < deadline, "the run wrote no 2 pieces in time"
+            time.sleep(0.05)
+        # frozen (it keeps the lock): the second run's start-up, however slow on a
+        # loaded machine, cannot outlast the first run
+        proc.send_signal(signal.SIGSTOP)
+        # while it runs, a second run is refused, naming the first
+        second = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=HUNG)
+        assert second.returncode == 2, second.stderr
+        assert f"pid {proc.pid}" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)  # ends a stopped process too
+        proc.wait()
     assert json.loads((out / LOCK).read_text())["pid"] == proc.pid  # stale file left
     report = run_study(cfg.with_replicates(20), out)  # not blocked
     assert report.done == 20
@@ -309,7 +320,7 @@ def test_two_shards_running_at_once_into_one_directory_merge_to_the_serial_run(s
         for i in (1, 2)
     ]
     for proc in procs:
-        _, err = proc.communicate(timeout=300)
+        _, err = proc.communicate(timeout=HUNG)
         assert proc.returncode == 0, err
     assert main(["merge", str(out)]) == 0
     with xr.open_dataset(out / "results.nc") as a, xr.open_dataset(serial / "results.nc") as b:

@@ -114,7 +114,9 @@ def test_fallback_to_next_optimizer(sleep: LMMData, lme4: dict) -> None:
     # cg needs more than 8 iterations for this fit, lbfgs 7.
     fit = RemlEngine(RemlOptions(method="ml", optimizers=("cg", "lbfgs"), maxiter=8)).fit(sleep)
     assert fit.converged, fit.message
-    assert fit.message.startswith("cg: optimizer did not converge (polished from lbfgs)")
+    # the fallback is recorded in optimizer / optimizer_index; cg's failure is moot for
+    # the polished optimum, so it is not the fit's message (issue 24, 1c)
+    assert fit.message == ""
     assert extra(fit, "optimizer_index") == 1.0
     assert fit.optimizer == "lbfgs+newton"
     check_against_lme4(fit, lme4["ml"], "ml")
@@ -124,7 +126,7 @@ def test_polish_reaches_the_optimum_from_a_failed_start(sleep: LMMData, lme4: di
     # statsmodels stops after 2 iterations; the Newton polish still gets to lme4's optimum
     fit = RemlEngine(RemlOptions(method="ml", optimizers=("lbfgs",), maxiter=2)).fit(sleep)
     assert fit.converged
-    assert "lbfgs: optimizer did not converge" in fit.message
+    assert fit.message == ""  # statsmodels' failure is moot once the polish converged
     check_against_lme4(fit, lme4["ml"], "ml")
 
 
@@ -135,6 +137,10 @@ def test_non_convergence_is_flagged(sleep: LMMData, monkeypatch: pytest.MonkeyPa
     fit = RemlEngine(RemlOptions(method="ml")).fit(sleep)
     assert not fit.converged
     assert "Newton polish stopped with max |gradient|" in fit.message
+    # a fit that did not converge keeps what statsmodels said on the way
+    slow = RemlEngine(RemlOptions(method="ml", optimizers=("lbfgs",), maxiter=2)).fit(sleep)
+    assert not slow.converged
+    assert "lbfgs: optimizer did not converge (polished from lbfgs)" in slow.message
     assert np.all(np.isfinite(fit.estimate))  # the best attempt's values, flagged
 
 

@@ -106,12 +106,17 @@ def test_a_loopback_dask_cluster_gives_the_serial_results_when_a_worker_is_lost(
     """A real scheduler and 2 worker processes on loopback; one worker is killed (kill
     -9) once the first batch is back: its nanny restarts it, the plugin sets the new
     process up, lost batches run again, and the results are the serial ones."""
+    import dask
     from distributed import Client, LocalCluster
 
     from study.run.dask_cluster import DaskCluster
 
     cfg, serial = grid
     with (
+        # distributed's 30 s connect timeouts, against a restarted worker that imports
+        # the study on two cores shared with other jobs: generous ones instead
+        dask.config.set({"distributed.comm.timeouts.connect": "300s"}),
+        dask.config.set({"distributed.comm.timeouts.tcp": "300s"}),
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
@@ -185,13 +190,16 @@ def _start_and_wait(cmd: list[str], out: Path, pieces: int) -> tuple[subprocess.
     proc = subprocess.Popen(
         cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # a hung start-up, not a slow one
     workers: list[psutil.Process] = []
-    while time.monotonic() < deadline:
+    while not (ck.is_dir() and len(list(ck.glob("part-*.npz"))) >= before + pieces):
         workers = workers or psutil.Process(proc.pid).children(recursive=True)
-        if ck.is_dir() and len(list(ck.glob("part-*.npz"))) >= before + pieces:
-            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"the run ended or hung before {pieces} new pieces")
         time.sleep(0.02)
+    workers = workers or psutil.Process(proc.pid).children(recursive=True)
     return proc, workers
 
 
@@ -218,7 +226,7 @@ def test_interrupted_and_killed_runs_with_workers_resume_to_the_serial_results(g
     assert proc.returncode == 130, err
     assert "interrupted; finished replicates are saved" in err.decode()
     assert "Traceback" not in err.decode()
-    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    _gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive, f"workers outlived Ctrl-C: {alive}"
     first = Store(out).load()
     assert first is not None and 2 <= len(first) < 2 * reps, "Ctrl-C came too late"
@@ -229,7 +237,7 @@ def test_interrupted_and_killed_runs_with_workers_resume_to_the_serial_results(g
     proc.wait()
     partial = Store(out).load()
     assert partial is not None and len(first) < len(partial) < 2 * reps, "kill came too late"
-    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    _gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive, f"worker processes outlived their driver: {alive}"
     subprocess.run(cmd, env=ENV, check=True, capture_output=True)
     _assert_same_run(serial, out)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.base import correlation_factor
 from models.data import LMMData
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -49,27 +50,14 @@ def theta_index(q: int, correlated: bool = True) -> tuple[np.ndarray, np.ndarray
     return np.asarray(rows), np.asarray(cols)
 
 
-def theta_to_lambda(theta: np.ndarray, q: int, correlated: bool = True) -> np.ndarray:
-    """Lower-triangular ``Lambda`` from ``theta`` (column-wise, as lme4)."""
-    lam = np.zeros((q, q))
-    lam[theta_index(q, correlated)] = theta
-    return lam
-
-
 def psi_to_theta(psi: np.ndarray, correlated: bool = True) -> np.ndarray:
-    """``theta`` of a positive semi-definite ``Psi`` (Cholesky with zero pivots kept at 0;
-    the square roots of the diagonal for uncorrelated random effects)."""
+    """``theta`` of a positive semi-definite ``Psi``: its lower Cholesky factor with zero
+    pivots kept at 0 (:func:`models.base.correlation_factor`, the one such factorisation
+    of the project), or the square roots of the diagonal for uncorrelated random
+    effects."""
     if not correlated:
         return np.sqrt(np.maximum(np.diag(psi), 0.0))
-    q = psi.shape[0]
-    lam = np.zeros((q, q))
-    for j in range(q):
-        d = psi[j, j] - lam[j, :j] @ lam[j, :j]
-        lam[j, j] = np.sqrt(max(d, 0.0))
-        for i in range(j + 1, q):
-            v = psi[i, j] - lam[i, :j] @ lam[j, :j]
-            lam[i, j] = v / lam[j, j] if lam[j, j] > 0 else 0.0
-    return lam[theta_index(q)]
+    return correlation_factor(np.asarray(psi, dtype=float))[theta_index(psi.shape[0])]
 
 
 @dataclass(frozen=True)

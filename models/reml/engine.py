@@ -15,7 +15,9 @@ polished by Newton's method (trust region) on the profiled criterion in lme4's
 ``theta`` (:mod:`models.reml.criterion`: sufficient statistics, analytic gradient), to a
 gradient below 1e-7: the optimum to machine precision.  ``converged`` is that polish's
 verdict; ``singular`` is ``lme4::isSingular`` (a diagonal element of ``Lambda`` below
-1e-4), recorded separately (a boundary fit can be a converged fit).
+1e-4), recorded separately (a boundary fit can be a converged fit).  statsmodels only
+supplies the start: its warnings and failures (an optimizer that raises is skipped)
+are the fit's message only when the polish did not converge.
 
 Inference
 ---------
@@ -109,8 +111,12 @@ class RemlEngine:
         FitResult
             With the fit statistics (``loglik``, ``criterion``, ``aic``, ``bic``,
             ``nobs``, ``ngroups``, ``singular``, ``optimizer``) and ``df`` per term.
-            ``message`` holds captured warnings and, after a fallback, which optimizers
-            failed.  ``extra`` holds floats: ``iterations`` (Newton steps of the
+            ``message`` is empty for a clean fit.  What statsmodels says while it
+            finds the start point (its warnings, optimizers that failed or raised) is
+            moot once the polish converged to a regular optimum, and kept only when
+            the polish did not converge; a converged boundary fit says
+            :data:`SINGULAR_NOTE`; warnings of the polish and of the inference are
+            always kept.  ``extra`` holds floats: ``iterations`` (Newton steps of the
             polish), ``gradient`` (max |gradient| at the optimum) and
             ``optimizer_index`` (position in ``options.optimizers`` of the statsmodels
             optimizer that gave the start).
@@ -126,7 +132,7 @@ class RemlEngine:
                 result = FitResult.failed(
                     structure, f"{type(err).__name__}: {err}", trace=traceback.format_exc()
                 )
-        notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+        notes = _warning_notes(caught)
         result.message = "; ".join(m for m in (result.message, *notes) if m)
         result.fit_seconds = time.perf_counter() - t0
         return result
@@ -134,38 +140,13 @@ class RemlEngine:
     def _fit(self, data: LMMData) -> FitResult:
         opts = self.options
         _check_data(data)
-        model = MixedLM(data.y, data.X, data.group, exog_re=data.Z)
         psi0, _ = start_covariance(data)
-        start = MixedLMParams.from_components(np.zeros(data.q), cov_re=psi0)
         correlated = data.structure.correlated
-        # uncorrelated random effects (lme4 ||): statsmodels fits a diagonal cov_re
-        free = (
-            {}
-            if correlated
-            else {"free": MixedLMParams.from_components(np.ones(data.q), np.eye(data.r))}
-        )
-        reasons: list[str] = []
-        best: tuple[Any, int] | None = None
-        for index, method in enumerate(opts.optimizers):
-            with np.errstate(all="ignore"):
-                res = model.fit(
-                    start_params=start.copy(),
-                    reml=opts.method == "reml",
-                    method=[method],
-                    maxiter=opts.maxiter,
-                    full_output=True,
-                    **free,
-                    **TOLERANCES.get(method, {}),
-                )
-            problem = _problem(res)
-            if not problem:
-                best = (res, index)
-                break
-            reasons.append(f"{method}: {problem}")
-            if _problem(res, check_converged=False) == "" and (
-                best is None or res.llf > best[0].llf
-            ):
-                best = (res, index)
+        # statsmodels only finds the start point: what it says on the way (warnings,
+        # failed optimizers) is kept only if the polished fit needs explaining
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            best, reasons = self._start(data, psi0)
         crit = Criterion(data, reml=opts.method == "reml")
         if best is None:
             theta0, index, label = psi_to_theta(psi0, correlated), -1, "moments"
@@ -174,10 +155,57 @@ class RemlEngine:
             theta0 = psi_to_theta(cov_re, correlated)
             index, label = best[1], opts.optimizers[best[1]]
         optimum = polish(crit, theta0)
-        notes = [f"{r} (polished from {label})" for r in reasons] if reasons else []
-        if optimum.message:
+        notes = []
+        if not optimum.converged:
+            # the start-up's troubles explain a fit that did not converge
+            notes += [f"{r} (polished from {label})" for r in reasons]
+            notes += [*_warning_notes(caught), optimum.message]
+        elif crit.singular(optimum.theta):
+            notes.append(SINGULAR_NOTE)
+        elif optimum.message:
             notes.append(optimum.message)
         return self._result(data, crit, optimum, index, f"{label}+newton", "; ".join(notes))
+
+    def _start(self, data: LMMData, psi0: np.ndarray) -> tuple[tuple[Any, int] | None, list[str]]:
+        """The best statsmodels fit to polish from (``None``: start from the moments)
+        and why the optimizers tried before it were no good.  An optimizer that raises
+        (e.g. ``LinAlgError`` when a group-level predictor meets a huge variance on the
+        way) is one that failed: the next one, or the moments, give the start."""
+        opts = self.options
+        model = MixedLM(data.y, data.X, data.group, exog_re=data.Z)
+        start = MixedLMParams.from_components(np.zeros(data.q), cov_re=psi0)
+        # uncorrelated random effects (lme4 ||): statsmodels fits a diagonal cov_re
+        free = (
+            {}
+            if data.structure.correlated
+            else {"free": MixedLMParams.from_components(np.ones(data.q), np.eye(data.r))}
+        )
+        reasons: list[str] = []
+        best: tuple[Any, int] | None = None
+        for index, method in enumerate(opts.optimizers):
+            try:
+                with np.errstate(all="ignore"):
+                    res = model.fit(
+                        start_params=start.copy(),
+                        reml=opts.method == "reml",
+                        method=[method],
+                        maxiter=opts.maxiter,
+                        full_output=True,
+                        **free,
+                        **TOLERANCES.get(method, {}),
+                    )
+            except Exception as err:
+                reasons.append(f"{method}: {type(err).__name__}: {err}")
+                continue
+            problem = _problem(res)
+            if not problem:
+                return (res, index), reasons
+            reasons.append(f"{method}: {problem}")
+            if _problem(res, check_converged=False) == "" and (
+                best is None or res.llf > best[0].llf
+            ):
+                best = (res, index)
+        return best, reasons
 
     def _result(
         self, data: LMMData, crit: Criterion, opt: Optimum, index: int, optimizer: str, message: str
@@ -270,6 +298,17 @@ class RemlEngine:
             step = 0.5 * wald_se / varpar.dvalues_dphi(nat, q)
         prof = varpar.profile(varpar.Deviance(crit), nat, self.options.level, opt.value, step)
         return prof.lower, prof.upper
+
+
+#: the message of a converged fit on the boundary (``singular``), as lme4 says it
+SINGULAR_NOTE = (
+    "boundary (singular) fit: a random-effect SD at 0 or a correlation at +-1 (lme4::isSingular)"
+)
+
+
+def _warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warnings as ``Category: text``, in the order first seen."""
+    return list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
 
 
 def _join(message: str, note: str) -> str:

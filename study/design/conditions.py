@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -32,6 +33,8 @@ FACTOR_KEYS = tuple(f.name for f in fields(DesignConfig) if f.name not in STRUCT
 SPECIAL_KEYS = ("exclude", "add")
 #: label of the single condition of a study without ``[conditions]``
 BASE_LABEL = "base"
+#: the most conditions a grid may cross into (each is a design built and kept in memory)
+MAX_CONDITIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,15 @@ def expand(base: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Condition,
             raise fail(f"conditions.{name}", entries, "must be a list of tables")
         for i, entry in enumerate(entries):
             _check_factors(entry, f"conditions.{name}[{i}]")
+    size = math.prod(len(levels) for levels in spec.values())
+    if size > MAX_CONDITIONS:
+        counts = " x ".join(f"{len(v):,} {k}" for k, v in spec.items())
+        raise fail(
+            "conditions",
+            "(a table)",
+            f"crosses into {size:,} conditions ({counts}), more than {MAX_CONDITIONS:,}; "
+            "give fewer levels, or split the grid into studies of their own",
+        )
     crossed = [dict(zip(spec, combo, strict=True)) for combo in itertools.product(*spec.values())]
     if not spec:
         crossed = [] if add else [{}]

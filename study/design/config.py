@@ -97,6 +97,36 @@ _ENGINES_HINT = (
 )
 
 
+#: the integers a config may hold: 64-bit signed, as numpy arrays and netCDF store them
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_integers(value: object, key: str = "") -> None:
+    """Refuse any integer in ``value`` (a parsed TOML table, nested tables and lists
+    included) outside the 64-bit range :data:`INT64`, naming its dotted key.
+
+    TOML integers are Python ints of any size, but every integer a study stores or
+    computes with (seeds, counts, sizes, engine options, lists of them in conditions)
+    goes through numpy or netCDF, which overflow past 64 bits: one check of the whole
+    table covers every key, present and future.
+    """
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            check_integers(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_integers(v, f"{key}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        low, high = INT64
+        if not low <= value <= high:
+            raise fail(
+                key,
+                value,
+                f"is too large for a 64-bit integer (must be between {low:,} and {high:,}); "
+                "give a smaller number",
+            )
+
+
 def _table(key: str, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise fail(key, value, "must be a table")
@@ -145,6 +175,7 @@ def config_from_dict(
         One line naming the key, the value and the fix.
     """
     try:
+        check_integers(raw)
         raw = dict(raw)
         check_keys(raw, _TOP_KEYS, "")
         design_raw = _table("design", raw.pop("design", {}))

@@ -23,6 +23,11 @@ from models.validate import (
 )
 
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
+#: the most rows one replicate's data may have (groups x group_size x repeats): a
+#: sample is held in memory several times over while it is generated and fitted
+#: (about 3 GB a copy at this size with one predictor); the seed design has 100,000.
+#: Whether a smaller design fits this machine is :mod:`study.run.budget`'s question.
+MAX_ROWS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ class DesignConfig:
             )
         set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
         set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
+        self._check_rows()
         boolean("design.fixed_random_effects", self.fixed_random_effects)
         if self.fixed_random_effects and not all(re_sd):
             raise fail(
@@ -189,6 +195,26 @@ class DesignConfig:
             )
         if not isinstance(self.predictor, PredictorSpec):
             raise fail("design.predictor", self.predictor, "must be a table")
+
+    def _check_rows(self) -> None:
+        """Refuse a design whose replicates would have more than :data:`MAX_ROWS` rows,
+        naming the largest of the settings that multiply into the row count."""
+        sizes = self.group_size
+        subjects = sum(sizes) if isinstance(sizes, tuple) else self.groups * sizes
+        rows = subjects * self.repeats
+        if rows <= MAX_ROWS:
+            return
+        factors = {"design.repeats": self.repeats, "design.groups": self.groups}
+        if not isinstance(sizes, tuple):
+            factors["design.group_size"] = sizes
+        key = max(factors, key=lambda k: factors[k])
+        raise fail(
+            key,
+            factors[key],
+            f"makes {rows:,} rows per replicate ({subjects:,} subjects x {self.repeats:,} "
+            f"repeats), more than the {MAX_ROWS:,} a replicate may hold in memory; use "
+            "fewer or smaller groups, or fewer repeats",
+        )
 
     @property
     def q(self) -> int:

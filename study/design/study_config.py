@@ -25,6 +25,9 @@ from study.design.spec import DesignConfig, bar_structure, random_effects
 #: the largest replicate count a study may ask for (its results must fit in memory:
 #: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
 MAX_REPLICATES = 1_000_000
+#: the largest root seed: 64-bit signed, as numpy and the results' netCDF attributes
+#: store it (``SeedSequence`` itself takes any size)
+MAX_SEED = 2**63 - 1
 #: field metadata marking settings that do not change any replicate's results
 NOT_HASHED = {"hashed": False}
 
@@ -74,7 +77,7 @@ class StudyConfig:
         if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
             raise fail("name", name, "must be a non-empty name without slashes")
         integer("replicates", self.replicates, low=1, high=MAX_REPLICATES)
-        integer("seed", self.seed, low=0)
+        integer("seed", self.seed, low=0, high=MAX_SEED)
         integer("keep_draws", self.keep_draws, low=0)
         object.__setattr__(self, "level", number("level", self.level, low=0.0, high=1.0))
         engines = self.engines

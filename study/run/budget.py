@@ -6,8 +6,11 @@ write's copy of the text: about four copies, as ``benchmarks/bench_budget.py``
 measures), and on disk it keeps the pieces, ``results.nc`` (for a while both the
 consolidated piece and its parts) and the kept posteriors.  The per-pair size comes
 from the results schema; a fit's ``message`` is stored as fixed-width text, so it is
-counted at :data:`MESSAGE_CHARS` characters.  A run whose estimate exceeds the
-memory available or the free disk is refused up front, with the figures.
+counted at :data:`MESSAGE_CHARS` characters.  Each fit also needs its replicate's data
+(:data:`FIT_COPIES` copies of the largest condition's rows: the sample, the engine's
+design matrices, per-group splits) and, for an engine with draws, the posterior it
+samples.  A run whose estimate exceeds the memory available or the free disk is
+refused up front, with the figures.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ MEMORY_COPIES = 4
 DISK_COPIES = 3
 #: bytes of a kept posterior per draw and parameter, and its fixed overhead
 POSTERIOR_BYTES = (8, 64_000)
+#: copies of one replicate's data held while it is generated and fitted (the long
+#: table, the engine's y, X, Z and group arrays, statsmodels' per-group splits)
+FIT_COPIES = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class Budget:
     per_pair: int
     memory: int
     disk: int
+    #: bytes one fit needs (the largest condition's data and posterior): a process
+    #: fitting one replicate at a time needs this much
+    fit_memory: int = 0
 
 
 def _bytes_per_pair(engines: int, terms: int) -> int:
@@ -68,7 +77,7 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
     pairs = reps * len(config.conditions)
     terms = len(config.terms()[0])
     per_pair = _bytes_per_pair(len(config.engines), terms)
-    kept = 0
+    kept = posterior = 0
     for name in config.engines:
         options = config.engine_options[name]
         draws = int(getattr(options, "draws", 0)) * int(getattr(options, "chains", 0))
@@ -76,9 +85,25 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
             fits = min(config.keep_draws, reps) * len(config.conditions)
             per_fit = draws * (terms + 12) * POSTERIOR_BYTES[0] + POSTERIOR_BYTES[1]
             kept += fits * per_fit
+            posterior = max(posterior, per_fit)
     return Budget(
-        pairs, per_pair, MEMORY_COPIES * pairs * per_pair, DISK_COPIES * pairs * per_pair + kept
+        pairs,
+        per_pair,
+        MEMORY_COPIES * pairs * per_pair,
+        DISK_COPIES * pairs * per_pair + kept,
+        data_bytes(config) + posterior,
     )
+
+
+def data_bytes(config: StudyConfig) -> int:
+    """Bytes one replicate's data take while fitted: :data:`FIT_COPIES` copies of the
+    largest condition's rows (response, the fixed-effect columns, the group code)."""
+    largest = 0
+    for condition in config.conditions:
+        d = condition.design
+        subjects = int(d.sizes.sum())
+        largest = max(largest, subjects * d.repeats * (d.q + 2))
+    return FIT_COPIES * 8 * largest
 
 
 def _gb(n: float) -> str:
@@ -118,6 +143,13 @@ def check_budget(
     memory = psutil.virtual_memory().available if available_memory is None else available_memory
     disk = shutil.disk_usage(_existing(Path(out))).free if free_disk is None else free_disk
     what = f"{need.pairs:,} (condition, replicate) pairs x {len(config.engines)} engine(s)"
+    if need.fit_memory > memory:
+        raise UserError(
+            f"one fit would need about {_gb(need.fit_memory)} of memory (a replicate's data "
+            f"x {FIT_COPIES} copies, and the posterior of engines with draws), and "
+            f"{_gb(memory)} is available; use fewer or smaller groups, fewer repeats "
+            "(or fewer draws)"
+        )
     if need.memory > memory:
         raise UserError(
             f"{what} would need about {_gb(need.memory)} of memory to merge the results "
