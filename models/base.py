@@ -94,10 +94,11 @@ def split_terms(terms: np.ndarray, q: int):
 
 
 def correlation_factor(corr: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack of correlation matrices (..., q, q).
+    """Lower Cholesky factors of a stack of positive semi-definite matrices (..., q, q)
+    (correlation matrices, or covariances relative to sigma^2).
 
     Plain Cholesky, except that a zero pivot (a semi-definite matrix, e.g. a correlation
-    of exactly +-1) gives a zero column instead of an error.
+    of exactly +-1, or a zero variance) gives a zero column instead of an error.
     """
     q = corr.shape[-1]
     Lc = np.zeros_like(corr)

@@ -88,15 +88,22 @@ def number(
     return v
 
 
+#: the largest integer a setting may hold (a 64-bit signed integer: NumPy's and
+#: netCDF's; larger values overflow somewhere downstream)
+INT64_MAX = 2**63 - 1
+
+
 def integer(key: str, value: object, *, low: int, high: int | None = None) -> int:
-    """``value`` as an int ``>= low`` (and ``<= high``); floats such as 1.5 are refused."""
+    """``value`` as an int ``>= low`` and ``<= high`` (default: the largest 64-bit
+    integer); floats such as 1.5 are refused."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise OptionTypeError(key, value, f"must be an integer >= {low}")
     v = int(value)
     if v < low:
         raise OptionError(key, value, f"must be >= {low}")
-    if high is not None and v > high:
-        raise OptionError(key, value, f"must be <= {high:,}")
+    limit = INT64_MAX if high is None else high
+    if v > limit:
+        raise OptionError(key, value, f"must be <= {limit:,}")
     return v
 
 

@@ -887,6 +887,18 @@ CASES: list[Case] = [
         pattern=allof("--ci", r"\breml\b", r"drop|remove|--engine reml"),
     ),
     Case(
+        "csv-seed-past-64-bits",
+        "csv",
+        **fit_csv("data.csv", GOOD_CSV, "--seed", "18446744073709551616"),
+        pattern=allof("--seed", "18446744073709551616", "whole number"),
+    ),
+    Case(
+        "csv-option-of-another-engine",
+        "csv",
+        **fit_csv("data.csv", GOOD_CSV, "--engine", "gee", "--option", "ci=t"),
+        pattern=allof("--ci", "not an option of engine gee", r"\breml\b"),
+    ),
+    Case(
         "csv-unknown-engine",
         "csv",
         **fit_csv("data.csv", GOOD_CSV, "--engine", "stan"),

@@ -14,6 +14,17 @@ from typing import Any
 from study.usecases.fitting import CsvFit, fit_csv
 from study.usecases.vocabulary import engine_names, render
 
+#: the largest seed (a 64-bit signed integer, what NumPy's and PyMC's seeds take)
+MAX_SEED = 2**63 - 1
+
+
+def seed_arg(text: str) -> int:
+    """``--seed N``: a whole number from 0 to :data:`MAX_SEED`."""
+    value = int(text) if text.strip().isdigit() else -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number from 0 to {MAX_SEED:,}")
+    return value
+
 
 def option_arg(text: str) -> tuple[str, Any]:
     """``--option KEY=VALUE``: an engine option, the value read as a TOML value."""
@@ -44,7 +55,7 @@ def register(sub: Any) -> None:
     names = engine_names()
     p.add_argument("--engine", choices=names, default="reml", help=f"one of {', '.join(names)}")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=1, help="sampler seed (engines that sample)")
+    p.add_argument("--seed", type=seed_arg, default=1, help="sampler seed (engines that sample)")
     p.add_argument(
         "--option",
         type=option_arg,

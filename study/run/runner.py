@@ -274,10 +274,11 @@ def run_study(
     store = store_for(config, out)
     if store.path.exists() and not store.path.is_dir():
         raise StoreError(f"out={store.path} is a file; give a directory")
-    # what the whole run needs (the truth of every condition) before anything is written
-    context = kind_of(config).context(config, lambda cid: PROCESS.design(config, cid))
     with run_lock(store.path, shard=None if shard is None else str(shard)):
         check_budget(config, store.path)  # a refusal leaves nothing behind
+        # what the whole run needs (the truth of every condition), before anything is
+        # written and after the budget allows the designs to be drawn
+        context = kind_of(config).context(config, lambda cid: PROCESS.design(config, cid))
         return _run_locked(
             config,
             store,
