@@ -24,7 +24,8 @@ import numpy as np
 import psutil
 
 from study.errors import UserError
-from study.schema import DTYPES, FIT_VARS, TERM_VARS
+from study.run.kinds import kind_of
+from study.schema import Schema
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
@@ -58,16 +59,17 @@ class Budget:
     fit_memory: int = 0
 
 
-def _bytes_per_pair(engines: int, terms: int) -> int:
+def _bytes_per_pair(schema: Schema, engines: int, terms: int) -> int:
+    """Bytes of one pair's results under ``schema`` (the run's kind's)."""
     size = 0
-    for var in TERM_VARS:
-        size += engines * terms * np.dtype(DTYPES[var]).itemsize
-    for var in FIT_VARS:
-        if DTYPES[var] is np.str_:
-            chars = MESSAGE_CHARS if var == "message" else TEXT_CHARS
-            size += engines * 4 * chars
+    for name, shape in schema.shapes(engines, terms).items():
+        var = schema.vars[name]
+        cells = int(np.prod(shape)) if shape else 1
+        if var.dtype is np.str_:
+            chars = MESSAGE_CHARS if name == "message" else TEXT_CHARS
+            size += cells * 4 * chars
         else:
-            size += engines * np.dtype(DTYPES[var]).itemsize
+            size += cells * np.dtype(var.dtype).itemsize
     return size + 4 * TEXT_CHARS + 8 + 8  # condition id, replicate, done
 
 
@@ -75,8 +77,10 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
     """What running ``config`` (to ``replicates``) needs."""
     reps = config.replicates if replicates is None else replicates
     pairs = reps * len(config.conditions)
-    terms = len(config.terms()[0])
-    per_pair = _bytes_per_pair(len(config.engines), terms)
+    kind = kind_of(config)
+    terms = len(kind.terms(config)[0])
+    assert kind.layout.schema is not None
+    per_pair = _bytes_per_pair(kind.layout.schema, len(config.engines), terms)
     kept = posterior = 0
     for name in config.engines:
         options = config.engine_options[name]
