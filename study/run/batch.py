@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from models.base import Engine
 from study.design.generate import Design
 from study.run.kinds import kind_of, piece_of
@@ -62,8 +64,11 @@ class ProcessState:
 
     def __init__(self) -> None:
         self.threads: int | None = None
-        #: seconds the last :meth:`warm_up` took (what a worker's start-up is sized by)
+        #: seconds the last :meth:`warm_up` took
         self.warm_seconds = 0.0
+        #: this process's age when its last :meth:`warm_up` ended: its imports, the
+        #: designs and the compile, what a new worker process repeats before it fits
+        self.ready_seconds = 0.0
         self._engines: dict[tuple[str, Any], Engine] = {}
         self._designs: dict[tuple[int, str], Design] = {}
         self._blas: Any = None
@@ -131,6 +136,7 @@ class ProcessState:
                 data = self.design(config, c.id).sample(0).data.with_structure(structure)
                 config.registry.compile_engine(name, engine, data)
         self.warm_seconds = time.perf_counter() - t0
+        self.ready_seconds = time.time() - psutil.Process().create_time()
         return self.warm_seconds
 
 

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
+import psutil
+
 from study.errors import FitFailed, RunError
 from study.run.batch import PROCESS, BatchResult, Pair, run_batch, span
 
@@ -234,16 +236,19 @@ class Adaptive(LocalProcesses):
         self.started = False
 
     def startup_seconds(self) -> float:
-        """The expected start-up of the workers: imports and a compile each, at once
-        on shared cores (twice this process's own compile, plus the imports)."""
-        return 8.0 + 2.0 * PROCESS.warm_seconds
+        """The expected start-up of a worker: what this process took to be ready to
+        fit (its imports, designs and compile), which each worker repeats; its age
+        now when it has not warmed up."""
+        ready = PROCESS.ready_seconds or time.time() - psutil.Process().create_time()
+        return max(ready, PROCESS.warm_seconds)
 
     def worth_starting(self, seconds_per_pair: float, left: int) -> bool:
-        """Whether ``left`` pairs at ``seconds_per_pair`` here take longer than
-        starting the workers and sharing the rest with them."""
-        alone = left * seconds_per_pair
-        shared = self.startup_seconds() + alone / self.workers
-        return alone > shared
+        """Whether the ``left`` pairs at ``seconds_per_pair`` take more than twice a
+        worker's start-up here: then the workers, started at once and sharing the rest
+        while this process goes on fitting, finish first even though their start-up
+        slows this process down (on N cores, N starting workers and this process
+        share the cores: the factor two)."""
+        return left * seconds_per_pair > 2.0 * self.startup_seconds()
 
     def map(
         self,
@@ -252,7 +257,7 @@ class Adaptive(LocalProcesses):
         fail_fast: bool = False,
         size: int | None = None,
     ) -> Iterator[BatchResult]:
-        fitted, seconds = 0, 0.0
+        done, fitted, seconds = 0, 0, 0.0
         pending: dict[Future[Any], list[Pair]] = {}
         pool: ProcessPoolExecutor | None = None
         exhausted = False
@@ -276,11 +281,14 @@ class Adaptive(LocalProcesses):
                 break
             t0 = time.perf_counter()
             yield run_batch(config, batch, fail_fast)
-            seconds += time.perf_counter() - t0
-            fitted += len(batch)
-            left = None if size is None else size - fitted
+            done += len(batch)
+            if done > len(batch):  # the first batch may carry one-time costs: not timed
+                seconds += time.perf_counter() - t0
+                fitted += len(batch)
+            left = None if size is None else size - done
             if (
                 pool is None
+                and fitted
                 and seconds >= self.PROBE_SECONDS
                 and left is not None
                 and self.worth_starting(seconds / fitted, left)
@@ -289,8 +297,8 @@ class Adaptive(LocalProcesses):
                 self.started = True
             fill()
         while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in done:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in finished:
                 yield _result(future, pending.pop(future))
             fill()
 

@@ -40,13 +40,15 @@ def test_the_default_is_adaptive_and_an_explicit_count_is_obeyed(monkeypatch):
 
 
 def test_workers_start_only_when_the_work_left_outlasts_their_start_up(monkeypatch):
-    monkeypatch.setattr(PROCESS, "warm_seconds", 10.0)
+    monkeypatch.setattr(PROCESS, "warm_seconds", 4.0)
+    monkeypatch.setattr(PROCESS, "ready_seconds", 20.0)  # imports + designs + compile
     ex = Adaptive(2)
-    assert ex.startup_seconds() == pytest.approx(28.0)
-    # 100 pairs at 0.2 s: 20 s here, against 28 s of start-up + 10 s shared
-    assert not ex.worth_starting(0.2, 100)
-    # the 1000-replicate default study: 200 s here, against 28 + 100 s
-    assert ex.worth_starting(0.2, 1000)
+    assert ex.startup_seconds() == pytest.approx(20.0)
+    # make study's 50 replicates at 0.3 s a pair: 15 s here, a worker needs 20 s to start
+    assert not ex.worth_starting(0.3, 50)
+    assert not ex.worth_starting(0.3, 80)  # 24 s: still not twice the start-up
+    # the 1000-replicate default study: 300 s here
+    assert ex.worth_starting(0.3, 1000)
 
 
 class _Threads(Adaptive):
