@@ -1,10 +1,17 @@
-"""Shared fixtures: fixed seeds, small designs, and configs written to temp files."""
+"""Shared fixtures: fixed seeds, small designs, and configs written to temp files.
+
+The test modules mirror the stages: tests/design, run, analysis, cli and models.
+Helpers that modules import by name live in tests/helpers.py (``import helpers``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import study_toml
 
 from study.design.config import DesignConfig, PredictorSpec, StudyConfig, load_config
 
@@ -34,6 +41,23 @@ def write_config(tmp_path: Path):
         return path
 
     return _write
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Path]:
+    """The config factory: write the base study with keyword overrides to a TOML file.
+
+    ``make_config(replicates=2, design={"groups": 4})`` returns the path of a file in
+    `tmp_path` (``name=`` is the study's name; ``file=`` the file's, default
+    ``study.toml``); see `helpers.study_table` for how overrides merge.
+    """
+
+    def _make(file: str = "study.toml", **overrides: Any) -> Path:
+        path = tmp_path / file
+        path.write_text(study_toml(**overrides))
+        return path
+
+    return _make
 
 
 @pytest.fixture(scope="session")

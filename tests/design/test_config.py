@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
+from helpers import ROOT, one_line_error
 
+from models.bayes import BayesOptions
+from models.reml import RemlOptions
+from models.validate import OptionError
 from study.cli.main import main
-from study.design.config import config_from_dict, load_config
+from study.design.config import MAX_REPLICATES, config_from_dict, load_config
 from study.errors import ConfigError
+from study.run import batch
 
 
 def test_presets_load(default_config, seed_config):
@@ -139,3 +146,140 @@ def test_engine_variants_run_side_by_side(tmp_path):
     df = both.df.sel(term="X")
     assert (df.sel(engine="reml") == float("inf")).all()
     assert (df.sel(engine="reml-kr") < 10).all()
+
+
+# -- from the architecture review (defects 1, 4, 6, 7, 10, 12) ----------------------------
+def test_hash_distinguishes_engine_lists_and_follows_every_setting():
+    base = config_from_dict({}, default_name="x")
+    hashes = {
+        base.with_engines(e).hash() for e in (("reml",), ("reml", "bayes"), ("bayes", "reml"))
+    }
+    assert len(hashes) == 3
+    # derived from the config: a default written out explicitly changes nothing ...
+    explicit = config_from_dict({"engines": {"bayes": {"chains": 4}}}, default_name="x")
+    assert explicit.hash() == base.hash()
+    # ... and any setting that changes results changes it, the others do not
+    for table in (
+        {"engines": {"bayes": {"ess_floor": 100}}},
+        {"engines": {"reml": {"optimizers": ["bfgs"]}}},
+        {"engines": {"bayes": {"priors": {"lkj_eta": 1.0}}}},
+        {"design": {"predictor": {"high": 30.0}}},
+        {"design": {"repeats": 2}},
+        {"seed": 1},
+        {"level": 0.9},
+    ):
+        assert config_from_dict(table, default_name="x").hash() != base.hash(), table
+    for table in ({"name": "other"}, {"replicates": 7}, {"keep_draws": 0}):
+        assert config_from_dict(table, default_name="x").hash() == base.hash(), table
+
+
+def test_huge_replicate_count_is_refused_before_anything_is_written(make_config, tmp_path, capsys):
+    """A bounded replicate count, never a list of every index."""
+    out = tmp_path / "R"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "default", "--replicates", "1000000000000", "--out", str(out)])
+    assert exc.value.code == 2
+    assert f"from 1 to {MAX_REPLICATES:,}" in capsys.readouterr().err
+    cfg = make_config(replicates=1000000000000)
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    assert "replicates = 1000000000000: must be <= 1,000,000" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_engine_options_are_typed_at_load_and_checked_against_the_design():
+    cfg = config_from_dict({"engines": {"reml": {"ci": "t"}}}, default_name="x")
+    assert isinstance(cfg.engine_options["reml"], RemlOptions)
+    assert cfg.engine_options["reml"].ci == "t"
+    assert isinstance(cfg.engine_options["bayes"], BayesOptions)
+    bad = {"engines": {"bayes": {"priors": {"fixed_scale": [1.0, 2.0, 3.0]}}}}
+    with pytest.raises(ConfigError, match=r"engines.bayes.priors.fixed_scale = \[1.0, 2.0, 3.0\]"):
+        config_from_dict(bad, default_name="x")
+    # built once per process: the same options object gives the same engine
+    again = config_from_dict({"engines": {"reml": {"ci": "t"}}}, default_name="y")
+    assert batch.get_engine(cfg, "reml") is batch.get_engine(again, "reml")
+
+
+STYLE = re.compile(r"^[\w.\[\]]+ = .+: (must|has) ")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: config_from_dict({"design": {"sigma": -1}}, default_name="x"),
+        lambda: config_from_dict({"design": {"groups": 1.5}}, default_name="x"),
+        lambda: config_from_dict({"level": 2}, default_name="x"),
+        lambda: config_from_dict({"engines": {"reml": {"ci": "z"}}}, default_name="x"),
+        lambda: config_from_dict({"engines": {"bayes": {"chains": 0}}}, default_name="x"),
+        lambda: config_from_dict(
+            {"engines": {"bayes": {"priors": {"sd_df": -1}}}}, default_name="x"
+        ),
+        lambda: RemlOptions(maxiter=0),
+        lambda: RemlOptions(level="0.95"),
+        lambda: BayesOptions(draws=2),
+        lambda: BayesOptions(sampler="stan"),
+    ],
+)
+def test_every_setting_error_reads_key_value_rule(make):
+    """One validation style: ``key = value: must ...``."""
+    with pytest.raises(ValueError) as exc:
+        make()
+    assert isinstance(exc.value, OptionError | ConfigError)
+    assert STYLE.match(str(exc.value)), str(exc.value)
+
+
+def test_config_round_trips_through_tomli_w(write_config):
+    table = {
+        "replicates": 12,
+        "design": {
+            "groups": 3,
+            "group_size": [2, 3, 4],
+            "predictors": ["A", "B"],
+            "beta": [1.0, 2.0, 3.0],
+            "re_sd": [1.0, 0.5, 0.2],
+            "re_cor": [[1.0, 0.1, 0.0], [0.1, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            "predictor": {"distribution": "normal", "sd": 2.0},
+        },
+        "engines": {
+            "run": ["bayes", "reml"],
+            "bayes": {"priors": {"sd_scale": [1.0, 2.0, 3.0]}},
+            "reml": {"optimizers": ["bfgs", "powell"]},
+        },
+    }
+    cfg = config_from_dict(table, default_name="rt")
+    text = cfg.to_toml()
+    assert tomllib.loads(text)["engines"]["run"] == ["bayes", "reml"]
+    again = load_config(write_config(text, "rt.toml"))
+    assert again == cfg and again.hash() == cfg.hash()
+    assert not (ROOT / "study" / "tomlwrite.py").exists()
+    import models.bayes.graph as graph
+    import study.analysis.mcse as mcse
+
+    assert not hasattr(graph, "placeholder_stats") and not hasattr(mcse, "ratio_to_truth")
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ('engines = ["reml"]\n[engines.bayes]\nchains = 2\n', r"not valid TOML .*run = \["),
+        (
+            'engines = ["reml"]\n',
+            r"engines = \['reml'\]: must be a table, not a list; .*\[engines\]",
+        ),
+        ("[engines]\nrun = ['reml']\n[engines.bayes]\nchains = 2\n", r"add it to engines.run"),
+        ("colour = 1\n", r"allowed keys: conditions, design, engines, keep_draws"),
+        (
+            "[engines]\nrnu = ['reml']\n",
+            r"unknown key engines.rnu \(did you mean run\?\); allowed keys in \[engines\]",
+        ),
+    ],
+)
+def test_engine_traps_get_a_fix(text, pattern, write_config, capsys):
+    """Config traps met by following the README."""
+    path = write_config(text)
+    assert main(["truth", str(path)]) == 2
+    assert re.search(pattern, one_line_error(capsys))
+
+
+def test_an_options_table_does_not_drop_the_other_engine():
+    cfg = config_from_dict({"engines": {"reml": {"ci": "t"}}}, default_name="x")
+    assert cfg.engines == ("reml", "bayes")

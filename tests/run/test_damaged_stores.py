@@ -304,3 +304,20 @@ def test_store_errors_name_the_damaged_piece(reference, tmp_path):
     path.write_bytes(b"")
     with pytest.raises(StoreError, match=f"{path.name} is damaged .unreadable"):
         Store(out).load()
+
+
+def test_pieces_of_different_engine_counts_are_a_store_error(tmp_path):
+    """Review defect 1: pieces of runs with other engine lists never mix silently."""
+    from models.base import FIT_FIELDS
+    from study.schema import TERM_VARS
+
+    store = Store(tmp_path)
+    kinds = {"b": np.ones((1, 1), bool), "f": np.zeros((1, 1)), "U": np.array([[""]])}
+    one = {v: np.zeros((1, 1, 6)) for v in TERM_VARS} | {
+        name: kinds[kind] for name, (kind, _) in FIT_FIELDS.items()
+    }
+    two = {k: np.concatenate([v, v], axis=1) for k, v in one.items()}
+    store.write_piece(Piece(np.array(["c"]), np.array([0]), one))
+    store.write_piece(Piece(np.array(["c"]), np.array([1]), two))
+    with pytest.raises(StoreError, match="different shapes"):
+        store.load()
