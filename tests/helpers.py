@@ -40,16 +40,25 @@ BASE_STUDY: dict[str, Any] = {
 """The base of every config the tests write: small, fast, REML only."""
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, tables recursively. A ``None`` value stays as a
+    marker that removes the key, also from a table the result is merged into later
+    (`study_table` drops the markers)."""
     out = copy.deepcopy(base)
     for key, value in overrides.items():
         if value is None:
-            out.pop(key, None)
+            out[key] = None
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _drop_none(table: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _drop_none(v) if isinstance(v, dict) else v for k, v in table.items() if v is not None
+    }
 
 
 def study_table(**overrides: Any) -> dict[str, Any]:
@@ -62,7 +71,7 @@ def study_table(**overrides: Any) -> dict[str, Any]:
         (``design={"groups": 4}`` keeps the other design keys); any other value
         replaces; ``None`` removes the key (``engines=None`` uses the defaults).
     """
-    return _merge(BASE_STUDY, overrides)
+    return _drop_none(merge(BASE_STUDY, overrides))
 
 
 def study_toml(**overrides: Any) -> str:

@@ -123,17 +123,18 @@ def test_cli_exit_code_in_subprocess(write_config):
     assert proc.stderr == "study: error: design.sigma = -1: must be > 0\n"
 
 
-def test_engine_variants_run_side_by_side(tmp_path):
+def test_engine_variants_run_side_by_side(make_config, tmp_path):
     """``reml-kr`` runs the REML engine with its own options, as its own engine label."""
-    from models.reml import RemlOptions
     from study.api import open_results, run_study
 
-    text = (
-        "name = 'variants'\nreplicates = 2\n[design]\ngroups = 5\ngroup_size = 5\n"
-        "[engines]\nrun = ['reml', 'reml-kr']\n[engines.reml-kr]\nci = 'kenward-roger'\n"
+    path = make_config(
+        name="variants",
+        replicates=2,
+        seed=None,
+        design={"groups": 5, "group_size": 5, "beta": None, "re_sd": None, "re_cor": None},
+        engines={"run": ["reml", "reml-kr"], "reml-kr": {"ci": "kenward-roger"}},
     )
-    (tmp_path / "v.toml").write_text(text)
-    config = load_config(tmp_path / "v.toml")
+    config = load_config(path)
     assert config.engines == ("reml", "reml-kr")
     assert config.engine_options["reml-kr"] == RemlOptions(ci="kenward-roger")
     assert config.engine_options["reml"] == RemlOptions()
