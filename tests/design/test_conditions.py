@@ -259,7 +259,7 @@ def test_partial_grid_counts_only_fitted_pairs(tmp_path):
 @pytest.mark.slow
 def test_killed_grid_run_resumes_to_the_uninterrupted_dataset(tmp_path):
     """Slow (~36 s): the slow kill matrix (test_interruption.py) kills 2-condition grid
-    runs too; the default suite keeps tests/test_runner.py's kill and resume."""
+    runs too; the default suite keeps tests/run/test_runner.py's kill and resume."""
     cfg = tmp_path / "grid.toml"
     cfg.write_text(_text(LEVELS, replicates=12))
     cmd = [sys.executable, "-m", "study", "run", str(cfg), "--workers", "1"]
