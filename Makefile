@@ -17,6 +17,7 @@ bootstrap:
 study: bootstrap
 	$(BIN)/study run default --replicates $(REPLICATES) --engines $(ENGINES)
 	$(BIN)/study summarize outputs/default
+	$(BIN)/study report outputs/default
 
 test: bootstrap
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST)

@@ -33,7 +33,7 @@ import json, resource, sys
 import numpy as np
 from study.design.config import load_config
 from study.run.budget import estimate
-from study.run.results import compute_truths
+from study.run.results import run_context
 from study.run.runner import finish_run, open_run
 from study.run.store import Piece, Store
 from study.run.integrity import stamp_of
@@ -43,7 +43,7 @@ pairs, chars, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 config = load_config("default").with_replicates(pairs)
 store = Store(out)
 manifest = open_run(config, store)
-truths = compute_truths(config)
+truths = run_context(config)
 E = len(config.engines)
 T = len(config.terms()[0])
 rng = np.random.default_rng(1)

@@ -1,8 +1,18 @@
-"""The one engine interface and the result every engine returns."""
+"""The one engine interface and the result every engine returns.
+
+An engine (:class:`Engine`) has a ``name`` and a ``fit(data, *, seed, keep_posterior)``
+that returns one :class:`FitResult` and never raises for a dataset.  What else an
+engine can do is declared, not probed: its registration record
+(:class:`models.registry.EngineSpec`) lists its :class:`Capability` values, each the
+promise of one small protocol below (:class:`Compiling`, :class:`PriorEngine`,
+:class:`StructureChecked`, :class:`ThreadLimited`).  ``docs/engines.md`` shows how to
+write one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -13,7 +23,19 @@ from models.structure import FIXED, RAN_PARS, Structure
 if TYPE_CHECKING:
     from models.data import LMMData
 
-__all__ = ["FIXED", "RAN_PARS", "Engine", "FitResult", "PriorEngine", "Structure"]
+__all__ = [
+    "FIXED",
+    "RAN_PARS",
+    "TIDY_COLUMNS",
+    "Capability",
+    "Compiling",
+    "Engine",
+    "FitResult",
+    "PriorEngine",
+    "Structure",
+    "StructureChecked",
+    "ThreadLimited",
+]
 # The per-fit schema: what every FitResult carries, name -> description.  The study's
 # results Dataset (study/schema.py) stacks these over replicates and engines.
 #: Per-term values (NaN where an engine has none).
@@ -89,14 +111,54 @@ def correlation_factor(corr: np.ndarray) -> np.ndarray:
     return Lc
 
 
+#: the columns of :meth:`FitResult.tidy`, in order (broom::tidy plus ``df``)
+TIDY_COLUMNS: tuple[str, ...] = (
+    "term",
+    "effect",
+    "estimate",
+    "std_error",
+    "statistic",
+    "df",
+    "p_value",
+    "ci_lower",
+    "ci_upper",
+)
+#: the columns of :meth:`FitResult.glance` (broom::glance names), in order
+GLANCE_COLUMNS: tuple[str, ...] = (
+    "nobs",
+    "ngroups",
+    "sigma",
+    "logLik",
+    "AIC",
+    "BIC",
+    "criterion",
+    "converged",
+    "singular",
+    "optimizer",
+    "message",
+    "fit_seconds",
+    "divergences",
+    "restarts",
+)
+#: the residual SD's term name (``sigma`` of :meth:`FitResult.glance`)
+SIGMA_TERM = "sd__Observation"
+
+
 @dataclass
 class FitResult:
     """What one engine says about one dataset.
 
     Arrays are aligned with ``terms``.  Values an engine cannot provide are NaN.
     ``message`` is empty for a clean fit, otherwise warnings or the error, joined by
-    ``"; "``.  ``extra`` holds engine-specific objects (e.g. a posterior) that are not
-    part of the common results table.
+    ``"; "``.
+
+    Three typed fields carry what the run layer needs beyond the results table:
+    ``traceback`` (the text of the exception of a fit that raised, else ``""``),
+    ``posterior`` (the posterior as an ArviZ ``xarray.DataTree``, when the fit was asked
+    to keep it) and ``draws`` (posterior draws of every term, an array of shape
+    (chain, draw, term), from engines with :attr:`Capability.PRIOR`).  ``extra`` holds
+    only engine-specific objects (the Bayesian engine's ``random_effects``, REML's
+    optimizer ``iterations``) that no caller may rely on.
     """
 
     terms: list[str]
@@ -123,6 +185,9 @@ class FitResult:
     nobs: float = float("nan")
     ngroups: float = float("nan")
     optimizer: str = ""
+    traceback: str = ""
+    posterior: Any | None = field(default=None, repr=False)
+    draws: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         k = len(self.terms)
@@ -132,6 +197,14 @@ class FitResult:
             if arr.shape != (k,):
                 raise ValueError(f"{name} must have one value per term ({k}), got {arr.shape}")
             setattr(self, name, arr)
+        if self.draws is not None:
+            draws = np.asarray(self.draws, dtype=float)
+            if draws.ndim != 3 or draws.shape[-1] != k:
+                raise ValueError(
+                    f"draws must have shape (chain, draw, term) with {k} terms, got "
+                    f"{draws.shape}; pass None when the engine has no draws"
+                )
+            self.draws = draws
 
     @classmethod
     def failed(
@@ -142,20 +215,88 @@ class FitResult:
         trace: str = "",
     ) -> FitResult:
         """A result for a fit that raised: every value NaN, not converged; the
-        exception's traceback text (if any) in ``extra["traceback"]``.  ``structure``:
-        the model's :class:`Structure`, or the predictors of the all-slopes model."""
+        exception's traceback text (if any) in ``traceback``.  ``structure``: the
+        model's :class:`Structure`, or the predictors of the all-slopes model."""
         if not isinstance(structure, Structure):
             structure = Structure.full(structure)
         terms, effects = structure.terms, structure.effects
         nan = np.full(len(terms), np.nan)
-        result = cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message)
-        if trace:
-            result.extra["traceback"] = trace
-        return result
+        return cls(terms, effects, nan, nan, nan, nan, False, fit_seconds, message, traceback=trace)
+
+    def take_posterior(self) -> Any | None:
+        """The kept posterior, removed from this result (it is large, and no part of
+        the results table): ``None`` when there is none."""
+        posterior, self.posterior = self.posterior, None
+        return posterior
+
+    def tidy(self, *, diagnostics: bool = False):  # -> pandas.DataFrame
+        """One row per term, as ``broom::tidy``: :data:`TIDY_COLUMNS`.
+
+        ``statistic`` is ``estimate / std_error`` and ``p_value`` its two-sided p-value
+        against t with ``df`` degrees of freedom (the normal when ``df`` is inf), for
+        the fixed effects; both NaN for the variance parameters (``ran_pars``) and where
+        the engine gives no ``df`` (NaN, e.g. a posterior).  With ``diagnostics`` the
+        columns ``rhat``, ``ess_bulk`` and ``ess_tail`` follow.
+        """
+        import pandas as pd
+        from scipy import stats
+
+        fixed = np.asarray(self.effects) == FIXED
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = np.where(fixed, self.estimate / self.std_error, np.nan)
+            p = np.where(fixed, 2 * stats.t.sf(np.abs(stat), self.df), np.nan)
+        columns: dict[str, Any] = {
+            "term": list(self.terms),
+            "effect": list(self.effects),
+            "estimate": self.estimate,
+            "std_error": self.std_error,
+            "statistic": stat,
+            "df": self.df,
+            "p_value": p,
+            "ci_lower": self.ci_lower,
+            "ci_upper": self.ci_upper,
+        }
+        if diagnostics:
+            columns.update({name: getattr(self, name) for name in DIAGNOSTIC_FIELDS})
+        return pd.DataFrame(columns)
+
+    def glance(self):  # -> pandas.DataFrame
+        """A one-row summary of the fit, as ``broom::glance``: :data:`GLANCE_COLUMNS`.
+
+        ``sigma`` is the estimate of the residual SD (term ``sd__Observation``; NaN for
+        engines without it), ``logLik`` the (restricted, for REML) log-likelihood,
+        ``criterion`` ``-2 logLik``; values an engine does not have are NaN
+        (``divergences`` and ``restarts`` are the Bayesian engine's).
+        """
+        import pandas as pd
+
+        sigma = (
+            float(self.estimate[self.terms.index(SIGMA_TERM)])
+            if SIGMA_TERM in self.terms
+            else float("nan")
+        )
+        row: dict[str, Any] = {
+            "nobs": self.nobs,
+            "ngroups": self.ngroups,
+            "sigma": sigma,
+            "logLik": self.loglik,
+            "AIC": self.aic,
+            "BIC": self.bic,
+            "criterion": self.criterion,
+            "converged": bool(self.converged),
+            "singular": bool(self.singular),
+            "optimizer": self.optimizer,
+            "message": self.message,
+            "fit_seconds": self.fit_seconds,
+            "divergences": self.divergences,
+            "restarts": self.restarts,
+        }
+        return pd.DataFrame({k: [v] for k, v in row.items()})
 
     def aligned(self, terms: list[str], effects: list[str]) -> FitResult:
         """This result on another term list (a superset of its own, e.g. the union of
-        several structures' terms): NaN for terms this model does not have."""
+        several structures' terms): NaN for terms this model does not have (in
+        ``draws`` too)."""
         if list(terms) == self.terms:
             return self
         missing = [t for t in self.terms if t not in terms]
@@ -170,6 +311,9 @@ class FitResult:
         per_term: dict[str, Any] = {
             name: spread(getattr(self, name)) for name in (*TERM_FIELDS, *DIAGNOSTIC_FIELDS)
         }
+        if self.draws is not None:
+            draws = np.concatenate([self.draws, np.full((*self.draws.shape[:2], 1), np.nan)], -1)
+            per_term["draws"] = np.where(take >= 0, draws[..., take], np.nan)
         return dataclasses.replace(self, terms=list(terms), effects=list(effects), **per_term)
 
     def to_frame(self):  # -> pandas.DataFrame
@@ -185,13 +329,39 @@ class FitResult:
         )
 
 
+class Capability(enum.StrEnum):
+    """An optional ability an engine declares in its registration
+    (:attr:`models.registry.EngineSpec.capabilities`), each the promise of one protocol.
+
+    The study layer uses an ability only when it is declared (never by looking for an
+    attribute), through the helpers of :mod:`models.registry`; registering an engine
+    that declares an ability its classes lack is refused when it is first built.
+    """
+
+    #: the engine compiles once per process and data shape: :class:`Compiling`;
+    #: the study calls it before the first fit (:func:`models.registry.compile_engine`)
+    COMPILE = "compile"
+    #: the engine's options check that they fit a model structure:
+    #: :class:`StructureChecked` (:func:`models.registry.check_structure`)
+    STRUCTURE_CHECK = "structure_check"
+    #: the engine's options can cap the cores a fit uses: :class:`ThreadLimited`
+    #: (:func:`models.registry.limit_threads`)
+    THREADS = "threads"
+    #: the engine has a prior to draw from and its fits carry ``draws``:
+    #: :class:`PriorEngine` (simulation-based calibration needs it)
+    PRIOR = "prior"
+
+
 @runtime_checkable
 class Engine(Protocol):
     """An engine fits one dataset and returns one :class:`FitResult`.
 
     Engines must never raise for a failing fit: they record it in the result
-    (``converged=False``, NaN values, a ``message``).  ``name`` is the engine's
-    coordinate label in the results (``"reml"``, ``"bayes"``).
+    (``converged=False``, NaN values, a ``message``, the exception text in
+    ``traceback``).  ``name`` is the engine's registered name (``"reml"``,
+    ``"bayes"``).  An engine is built from its options object alone
+    (``EngineClass(options)``), and must be picklable (studies ship engines to worker
+    processes).
     """
 
     name: str
@@ -202,20 +372,52 @@ class Engine(Protocol):
         """Fit ``data``; ``seed`` drives any randomness (ignored by deterministic engines).
 
         With ``keep_posterior`` an engine that has draws returns them as an ArviZ
-        ``xarray.DataTree`` in ``extra["posterior"]``.
+        ``xarray.DataTree`` in :attr:`FitResult.posterior`.
         """
         ...
 
 
 @runtime_checkable
+class Compiling(Protocol):
+    """:attr:`Capability.COMPILE`: an engine that prepares (compiles) a model once per
+    process and data shape, so that the first fit is not slowed by it."""
+
+    def compile(self, data: LMMData) -> float:
+        """Prepare fits of data shaped like ``data``; return the seconds spent (0 when
+        already prepared).  Must not change the results of later fits."""
+        ...
+
+
+@runtime_checkable
 class PriorEngine(Engine, Protocol):
-    """An engine with a prior it can draw from (the Bayesian engine): what
-    simulation-based calibration needs.  Its fits return the posterior draws of every
-    term in ``extra["draws"]``, shape (chain, draw, term)."""
+    """:attr:`Capability.PRIOR`: an engine with a prior it can draw from (the Bayesian
+    engine), what simulation-based calibration needs.  Its fits return the posterior
+    draws of every term in :attr:`FitResult.draws`, shape (chain, draw, term)."""
 
     def draw_prior(
         self, structure: Structure, rng: np.random.Generator, scale: float = 1.0
     ) -> np.ndarray:
         """One draw of every term (``structure.terms`` order) from the engine's priors
         for a model of that structure, each prior scale multiplied by ``scale``."""
+        ...
+
+
+@runtime_checkable
+class StructureChecked(Protocol):
+    """:attr:`Capability.STRUCTURE_CHECK`: options with settings per coefficient or per
+    random effect, checked against the model they will serve."""
+
+    def check_structure(self, structure: Structure) -> None:
+        """Raise :class:`models.validate.OptionError` (keyed relative to the options)
+        when these options do not fit a model of ``structure``."""
+        ...
+
+
+@runtime_checkable
+class ThreadLimited(Protocol):
+    """:attr:`Capability.THREADS`: options of an engine that runs work in parallel."""
+
+    def with_threads(self, threads: int) -> Any:
+        """These options with at most ``threads`` cores used by a fit; the results of a
+        fit must not depend on it."""
         ...

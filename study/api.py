@@ -1,25 +1,30 @@
-"""The public Python API for analysis scripts: re-exports only, nothing is defined here.
+"""The public Python API: re-exports only, each under its own name; nothing is defined here.
 
->>> from study.api import open_results, measures, tidy
->>> ds = open_results("outputs/default")        # xarray.Dataset (replicate x engine x term)
->>> summary = measures(ds)                       # value / mcse over (measure, engine, term)
->>> frame = tidy(ds)                             # one row per replicate x engine x term
->>> fig = coverage_plot(summary)                 # matplotlib Figure; fig.savefig("c.png")
+>>> from study.api import run, summarize, open_results, compute_measures, tidy
+>>> report = run("default", replicates=50)                 # a study of any kind, as `study run`
+>>> summary = summarize(report.path)                       # measures; .text, .dataset
+>>> ds = open_results("outputs/default")                   # xarray.Dataset of the run
+>>> table = compute_measures(ds)                           # value / mcse per measure
+>>> frame = tidy(ds)                                       # one row per replicate x engine x term
+>>> fig = plots.measures.coverage(table)                   # matplotlib Figure
 
-Running: ``run_study(load_config("default"), executor=make_executor(workers=2))``
-(local worker processes are spawned: call it under ``if __name__ == "__main__":``),
-``make_executor(scheduler="tcp://host:8786")`` for a Dask cluster, ``shard=Shard(2, 10)``
-for shard 2 of 10 and ``merge([dirs])`` to join shards.
+The use cases (:mod:`study.usecases`) are what the command line calls: ``run``,
+``calibrate``-style ``as_calibration``, ``merge``, ``summarize``, ``figures``, ``plot``,
+``report``, ``info``, ``truth``, ``fit_csv``.  Below them: ``run_study`` (the runner,
+with ``executor=make_executor(workers=2)`` for local worker processes: call it under
+``if __name__ == "__main__":``, ``make_executor(scheduler="tcp://host:8786")`` for a
+Dask cluster, ``shard=Shard(2, 10)`` for shard 2 of 10), ``run_batch`` (the unit of
+work), ``compute_truth`` and the figure modules under ``plots``.
 
 Nothing inside the package imports this module (an import-linter contract keeps it so).
 """
 
 from __future__ import annotations
 
-from study.analysis.measures import MEASURES
-from study.analysis.measures import compute_measures as measures
-from study.analysis.plots import compare, diagnostics, grid, posterior
-from study.analysis.plots import measures as _study_figures
+import study.analysis.plots.catalog  # noqa: F401  (loads every figure module of plots)
+from study.analysis import plots
+from study.analysis.kinds.base import is_partial
+from study.analysis.measures import MEASURES, compute_measures
 from study.analysis.tables import long_table
 from study.analysis.tidy import tidy
 from study.design.config import StudyConfig, load_config
@@ -28,29 +33,14 @@ from study.design.truth import compute_truth
 from study.errors import ConfigError, StoreError, UserError
 from study.run.batch import run_batch
 from study.run.executors import InProcess, LocalProcesses, make_executor
-from study.run.results import is_partial, open_results
-from study.run.runner import run_study
-from study.run.shards import Shard, merge
-
-# figures: each takes the results Dataset (or its summary, or a kept posterior) and
-# returns a matplotlib Figure
-coverage_plot = _study_figures.coverage
-zip_plot = _study_figures.zip_plot
-calibration_plot = _study_figures.calibration
-bias_plot = _study_figures.bias_relerr
-engines_plot = compare.engines_compared
-estimates_plot = compare.estimates
-grid_lines_plot = grid.grid_lines
-grid_heatmap_plot = grid.grid_heatmap
-convergence_plot = diagnostics.convergence
-fit_times_plot = diagnostics.fit_times
-failures_plot = diagnostics.failures_figure
-failed_fits = diagnostics.failures
-intervals_plot = diagnostics.intervals
-trace_plot = posterior.trace
-rank_plot = posterior.rank
-energy_plot = posterior.energy
-ess_plot = posterior.ess
+from study.run.results import open_results
+from study.run.runner import RunReport, StopRequest, run_study
+from study.run.shards import Shard
+from study.usecases.analysing import figures, plot, report, summarize
+from study.usecases.fitting import fit_csv
+from study.usecases.info import info
+from study.usecases.running import as_calibration, merge, run
+from study.usecases.truth import truth
 
 __all__ = [
     "MEASURES",
@@ -58,36 +48,31 @@ __all__ = [
     "Design",
     "InProcess",
     "LocalProcesses",
+    "RunReport",
     "Shard",
+    "StopRequest",
     "StoreError",
     "StudyConfig",
     "UserError",
-    "bias_plot",
-    "calibration_plot",
+    "as_calibration",
+    "compute_measures",
     "compute_truth",
-    "convergence_plot",
-    "coverage_plot",
-    "energy_plot",
-    "engines_plot",
-    "ess_plot",
-    "estimates_plot",
-    "failed_fits",
-    "failures_plot",
-    "fit_times_plot",
-    "grid_heatmap_plot",
-    "grid_lines_plot",
-    "intervals_plot",
+    "figures",
+    "fit_csv",
+    "info",
     "is_partial",
     "load_config",
     "long_table",
     "make_executor",
-    "measures",
     "merge",
     "open_results",
-    "rank_plot",
+    "plot",
+    "plots",
+    "report",
+    "run",
     "run_batch",
     "run_study",
+    "summarize",
     "tidy",
-    "trace_plot",
-    "zip_plot",
+    "truth",
 ]

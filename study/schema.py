@@ -11,6 +11,10 @@ that writes, reads or checks results uses these tables (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from models.base import DIAGNOSTIC_FIELDS, FIT_FIELDS, TERM_FIELDS
@@ -108,13 +112,86 @@ SBC_DTYPES: dict[str, type] = {
 SBC_PIECE_VARS = (*SBC_TERM_VARS, *SBC_FIT_VARS, *SBC_TRUE_VARS)
 
 
-def piece_shapes(kind: str, engines: int, terms: int) -> dict[str, tuple[int, ...]]:
-    """The shape after the pair axis of each checkpoint variable of a run of ``kind``
-    (``"study"`` or ``"sbc"``)."""
-    if kind == "sbc":
-        return {
-            **dict.fromkeys(SBC_TERM_VARS, (engines, terms)),
-            **dict.fromkeys(SBC_FIT_VARS, (engines,)),
-            **dict.fromkeys(SBC_TRUE_VARS, (terms,)),
-        }
-    return {v: (engines, terms) if "term" in dims_of(v) else (engines,) for v in PIECE_VARS}
+@dataclass(frozen=True)
+class Var:
+    """One variable of a kind's per-pair schema.
+
+    ``axes`` are its dims after the pair dims (condition, replicate): ``("engine",
+    "term")``, ``("engine",)`` or ``("term",)``; ``fill`` is what a pair not yet run
+    holds.
+    """
+
+    axes: tuple[str, ...]
+    dtype: type
+    description: str
+    fill: Any = float("nan")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What every (condition, replicate) pair of a kind of study stores.
+
+    ``pair_dim`` names the replicate dim in the Dataset (``replicate`` for a coverage
+    study, ``simulation`` for SBC); ``vars`` the per-pair variables.  Checkpoint
+    pieces hold exactly these variables (leading axis: the pair); the one dataset
+    builder (:mod:`study.run.dataset`) stacks them over conditions and replicates.
+    """
+
+    pair_dim: str
+    vars: Mapping[str, Var]
+    #: the per-fit flag whose False marks a failure the progress counts (None: none)
+    converged: str | None = "converged"
+
+    def failures(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Failures per pair of a piece's ``values`` (pair, ...) -> (pair,)."""
+        first = next(iter(values.values()))
+        if self.converged is None:
+            return np.zeros(first.shape[0], dtype=np.int64)
+        bad = ~np.asarray(values[self.converged], dtype=bool)
+        return bad.reshape(bad.shape[0], -1).sum(axis=1)
+
+    @property
+    def piece_vars(self) -> tuple[str, ...]:
+        """Every variable a checkpoint piece must hold."""
+        return tuple(self.vars)
+
+    def shapes(self, engines: int, terms: int) -> dict[str, tuple[int, ...]]:
+        """The shape after the pair axis of each piece variable."""
+        size = {"engine": engines, "term": terms}
+        return {name: tuple(size[a] for a in v.axes) for name, v in self.vars.items()}
+
+    def dims_of(self, name: str) -> tuple[str, ...]:
+        """The Dataset dims of variable ``name``."""
+        return ("condition", self.pair_dim, *self.vars[name].axes)
+
+
+def _vars(
+    table: Mapping[str, str], axes: tuple[str, ...], dtypes: Mapping[str, type], fills: Mapping
+) -> dict[str, Var]:
+    return {
+        name: Var(axes, dtypes[name], desc, fills.get(name, float("nan")))
+        for name, desc in table.items()
+    }
+
+
+#: what a (condition, replicate) pair not yet fitted holds, per fit variable
+NOT_RUN = {"converged": False, "singular": False, "optimizer": "", "message": "not run"}
+#: the coverage study's per-pair schema: the fits of every engine
+COVERAGE_SCHEMA = Schema(
+    "replicate",
+    {
+        **_vars(TERM_VARS, ("engine", "term"), DTYPES, NOT_RUN),
+        **_vars(FIT_VARS, ("engine",), DTYPES, NOT_RUN),
+    },
+)
+#: what an SBC simulation not yet run holds, per variable
+SBC_NOT_RUN = {"rank": -1, "n_ranks": 0, "thin": 0, "converged": False, "message": "not run"}
+#: the SBC per-pair schema: ranks of every engine, the true values drawn
+SBC_SCHEMA = Schema(
+    "simulation",
+    {
+        **_vars(SBC_TERM_VARS, ("engine", "term"), SBC_DTYPES, SBC_NOT_RUN),
+        **_vars(SBC_FIT_VARS, ("engine",), SBC_DTYPES, SBC_NOT_RUN),
+        **_vars(SBC_TRUE_VARS, ("term",), SBC_DTYPES, SBC_NOT_RUN),
+    },
+)

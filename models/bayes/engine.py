@@ -209,7 +209,7 @@ class BayesEngine:
             cache is warm: a cold compile can change the draws in the last bits).
             ``None`` draws a fresh one, stored in ``extra["seed"]``.
         keep_posterior : bool
-            Return the posterior as a DataTree in ``extra["posterior"]`` for this fit
+            Return the posterior as a DataTree in ``posterior`` for this fit
             (as the ``keep_posterior`` option does for every fit).
 
         Returns
@@ -217,11 +217,13 @@ class BayesEngine:
         FitResult
             Per-term posterior summaries and diagnostics.  A failing fit (bad data,
             sampler error) is returned with ``converged=False``, NaN values and the
-            reason in ``message``: it never raises for a dataset.  ``extra`` holds
-            ``seed``, ``sampler``, ``parameterization``, ``compile_seconds`` (0 when
-            the model was cached), ``sampling_seconds``, ``draws`` (the posterior
-            draws of every term, shape (chain, draw, term)) and, when asked for,
-            ``random_effects`` and ``posterior``.  Chains start in a region scaled
+            reason in ``message`` (the exception's text in ``traceback``): it never
+            raises for a dataset.  ``draws`` holds the posterior draws of every term,
+            shape (chain, draw, term), and ``posterior`` the DataTree when asked for.
+            ``extra`` holds ``seed``, ``sampler``, ``parameterization``,
+            ``compile_seconds`` (0 when the model was cached), ``sampling_seconds``
+            and, when asked for, ``random_effects`` (and, for callers that read the
+            old keys, copies of ``draws`` and ``posterior``).  Chains start in a region scaled
             by the data (:mod:`models.bayes.start`); a chain stuck away from the
             others (:func:`models.bayes.sample.stuck_chains`) is rerun, up to
             :data:`MAX_RESTARTS` times, with a seed derived from ``seed``; the number
@@ -285,16 +287,16 @@ class BayesEngine:
             "sampling_seconds": sampling_seconds,
         }
         attrs = {"/": {"engine": self.name, **extra}}
-        extra["draws"] = draws.terms  # (chain, draw, term): for SBC ranks, not stored
         u = draws.u
         if o.random_effects and u is None:
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
             u = bm.draw_random_effects(draws.terms, data, rng)
         if o.random_effects and u is not None:
             extra["random_effects"] = _random_effects_array(u, data)
+        posterior = None
         if keep_posterior:
             keep_u = u if o.random_effects else None
-            extra["posterior"] = sample.to_datatree(
+            posterior = sample.to_datatree(
                 draws, terms, keep_u, data.group_labels, list(structure.random), attrs
             )
         return FitResult(
@@ -316,6 +318,8 @@ class BayesEngine:
             nobs=float(data.n_obs),
             ngroups=float(data.n_groups),
             optimizer=o.sampler,
+            posterior=posterior,
+            draws=draws.terms,  # (chain, draw, term): for SBC ranks, not stored
         )
 
 

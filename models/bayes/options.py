@@ -128,7 +128,7 @@ class BayesOptions:
         ``extra["random_effects"]`` with dims (chain, draw, group, effect), ``effect``
         the names of the structure's random effects.
     keep_posterior : bool
-        Keep the posterior as an ArviZ DataTree in ``extra["posterior"]``.
+        Keep the posterior as an ArviZ DataTree in ``FitResult.posterior``.
     algebra : {"auto", "kernel", "unrolled", "batched"}
         Marginal likelihood algebra.  ``"auto"``: the hand-written kernel (value and
         gradient in one Numba loop) for the full q = 2 structure (a correlated random

@@ -78,3 +78,11 @@ def describe_priors(table: dict[str, Any], names: tuple[str, ...] | Structure) -
     if s.pairs:
         lines.append(f"  correlations: LKJ({table['lkj_eta']:g})")
     return "\n".join(lines)
+
+
+def for_data(data: LMMData) -> tuple[dict[str, Any], list[str]]:
+    """The options for fitting a user's dataset (the engine's ``data_options``): priors
+    scaled to ``data``, and the lines that describe them."""
+    priors = scaled_priors(data)
+    notes = ["priors (scaled to the data, rstanarm-style):", describe_priors(priors, data.structure)]
+    return {"priors": priors}, notes

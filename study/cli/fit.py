@@ -1,5 +1,6 @@
 """``study fit DATA.csv [FORMULA]``: run an engine on a user's own dataset (a CSV file),
-with an lme4-style formula (:mod:`models.formula`) or the all-slopes ``--y/--x/--group``."""
+with an lme4-style formula or the all-slopes ``--y/--x/--group``; prints broom's tidy
+table and glance line (or JSON)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,23 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
+import tomllib
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from scipy import stats
+from study.usecases.fitting import CsvFit, fit_csv
+from study.usecases.vocabulary import engine_names, render
 
-from models.base import FIXED, FitResult
-from models.bayes.scaled_priors import describe_priors, scaled_priors
-from models.data import INTERCEPT, LMMData, fit_problem
-from models.formula import Formula, model_data, parse
-from models.registry import ENGINE_NAMES, build_engine
-from models.reml.options import CI_KINDS, RAN_PARS_CI_KINDS
-from study.analysis.tables import render
-from study.errors import UserError
+
+def option_arg(text: str) -> tuple[str, Any]:
+    """``--option KEY=VALUE``: an engine option, the value read as a TOML value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE, e.g. ci=satterthwaite")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()  # a bare word: a string
+    return key.strip(), parsed
 
 
 def register(sub: Any) -> None:
@@ -38,22 +41,30 @@ def register(sub: Any) -> None:
     p.add_argument("--y", help="response column (shorthand for y ~ x + (x | group))")
     p.add_argument("--x", help="predictor column(s), comma-separated, each with a random slope")
     p.add_argument("--group", help="grouping column")
-    p.add_argument("--engine", choices=ENGINE_NAMES, default="reml")
+    names = engine_names()
+    p.add_argument("--engine", choices=names, default="reml", help=f"one of {', '.join(names)}")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=1, help="sampler seed (bayes)")
+    p.add_argument("--seed", type=int, default=1, help="sampler seed (engines that sample)")
+    p.add_argument(
+        "--option",
+        type=option_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the engine, as in its [engines.NAME] table (repeatable), e.g. "
+        "cov_type=bias_reduced for gee",
+    )
     p.add_argument(
         "--ci",
-        choices=CI_KINDS,
         default=None,
-        help="reml fixed-effect intervals: wald (default), t (K - p df), satterthwaite "
-        "(lmerTest) or kenward-roger (pbkrtest)",
+        help="reml fixed-effect intervals (--option ci=...): wald (default), t (K - p df), "
+        "satterthwaite (lmerTest) or kenward-roger (pbkrtest)",
     )
     p.add_argument(
         "--ran-pars-ci",
-        choices=RAN_PARS_CI_KINDS,
         default=None,
-        help="reml variance-parameter intervals: wald on the log-SD scale (default), "
-        "profile (lme4 confint) or none",
+        help="reml variance-parameter intervals (--option ran_pars_ci=...): wald on the "
+        "log-SD scale (default), profile (lme4 confint) or none",
     )
     p.add_argument(
         "--json",
@@ -65,19 +76,23 @@ def register(sub: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Fit and print; exit 1 (reason on stderr) when the fit failed or did not converge."""
-    text, fit = fit_csv(
+    options = dict(args.option)
+    for key in ("ci", "ran_pars_ci"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    done = fit_csv(
         args.data,
         formula=args.formula,
         y=args.y,
         x=args.x,
         group=args.group,
         engine=args.engine,
-        as_json=args.json,
         level=args.level,
         seed=args.seed,
-        ci=args.ci,
-        ran_pars_ci=args.ran_pars_ci,
+        options=options,
     )
+    fit = done.fit
+    text = render_fit(done, as_json=args.json)
     if text:
         print(text)
     if not fit.converged:
@@ -87,243 +102,65 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV with a header and at least one row; :class:`UserError` otherwise."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"data file {str(path)!r} is a directory; give a CSV file")
-    if not p.is_file():
-        raise UserError(f"data file {str(path)!r} not found; give the path to a CSV file")
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError as err:
-        raise UserError(f"data file {str(path)!r} cannot be read ({err.strerror})") from err
-    if b"\0" in head:
-        raise UserError(
-            f"data file {str(path)!r} is not a text file; give a comma-separated CSV "
-            "(UTF-8), e.g. exported from a spreadsheet as CSV"
-        )
-    try:
-        frame = pd.read_csv(p)
-    except pd.errors.EmptyDataError as err:
-        raise UserError(f"data file {str(path)!r} is empty; give a CSV with a header") from err
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"data file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
-            "give a comma-separated CSV in UTF-8"
-        ) from err
-    except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[-1]
-        raise UserError(
-            f"data file {str(path)!r} cannot be read as CSV ({reason}); give a "
-            "comma-separated file with one header row"
-        ) from err
-    if frame.shape[1] == 1:
-        only = str(frame.columns[0])
-        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-            if sep in only:
-                raise UserError(
-                    f"{path}: the columns look separated by {name} ({only[:40]!r}); save "
-                    "the file comma-separated (CSV)"
-                )
-    if frame.empty:
-        raise UserError(f"{path}: the CSV has a header but no data rows; add rows to fit")
-    return frame
+#: diagnostics shown only when the engine has them (a sampler's)
+DIAGNOSTICS = ("rhat", "ess_bulk", "ess_tail")
 
 
-def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
-    """Read a CSV and build the engines' data for ``y ~ x + (x | group)`` (missing values
-    refused); :class:`UserError` on any problem a fit would meet (the checks lme4 makes
-    before fitting among them)."""
-    frame = read_csv(path)
-    try:
-        data = LMMData.from_frame(frame, y=y, x=x, group=group)
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from err
-    return check_data(path, data, group, kind="column")
-
-
-def load_formula(path: str | Path, formula: str) -> tuple[LMMData, Formula, int, list[str]]:
-    """Read a CSV and build the data of an lme4-style ``formula``: the data, the parsed
-    formula, the number of rows dropped for missing values (lme4's ``na.omit``) and the
-    columns that held them; :class:`UserError` on any problem."""
-    try:
-        parsed = parse(formula)
-    except ValueError as err:
-        raise UserError(str(err)) from err
-    frame = read_csv(path)
-    try:
-        data, dropped = model_data(frame, parsed)
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from err
-    gaps = [c for c in parsed.columns if bool(frame[c].isna().any())] if dropped else []
-    return check_data(path, data, parsed.group, kind="term"), parsed, dropped, gaps
-
-
-def check_data(path: str | Path, data: LMMData, group: str, kind: str) -> LMMData:
-    """The checks every fit needs (as lme4 makes them): :class:`UserError` or ``data``."""
-    if INTERCEPT in data.fixed_names:
-        for j, name in enumerate(data.fixed_names):
-            if name != INTERCEPT and np.ptp(data.X[:, j]) == 0:
-                raise UserError(
-                    f"{path}: {kind} {name!r} is constant ({data.X[0, j]:g} on every row: "
-                    "collinear with the intercept); drop it or give a predictor that varies"
-                )
-    if data.n_groups < 2:
-        raise UserError(
-            f"{path}: column {group!r} has {data.n_groups} group; need at least 2 "
-            "(give the column that holds the grouping factor)"
-        )
-    if data.n_groups >= data.n_obs:
-        raise UserError(
-            f"{path}: column {group!r} has {data.n_groups} groups for {data.n_obs} rows "
-            "(one row per group): the number of groups must be < the number of rows, as "
-            "lme4 requires; give a grouping with repeated rows"
-        )
-    if data.n_obs <= data.n_groups * data.r:
-        raise UserError(
-            f"{path}: {data.n_obs} rows for {data.n_groups} groups x {data.r} random "
-            f"effects: the random effects and the residual variance are not identifiable "
-            "(lme4: number of observations <= number of random effects); give more rows "
-            "per group or fewer random effects"
-        )
-    problem = fit_problem(data)
-    if problem:
-        raise UserError(f"{path}: {problem}")
-    return data
-
-
-def fit_csv(
-    path: str | Path,
-    *,
-    formula: str | None = None,
-    y: str | None = None,
-    x: str | None = None,
-    group: str | None = None,
-    engine: str = "reml",
-    as_json: bool = False,
-    level: float = 0.95,
-    seed: int = 1,
-    ci: str | None = None,
-    ran_pars_ci: str | None = None,
-) -> tuple[str, FitResult]:
-    """Fit one dataset, given an lme4-style ``formula`` or the columns ``y``, ``x``
-    (comma-separated) and ``group`` of ``y ~ x + (x | group)``; return the text to print
-    (a table or JSON; empty when the fit produced no estimates) and the fit."""
-    if not 0 < level < 1:
-        raise UserError(f"--level {level}: must be between 0 and 1 (e.g. 0.95)")
-    if engine != "reml" and (ci or ran_pars_ci):
-        raise UserError("--ci and --ran-pars-ci are options of the reml engine; drop them")
-    columns = {"--y": y, "--x": x, "--group": group}
-    given = [k for k, v in columns.items() if v is not None]
-    if formula is not None and given:
-        raise UserError(
-            f"give either a formula or --y, --x and --group, not both (drop {', '.join(given)})"
-        )
-    dropped, gaps = 0, list[str]()
-    if formula is not None:
-        data, parsed, dropped, gaps = load_formula(path, formula)
-        model = parsed.text
-    elif y is None or x is None or group is None:
-        lacking = ", ".join(k for k in columns if k not in given)
-        raise UserError(
-            f'give a model: a formula, e.g. study fit {path} "y ~ x + (x | g)", or all of '
-            f"--y, --x and --group (missing: {lacking})"
-        )
-    else:
-        predictors = [c.strip() for c in x.split(",") if c.strip()]
-        if not predictors:
-            raise UserError(f"--x {x!r}: give at least one predictor column")
-        data = load_csv(path, y, predictors, group)
-        model = f"{y} ~ {' + '.join(predictors)} + {data.structure.bar(group)}"
-    note = (
-        f"dropped {dropped} row{'s' if dropped != 1 else ''} with missing values in "
-        f"{', '.join(gaps)} (lme4 na.omit)"
-        if dropped
-        else ""
-    )
-    options: dict[str, Any] = {}
-    if engine == "bayes":
-        options["priors"] = scaled_priors(data)
-    if ci:
-        options["ci"] = ci
-    if ran_pars_ci:
-        options["ran_pars_ci"] = ran_pars_ci
-    fit = build_engine(engine, options, level=level).fit(data, seed=seed)
-    if not np.isfinite(fit.estimate).any():
-        return "", fit
-    frame = tidy_frame(fit)
+def render_fit(done: CsvFit, *, as_json: bool = False) -> str:
+    """The text ``study fit`` prints: a table (or JSON); empty when the fit produced no
+    estimates."""
+    fit = done.fit
+    if not any(math.isfinite(v) for v in fit.estimate):
+        return ""
+    tidy = fit.tidy(diagnostics=True)
     if as_json:
-        doc = _json(fit, frame, engine, seed, options)
-        doc = {"formula": model, "dropped_rows": dropped, "dropped_in": gaps, **doc}
-        return json.dumps(doc, indent=2), fit
+        return json.dumps(_json(done, tidy), indent=2)
+    shown = tidy.drop(columns=[c for c in DIAGNOSTICS if not tidy[c].notna().any()])
     status = "converged" if fit.converged else "NOT converged"
     head = (
-        f"{engine}: {model}\n{data.n_obs} rows, {data.n_groups} groups; {status} in "
-        f"{fit.fit_seconds:.2f} s"
+        f"{done.engine}: {done.model}\n{done.data.n_obs} rows, {done.data.n_groups} groups; "
+        f"{status} in {fit.fit_seconds:.2f} s"
     )
-    shown = frame if engine == "bayes" else frame.drop(columns=["rhat", "ess_bulk", "ess_tail"])
-    lines = [head, *([note] if note else []), render(shown, "table", digits=4), glance_line(fit)]
+    note = (
+        f"dropped {done.dropped} row{'s' if done.dropped != 1 else ''} with missing values "
+        f"in {', '.join(done.dropped_in)} (lme4 na.omit)"
+        if done.dropped
+        else ""
+    )
+    lines = [head, *([note] if note else []), render(shown, "table", digits=4), glance_line(done)]
     if fit.message:
         lines.append(f"message: {fit.message}")
-    if engine == "bayes":
-        lines.append("priors (scaled to the data, rstanarm-style):")
-        lines.append(describe_priors(options["priors"], data.structure))
-    return "\n".join(lines), fit
+    lines += done.notes
+    return "\n".join(lines)
 
 
-def tidy_frame(fit: FitResult) -> pd.DataFrame:
-    """broom::tidy columns plus ``df``, the t/z ``statistic`` and ``p_value`` of the
-    fixed effects (estimate / SE against t(df), normal when df is inf), diagnostics."""
-    frame = fit.to_frame()
-    fixed = frame["effect"].to_numpy() == FIXED
-    with np.errstate(invalid="ignore", divide="ignore"):
-        stat = np.where(fixed, fit.estimate / fit.std_error, np.nan)
-        p = np.where(fixed, 2 * stats.t.sf(np.abs(stat), fit.df), np.nan)
-    frame.insert(4, "statistic", stat)
-    frame.insert(5, "p_value", p)
-    for name in ("rhat", "ess_bulk", "ess_tail"):
-        frame[name] = getattr(fit, name)
-    return frame
+#: glance's statistics on the one line of the table output (those the engine has)
+GLANCE_LINE = ("nobs", "ngroups", "logLik", "criterion", "AIC", "BIC", "singular", "optimizer")
 
 
-#: fit statistics, as broom::glance (name in the output, FitResult attribute)
-GLANCE = (
-    ("nobs", "nobs"),
-    ("ngroups", "ngroups"),
-    ("logLik", "loglik"),
-    ("criterion", "criterion"),
-    ("AIC", "aic"),
-    ("BIC", "bic"),
-    ("singular", "singular"),
-    ("optimizer", "optimizer"),
-)
-
-
-def glance_line(fit: FitResult) -> str:
+def glance_line(done: CsvFit) -> str:
     """One line of fit statistics (only those the engine has)."""
+    row = done.fit.glance().iloc[0]
     parts = []
-    for label, attr in GLANCE:
-        v = getattr(fit, attr)
+    for label in GLANCE_LINE:
+        v = row[label]
         if isinstance(v, float) and not math.isfinite(v):
             continue
-        if attr in ("nobs", "ngroups"):
+        if label in ("nobs", "ngroups"):
             v = int(v)
+        elif type(v).__name__ in ("bool", "bool_"):  # Python's or NumPy's
+            v = "yes" if v else "no"
         elif isinstance(v, float):
             v = f"{v:.2f}"
-        elif isinstance(v, bool):
-            v = "yes" if v else "no"
         parts.append(f"{label} {v}")
-    if math.isfinite(fit.divergences):
-        parts.append(f"divergences {int(fit.divergences)}")
-    if math.isfinite(fit.restarts):
-        parts.append(f"restarted chains {int(fit.restarts)}")
+    for label, name in (("divergences", "divergences"), ("restarted chains", "restarts")):
+        if math.isfinite(float(row[name])):
+            parts.append(f"{label} {int(row[name])}")
     return "fit: " + ", ".join(parts)
 
 
 def _clean(v: Any) -> Any:
-    if isinstance(v, np.generic):
+    if hasattr(v, "item") and not isinstance(v, str):
         v = v.item()
     if isinstance(v, float) and math.isnan(v):
         return None
@@ -332,35 +169,36 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _json(
-    fit: FitResult, frame: pd.DataFrame, engine: str, seed: int, options: dict[str, Any]
-) -> dict[str, Any]:
-    """The JSON document of ``study fit --json``."""
-    glance = {label: _clean(getattr(fit, attr)) for label, attr in GLANCE}
-    rhat, ess = np.asarray(fit.rhat, dtype=float), np.asarray(fit.ess_bulk, dtype=float)
-    out: dict[str, Any] = {
-        "engine": engine,
+def _clean_tree(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean_tree(x) for k, x in v.items()}
+    return _clean(v)
+
+
+def _json(done: CsvFit, tidy: Any) -> dict[str, Any]:
+    """The JSON document of ``study fit --json``: glance, diagnostics, options, terms."""
+    fit = done.fit
+    glance = {k: _clean(v) for k, v in fit.glance().iloc[0].items()}
+    rhat = [v for v in fit.rhat if math.isfinite(v)]
+    ess = [v for v in fit.ess_bulk if math.isfinite(v)]
+    return {
+        "formula": done.model,
+        "dropped_rows": done.dropped,
+        "dropped_in": done.dropped_in,
+        "engine": done.engine,
         "converged": bool(fit.converged),
         "message": fit.message,
-        "seed": seed if engine == "bayes" else None,
+        "seed": done.seed,
         "fit_seconds": _clean(fit.fit_seconds),
         "glance": glance,
         "diagnostics": {
             "divergences": _clean(fit.divergences),
             "restarts": _clean(fit.restarts),
-            "max_rhat": float(np.nanmax(rhat)) if np.isfinite(rhat).any() else None,
-            "min_ess_bulk": float(np.nanmin(ess)) if np.isfinite(ess).any() else None,
+            "max_rhat": max(rhat) if rhat else None,
+            "min_ess_bulk": min(ess) if ess else None,
         },
-        "options": {k: _clean(v) for k, v in options.items() if k != "priors"},
-        "priors": {k: _clean_tree(v) for k, v in options.get("priors", {}).items()} or None,
-        "terms": [
-            {k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-        ],
+        "options": {k: _clean_tree(v) for k, v in done.options.items()},
+        "terms": [{k: _clean(v) for k, v in row.items()} for row in tidy.to_dict("records")],
     }
-    return out
-
-
-def _clean_tree(v: Any) -> Any:
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return _clean(v)

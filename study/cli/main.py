@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from models.validate import OptionError
 from study.cli import fit, info, merge, plot, report, run, sbc, summarize, truth
+from study.cli.flags import as_flags, flags_of
 from study.errors import UserError
+from study.usecases.vocabulary import OptionError
 
 COMMANDS = (truth, run, sbc, merge, info, fit, summarize, plot, report)
 
@@ -37,14 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.flags = flags_of(parser)  # for commands that print library messages themselves
     try:
         return int(args.func(args))
     except BrokenPipeError:  # e.g. `study truth seed | head`: the reader left, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (UserError, OptionError) as err:
-        print(f"study: error: {err}", file=sys.stderr)
+        print(f"study: error: {as_flags(str(err), args.flags)}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output directory that cannot be written
         print(f"study: error: {err}; check the path and its permissions", file=sys.stderr)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from study.run.shards import describe_missing, merge
+from study.usecases.running import merge
+from study.usecases.vocabulary import describe_missing
 
 
 def register(sub: Any) -> None:

@@ -10,17 +10,29 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from models.registry import ENGINE_NAMES, is_engine_label
+from study.cli.flags import as_flags
 from study.cli.progress import make_progress
-from study.design.config import MAX_REPLICATES, load_config
-from study.errors import FitFailed, RunError, UserError
-from study.run.executors import make_executor
-from study.run.results import default_out
-from study.run.runner import RunReport, request_stop, run_study
-from study.run.shards import Shard, parse_shard
+from study.errors import FitFailed, RunError
+from study.usecases.running import (
+    RunReport,
+    StopRequest,
+    check_command,
+    configured,
+    make_executor,
+    run,
+)
+from study.usecases.vocabulary import (
+    MAX_REPLICATES,
+    PRESETS,
+    Shard,
+    default_out,
+    engine_names,
+    is_engine_label,
+    parse_shard,
+)
 
 if TYPE_CHECKING:
-    from study.design.config import StudyConfig
+    from study.usecases.vocabulary import StudyConfig
 
 
 def engines_arg(text: str) -> tuple[str, ...]:
@@ -29,7 +41,7 @@ def engines_arg(text: str) -> tuple[str, ...]:
     bad = [n for n in names if not is_engine_label(n)]
     if not names or bad or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"--engines {text!r}: give distinct names from {', '.join(ENGINE_NAMES)} "
+            f"--engines {text!r}: give distinct names from {', '.join(engine_names())} "
             "(or variants configured as [engines.NAME-SUFFIX]), comma-separated "
             "(e.g. reml,bayes)"
         )
@@ -91,9 +103,13 @@ def scheduler_arg(text: str) -> str:
 def register(sub: Any) -> None:
     """Add the ``run`` command to the ``study`` parser."""
     p = sub.add_parser("run", help="run (or resume, or extend) a study")
-    p.add_argument("config", help="preset name (default, seed) or path to a TOML file")
+    p.add_argument("config", help=f"preset name ({', '.join(PRESETS)}) or path to a TOML file")
     p.add_argument("--replicates", type=replicates_arg, help="number of replicates")
-    p.add_argument("--engines", type=engines_arg, help="comma-separated engines: reml,bayes")
+    p.add_argument(
+        "--engines",
+        type=engines_arg,
+        help=f"comma-separated engines ({', '.join(engine_names())}, or variants), e.g. reml,gee",
+    )
     p.add_argument("--out", help="run directory (default outputs/<study name>)")
     add_run_options(p, "replicate")
     p.set_defaults(func=command)
@@ -165,10 +181,6 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-def _on_signal(signum: int, frame: object) -> None:
-    request_stop(signum)
-
-
 def _unraisable(info: Any) -> None:
     """Python's hook for exceptions it cannot raise (in a finalizer, a weakref
     callback): a stop request that landed there is not an error (the runner sees the
@@ -179,24 +191,16 @@ def _unraisable(info: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run the study.  Ctrl-C (exit 130) and SIGTERM (exit 143, a scheduler at
-    walltime) stop it after saving what is finished; ``--fail-fast`` stops at the first
-    failing fit and prints its traceback (exit 1)."""
-    cfg = load_config(args.config)
-    if cfg.sbc is not None:
-        raise UserError(
-            f"config {args.config!r} has an [sbc] table: it is a simulation-based "
-            f"calibration; run it with `study sbc {args.config}`"
-        )
-    if args.replicates is not None:
-        cfg = cfg.with_replicates(args.replicates)
-    if args.engines is not None:
-        cfg = cfg.with_engines(args.engines)
+    """Run the study.  Ctrl-C (exit 130) and SIGTERM (exit 143, a
+    scheduler at walltime) stop it after saving what is finished; ``--fail-fast`` stops
+    at the first failing fit and prints its traceback (exit 1)."""
+    cfg = configured(args.config, replicates=args.replicates, engines=args.engines)
+    check_command(cfg, "study run", args.config)
     out = args.out if args.out is not None else str(default_out(cfg))
     report = execute(cfg, out, args, "replicates")
     if isinstance(report, int):
         return report
-    print(f"{report.path / 'results.nc'}")
+    print(report.results)
     return 0
 
 
@@ -204,10 +208,15 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
     """Run ``cfg`` into ``out`` with the runner options of ``args``: the report, or the
     exit code when the run stopped (a signal, ``--fail-fast``, a shard's part done)."""
     executor = make_executor(args.workers, args.scheduler, args.batch_size)
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     sys.unraisablehook, hook = _unraisable, sys.unraisablehook
     try:
-        report = run_study(
+        report = run(
             cfg,
             out,
             overwrite=args.overwrite,
@@ -215,6 +224,7 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
             executor=executor,
             shard=args.shard,
             fail_fast=args.fail_fast,
+            stop=stop,
         )
     except KeyboardInterrupt as err:
         signum = getattr(err, "signum", signal.SIGINT)
@@ -231,10 +241,11 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
     except FitFailed as err:
         if err.trace:
             print(err.trace.rstrip(), file=sys.stderr)
-        print(f"study: {err}; finished {unit} are saved in {out}", file=sys.stderr)
+        message = as_flags(str(err), getattr(args, "flags", {}))
+        print(f"study: {message}; finished {unit} are saved in {out}", file=sys.stderr)
         return _stopped(1, executor)
     except RunError as err:
-        print(f"study: {err}", file=sys.stderr)
+        print(f"study: {as_flags(str(err), getattr(args, 'flags', {}))}", file=sys.stderr)
         return _stopped(1, executor)
     finally:
         for signum, handler in previous.items():

@@ -128,7 +128,7 @@ def check_budget(
     if need.disk > disk:
         raise UserError(
             f"{what} would need about {_gb(need.disk)} of disk in {out}, and "
-            f"{_gb(disk)} is free there; free space, give another --out, or run fewer "
+            f"{_gb(disk)} is free there; free space, give another out=..., or run fewer "
             "replicates (or keep fewer posteriors: keep_draws)"
         )
     return need

@@ -17,7 +17,7 @@ from distributed import Client, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from study.errors import FitFailed, RunError, UserError
-from study.run.batch import BatchResult, Pair, prepare_process, run_batch, span
+from study.run.batch import PROCESS, BatchResult, Pair, run_batch, span
 from study.run.results import package_versions
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class StudyWorker(WorkerPlugin):
     name = "lmm-study"
 
     def setup(self, worker: Any) -> None:
-        prepare_process(f"dask-{worker.name}", max(1, int(worker.state.nthreads)))
+        PROCESS.prepare(f"dask-{worker.name}", max(1, int(worker.state.nthreads)))
 
 
 class DaskCluster:
@@ -97,8 +97,14 @@ class DaskCluster:
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.batch_size = batch_size
 
+    fits_here = False
+
     def map(
-        self, config: StudyConfig, work: Iterator[list[Pair]], fail_fast: bool = False
+        self,
+        config: StudyConfig,
+        work: Iterator[list[Pair]],
+        fail_fast: bool = False,
+        size: int | None = None,
     ) -> Iterator[BatchResult]:
         tag = config.hash()[:12]
         versions = package_versions()

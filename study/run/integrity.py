@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from models.registry import ENGINE_VERSIONS, engine_kind
 from study.errors import StoreError
 from study.run.store import MANIFEST, DamagedPiece, Piece, Store
-from study.schema import piece_shapes
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
@@ -39,15 +38,19 @@ def stamp_of(config: StudyConfig) -> str:
     return f"{config.hash()} {versions}"
 
 
-def expected_shapes(engines: int, terms: int, kind: str = "study") -> dict[str, tuple[int, ...]]:
-    """The shape after the pair axis of each piece variable of a run of ``kind``."""
-    return piece_shapes(kind, engines, terms)
+def expected_shapes(store: Store, manifest: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """The shape after the pair axis of each piece variable of the run (its kind's
+    schema, the manifest's engines and terms); ``None`` when the store has no schema."""
+    schema = store.layout.schema
+    if schema is None:
+        return None
+    return schema.shapes(len(manifest["engines"]), len(manifest["terms"]))
 
 
 def resume_command(store: Store) -> str:
     """The command that resumes (and so repairs) the run in ``store``."""
     cmd = f"{store.command} {store.config_path} --out {store.path}"
-    count = "--simulations" if store.kind == "sbc" else "--replicates"
+    count = store.layout.count_option
     try:
         return f"{cmd} {count} {int(store.read_manifest()['replicates'])}"
     except (StoreError, ValueError, TypeError):
@@ -88,15 +91,10 @@ def check_pieces(
     return good, damage
 
 
-def _shapes_of(manifest: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    kind = str(manifest.get("kind", "study"))
-    return expected_shapes(len(manifest["engines"]), len(manifest["terms"]), kind)
-
-
 def load_checked(store: Store, manifest: dict[str, Any], stamp: str = "") -> Piece | None:
     """The finished replicates of a run, for reading; :class:`StoreError` naming the
     first damaged piece and the command that sets it aside and recomputes it."""
-    good, damage = check_pieces(store, stamp=stamp, shapes=_shapes_of(manifest))
+    good, damage = check_pieces(store, stamp=stamp, shapes=expected_shapes(store, manifest))
     if damage:
         more = f" (and {len(damage) - 1} more damaged piece(s))" if len(damage) > 1 else ""
         raise StoreError(
@@ -120,7 +118,7 @@ def load_repairing(
     (the run holds the directory alone: not a shard) the temporary files a killed
     run left are removed too; a shard leaves them, as they may be another shard's
     writes in progress."""
-    good, damage = check_pieces(store, stamp=stamp, shapes=_shapes_of(manifest))
+    good, damage = check_pieces(store, stamp=stamp, shapes=expected_shapes(store, manifest))
     for d in damage:
         dest = store.set_aside(d.path)
         warn(f"{d.path} is damaged ({d.reason}); moved to {dest}; its replicates are fitted again")
@@ -159,8 +157,8 @@ def recover_manifest(
         raise StoreError(
             f"{store.path / MANIFEST} {problem}, and neither {store.config_path.name} nor "
             f"the checkpoints show that {store.path} holds a run of this configuration; "
-            "give the configuration it was run with, or use --out for a new directory "
-            "(--overwrite would discard its checkpoints)"
+            "give the configuration it was run with, or use out=... for a new directory "
+            "(overwrite=True would discard its checkpoints)"
         )
     manifest = dict(fresh)
     done = max((int(p.replicate.max()) + 1 for p in good if len(p)), default=0)

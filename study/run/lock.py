@@ -119,7 +119,7 @@ def run_lock(run_dir: str | Path, *, shard: str | None = None) -> Iterator[None]
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(
-                f"--out {directory} cannot be created ({err.strerror or err}); give a "
+                f"out={directory} cannot be created ({err.strerror or err}); give a "
                 "directory you can write to"
             ) from None
         for i, path in enumerate(paths):
@@ -133,7 +133,7 @@ def run_lock(run_dir: str | Path, *, shard: str | None = None) -> Iterator[None]
                 )
                 raise StoreError(
                     f"{whose} by {_holder(path)}; wait for it to finish, stop it, or give "
-                    "another --out"
+                    "another out=..."
                 ) from None
             before.append(_record(held[-1], what))
         yield

@@ -14,41 +14,45 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.registry import ENGINE_VERSIONS, engine_kind
 from study.design.config import differences
-from study.design.truth import compute_truth
 from study.errors import Interrupted, RunError, StoreError
-from study.run.batch import Pair, get_design, prepare_process, warm_up
+from study.run.batch import PROCESS, Pair
 from study.run.budget import check_budget
 from study.run.executors import Executor, InProcess, batches, cpu_count
 from study.run.integrity import Warn, load_repairing, recover_manifest, stamp_of, warn_stderr
+from study.run.kinds import kind_of
 from study.run.lock import run_lock
-from study.run.results import dataset_of, default_out, run_kind, run_terms, stored_config
+from study.run.results import dataset_of, store_for, stored_config
 from study.run.store import Store
 
 if TYPE_CHECKING:
     from study.design.config import StudyConfig
-    from study.design.truth import Truth
     from study.run.shards import Shard
 
-#: the signal that asked the running study to stop (:func:`request_stop`), if any
-_STOP: list[int | None] = [None]
 
+class StopRequest:
+    """A request to stop a running study, made by a signal handler (the CLI's SIGINT
+    and SIGTERM handler calls :meth:`__call__`).
 
-def request_stop(signum: int) -> None:
-    """Ask the running study to stop (the CLI's SIGINT and SIGTERM handler): raise
-    :class:`~study.errors.Interrupted` here, so a driver waiting for results stops at
-    once, and remember it, because Python swallows an exception raised while a
-    finalizer or weakref callback runs ("Exception ignored in ..."): the runner then
-    stops after the next batch it saves."""
-    _STOP[0] = int(signum)
-    raise Interrupted(signum)
+    Calling it raises :class:`~study.errors.Interrupted` at once, so a driver waiting
+    for results stops, and remembers the signal, because Python swallows an
+    exception raised while a finalizer or weakref callback runs ("Exception ignored
+    in ..."): the runner then stops after the next batch it saves.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int) -> None:
+        self.signum = int(signum)
+        raise Interrupted(signum)
 
 
 #: consolidate checkpoint pieces when there are more than this many
@@ -94,12 +98,13 @@ class RunReport:
     new: int
     failures: int
     complete: bool
+    #: the results file the run (re)writes (results.nc, sbc.nc: its kind's)
+    results: Path | None = None
 
 
 def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict[str, object]:
-    kind = {} if config.sbc is None else {"kind": "sbc"}  # study runs: as before the field
     return {
-        **kind,
+        "kind": kind_of(config).name,
         "study": config.name,
         "config_hash": config.hash(),
         "root_seed": config.seed,
@@ -126,7 +131,7 @@ def open_run(
     the run is confirmed to be of ``config`` (:func:`study.run.integrity.recover_manifest`).
     Returns the manifest (its replicate count raised to ``config.replicates``).
     """
-    terms, effects = run_terms(config)
+    terms, effects = kind_of(config).terms(config)
     fresh = _manifest(config, terms, effects)
     if store.exists() and overwrite:
         store.clear()
@@ -149,7 +154,7 @@ def open_run(
             what = "; ".join(changed[:3]) if changed else f"hash {old['config_hash']}"
             raise StoreError(
                 f"{store.path} holds a run of a different configuration ({what}); "
-                "use --overwrite to replace it or --out for a new directory"
+                "use overwrite=True to replace it or out=... for a new directory"
             )
         versions = store.engine_versions()
         now = {e: ENGINE_VERSIONS[engine_kind(e)] for e in config.engines}
@@ -162,7 +167,7 @@ def open_run(
             raise StoreError(
                 f"{store.path} was run by other engine versions ({'; '.join(stale)}: the same "
                 "seeds now give other numbers, and a resumed run would mix them); use "
-                "--overwrite to rerun it or --out for a new directory"
+                "overwrite=True to rerun it or out=... for a new directory"
             )
         if _stored_hash(store) != config.hash():  # study.toml lost or damaged: rewrite it
             if store.config_path.exists():
@@ -177,7 +182,7 @@ def open_run(
     if store.results_path.exists() and not overwrite:
         raise StoreError(
             f"{store.path} has a {store.results_path.name} but no manifest or checkpoints; "
-            "use --overwrite to start afresh or --out for a new directory"
+            "use overwrite=True to start afresh or out=... for a new directory"
         )
     if overwrite:
         store.clear()
@@ -194,20 +199,20 @@ def _stored_hash(store: Store) -> str | None:
 
 
 def finish_run(
-    config: StudyConfig, store: Store, manifest: dict[str, object], truths: Mapping[str, Truth]
+    config: StudyConfig, store: Store, manifest: dict[str, object], context: Any
 ) -> Path | None:
-    """Consolidate the pieces and (re)write results.nc (sbc.nc for an SBC run);
-    ``None`` when nothing is done."""
+    """Consolidate the pieces and (re)write the results file (its kind's: results.nc,
+    sbc.nc); ``None`` when nothing is done.  ``context``: the kind's run context."""
     piece = store.consolidate(stamp_of(config))
     if piece is None:
         return None
-    return store.write_results(dataset_of(piece, config, manifest, truths))
+    return store.write_results(dataset_of(piece, config, manifest, context))
 
 
 def _out_of_space(err: OSError, store: Store) -> RunError:
     return RunError(
         f"no space left to write in {store.path} ({err.strerror or err}); the finished "
-        "replicates are saved: free space (or give another --out) and run the same "
+        "replicates are saved: free space (or give another out=...) and run the same "
         "command again to resume"
     )
 
@@ -222,8 +227,10 @@ def run_study(
     shard: Shard | None = None,
     fail_fast: bool = False,
     warn: Warn = warn_stderr,
+    stop: StopRequest | None = None,
 ) -> RunReport:
-    """Run (or resume, or extend) a study; results in ``out`` (default outputs/<name>).
+    """Run (or resume, or extend) a study of any kind; results in ``out`` (default: its
+    kind's, e.g. outputs/<name>).
 
     Every batch is checkpointed as soon as it comes back, so an interruption (Ctrl-C,
     SIGTERM, kill -9) loses at most the batches in flight, and running again resumes;
@@ -234,7 +241,8 @@ def run_study(
     writes (:mod:`study.run.lock`); a study that would not fit in memory or on disk
     is refused before anything is written (:mod:`study.run.budget`).  With
     ``fail_fast`` the first fit that fails or does not converge stops the run
-    (:class:`~study.errors.FitFailed`, with the engine's traceback).
+    (:class:`~study.errors.FitFailed`, with the engine's traceback).  ``stop`` is the
+    :class:`StopRequest` a caller's signal handlers call.
 
     Raises
     ------
@@ -244,37 +252,41 @@ def run_study(
     """
     if shard is not None and overwrite:
         raise StoreError(
-            "--overwrite with --shard would delete the other shards' work; clear the run "
+            "overwrite=True with shard=... would delete the other shards' work; clear the run "
             "directory once before submitting the array job"
         )
-    _STOP[0] = None
-    store = Store(out if out is not None else default_out(config), run_kind(config))
+    store = store_for(config, out)
     if store.path.exists() and not store.path.is_dir():
-        raise StoreError(f"--out {store.path} is a file; give a directory")
-    # the truth of every condition before anything is written (SBC draws its own)
-    truths = {}
-    if config.sbc is None:
-        truths = {
-            c.id: compute_truth(get_design(config, c.id), config.terms()[0])
-            for c in config.conditions
-        }
+        raise StoreError(f"out={store.path} is a file; give a directory")
+    # what the whole run needs (the truth of every condition) before anything is written
+    context = kind_of(config).context(config, lambda cid: PROCESS.design(config, cid))
     with run_lock(store.path, shard=None if shard is None else str(shard)):
         check_budget(config, store.path)  # a refusal leaves nothing behind
         return _run_locked(
-            config, store, truths, overwrite, progress, executor, shard, fail_fast, warn
+            config,
+            store,
+            context,
+            overwrite,
+            progress,
+            executor,
+            shard,
+            fail_fast,
+            warn,
+            stop or StopRequest(),
         )
 
 
 def _run_locked(
     config: StudyConfig,
     store: Store,
-    truths: Mapping[str, Truth],
+    context: Any,
     overwrite: bool,
     progress: Progress | None,
     executor: Executor | None,
     shard: Shard | None,
     fail_fast: bool,
     warn: Warn,
+    stop: StopRequest,
 ) -> RunReport:
     manifest = open_run(config, store, overwrite=overwrite, warn=warn)
     stamp = stamp_of(config)
@@ -284,53 +296,59 @@ def _run_locked(
     total = sum(1 for p in all_pairs(config) if mine(p))
     done = sum(1 for p in finished if p[1] < config.replicates and mine(p))
     todo = (p for p in all_pairs(config) if p not in finished and mine(p))  # lazy
-    failures = 0 if existing is None else int((~existing.values["converged"]).sum())
+    schema = store.layout.schema
+    assert schema is not None
+    failures = 0 if existing is None else int(schema.failures(existing.values).sum())
     executor = executor or InProcess()
     progress = progress or _Silent()
     labels = {c.id: c.label for c in config.conditions}
     written = 0
     try:
-        if executor.workers == 1 and done < total:
-            prepare_process(None, cpu_count())  # chains on the cores this process may use
-            warm_up(config)  # the compile stays out of the progress rate
+        if executor.fits_here and done < total:
+            PROCESS.prepare(None, cpu_count())  # chains on the cores this process may use
+            PROCESS.warm_up(config)  # the compile stays out of the progress rate
         progress.start(total, done, len(config.conditions))
         pieces = len(store.piece_files())  # counted here, not listed again per batch
-        for result in executor.map(config, batches(todo, executor.batch_size), fail_fast):
+        work = batches(todo, executor.batch_size)
+        for result in executor.map(config, work, fail_fast, size=total - done):
             piece = result.piece
             piece.stamp = stamp
             for name, cid, r, tree in result.posteriors:
-                store.write_posterior(name, cid, r, tree)
+                label = labels[cid] if config.multi else ""
+                store.write_posterior(name, cid, r, tree, label)
             store.write_piece(piece)  # after its posteriors: a piece means "all saved"
             written += len(piece)
-            bad = ~piece.values["converged"]
+            bad = schema.failures(piece.values)
             for i, cid in enumerate(piece.condition.tolist()):
-                failures += int(bad[i].sum())
+                failures += int(bad[i])
                 progress.advance(failures, labels[str(cid)])
             pieces += 1
             if shard is None and pieces > CONSOLIDATE_EVERY:
                 store.consolidate(stamp)
                 pieces = 1
-            if _STOP[0] is not None:  # a stop request whose exception was swallowed
-                raise Interrupted(_STOP[0])
+            if stop.signum is not None:  # a stop request whose exception was swallowed
+                raise Interrupted(stop.signum)
     except BaseException as err:
         progress.close()
         executor.close(cancel=True)
         if shard is None:
             with contextlib.suppress(OSError):  # e.g. the disk is full: the pieces stand
-                finish_run(config, store, manifest, truths)  # results.nc of what is done
+                finish_run(config, store, manifest, context)  # results.nc of what is done
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _out_of_space(err, store) from err
         if isinstance(err, KeyboardInterrupt):
-            report = RunReport(store.path, total, done + written, written, failures, False)
+            report = RunReport(
+                store.path, total, done + written, written, failures, False, store.results_path
+            )
             raise Interrupted(getattr(err, "signum", signal.SIGINT), report) from err
         raise
     progress.close()
     executor.close()
     if shard is None:
         try:
-            finish_run(config, store, manifest, truths)
+            finish_run(config, store, manifest, context)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _out_of_space(err, store) from err
             raise
-    return RunReport(store.path, total, done + written, written, failures, True)
+    return RunReport(store.path, total, done + written, written, failures, True, store.results_path)

@@ -146,10 +146,10 @@ def merge(
             f"the runs were made by different engine versions ({' vs '.join(sorted(versions))}); "
             "their numbers would not fit together: rerun the older shards"
         )
-    target = Store(out, stores[0].kind) if out is not None else stores[0]
+    target = Store(out, stores[0].layout) if out is not None else stores[0]
     if target.exists() and stored_config(target).hash() != config.hash():
         raise StoreError(
-            f"--out {target.path} holds a run of another configuration; give a new directory"
+            f"out={target.path} holds a run of another configuration; give a new directory"
         )
     with run_lock(target.path):  # no run, shard or other merge writes there meanwhile
         return _merge_locked(stores, manifests, config, target, dirs, partial)
@@ -182,7 +182,7 @@ def _merge_locked(
         raise StoreError(
             f"{len(missing)} of {total} (condition, replicate) pairs are missing: "
             f"{describe_missing(missing, len(config.conditions))}; run the shards that own "
-            "them, or merge with --partial"
+            "them, or merge with partial=True"
         )
     manifest = manifests[0]
     manifest["replicates"] = replicates

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -36,17 +37,11 @@ from typing import Any
 import numpy as np
 
 from study.errors import StoreError
-from study.schema import PIECE_VARS, SBC_PIECE_VARS
+from study.schema import Schema
 
 CHECKPOINTS = "checkpoints"
 DAMAGED = "damaged"
 RESULTS = "results.nc"
-SBC_RESULTS = "sbc.nc"
-#: run kind -> (results file, variables every checkpoint piece holds, the command)
-KINDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "study": (RESULTS, PIECE_VARS, "run"),
-    "sbc": (SBC_RESULTS, SBC_PIECE_VARS, "sbc"),
-}
 MANIFEST = "manifest.json"
 CONFIG = "study.toml"
 SUMMARY = "summary.nc"
@@ -136,7 +131,7 @@ class Piece:
         if len(shapes) > 1:
             raise StoreError(
                 "checkpoint pieces of different shapes (engines or terms differ): the run "
-                "directory mixes configurations; use --overwrite or another --out"
+                "directory mixes configurations; use overwrite=True or another out=..."
             )
         rep = np.concatenate([p.replicate for p in pieces])
         cond = np.concatenate([p.condition for p in pieces]).astype(np.str_)
@@ -153,6 +148,22 @@ class Piece:
         return {k: tuple(v.shape[1:]) for k, v in self.values.items()}
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What a kind of study keeps in its run directory (supplied by the kind,
+    :mod:`study.run.kinds`; the store itself knows no kind).
+
+    ``results_file``: the merged Dataset's file name; ``schema``: what every
+    checkpoint piece holds (``None``: not checked); ``command``: the command that
+    runs and resumes it; ``count_option``: its option for the number of replicates.
+    """
+
+    results_file: str = RESULTS
+    schema: Schema | None = None
+    command: str = "study run"
+    count_option: str = "--replicates"
+
+
 class Store:
     """A run directory.
 
@@ -160,18 +171,16 @@ class Store:
     ----------
     path : Path
         The run directory (``outputs/<study name>`` by default).
-    kind : {"study", "sbc"}
-        A coverage study (``study run``, results.nc) or a simulation-based
-        calibration (``study sbc``, sbc.nc).
+    layout : Layout, optional
+        The files of the run's kind (:func:`study.run.results.store_of` reads it from
+        the directory); default: results.nc, pieces not checked against a schema.
     """
 
-    def __init__(self, path: str | Path, kind: str = "study") -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind = {kind!r}: must be one of {', '.join(KINDS)}")
+    def __init__(self, path: str | Path, layout: Layout | None = None) -> None:
         self.path = Path(path)
-        self.kind = kind
+        self.layout = layout or Layout()
         #: the command that runs (and resumes) this kind of run: ``study run`` / ``study sbc``
-        self.command = f"study {KINDS[kind][2]}"
+        self.command = self.layout.command
 
     @property
     def checkpoints(self) -> Path:
@@ -179,7 +188,7 @@ class Store:
 
     @property
     def results_path(self) -> Path:
-        return self.path / KINDS[self.kind][0]
+        return self.path / self.layout.results_file
 
     @property
     def config_path(self) -> Path:
@@ -277,7 +286,8 @@ class Store:
                 stamp = str(npz[STAMP]) if STAMP in npz.files else ""
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise DamagedPiece(path, f"unreadable: {type(err).__name__}") from err
-        missing = [k for k in KINDS[self.kind][1] if k not in values]
+        wanted = () if self.layout.schema is None else self.layout.schema.piece_vars
+        missing = [k for k in wanted if k not in values]
         if missing:
             raise DamagedPiece(path, f"lacks {', '.join(missing)}")
         n = replicate.shape[0] if replicate.ndim == 1 else -1
@@ -336,13 +346,26 @@ class Store:
         return sorted(found)
 
     # -- posteriors -------------------------------------------------------------------
-    def posterior_path(self, engine: str, condition: str, replicate: int) -> Path:
-        """Where the kept posterior of ``engine`` for a (condition id, replicate) lives."""
-        return self.path / POSTERIORS / f"{engine}-{condition}-replicate-{replicate:07d}.nc"
+    def posterior_path(self, engine: str, condition: str, replicate: int, label: str = "") -> Path:
+        """Where the kept posterior of ``engine`` for a (condition id, replicate) lives;
+        with the condition's ``label`` (a grid's), the label leads the file name:
+        ``bayes--groups=5_group_size=20--<id>-replicate-0000003.nc``."""
+        tail = f"{condition}-replicate-{replicate:07d}.nc"
+        if label:
+            tail = f"{re.sub(r'[^A-Za-z0-9=._-]+', '_', label.replace(', ', '_'))}--{tail}"
+            return self.path / POSTERIORS / f"{engine}--{tail}"
+        return self.path / POSTERIORS / f"{engine}-{tail}"
 
-    def write_posterior(self, engine: str, condition: str, replicate: int, tree: Any) -> Path:
-        """Write a posterior (an ``xarray.DataTree``) as netCDF, atomically."""
-        return self._write_netcdf(self.posterior_path(engine, condition, replicate), tree)
+    def write_posterior(
+        self, engine: str, condition: str, replicate: int, tree: Any, label: str = ""
+    ) -> Path:
+        """Write a posterior (an ``xarray.DataTree``) as netCDF, atomically; its root
+        attributes name the engine, the condition (label and id) and the replicate."""
+        tree.attrs.update(
+            engine=engine, condition=label, condition_id=condition, replicate=int(replicate)
+        )
+        path = self.posterior_path(engine, condition, replicate, label)
+        return self._write_netcdf(path, tree)
 
     # -- results ----------------------------------------------------------------------
     def write_results(self, ds: Any) -> Path:

@@ -18,13 +18,13 @@ from helpers import study_toml
 
 from study.analysis.measures import compute_measures
 from study.analysis.tidy import tidy
+from study.api import is_partial, open_results
 from study.cli.main import main
 from study.design.config import config_from_dict, config_from_text, load_config
 from study.design.generate import Design
 from study.design.truth import compute_truth
 from study.errors import ConfigError
 from study.run.batch import run_batch
-from study.run.results import is_partial, open_results
 from study.run.runner import run_study
 from study.run.store import Store
 

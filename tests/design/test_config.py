@@ -197,7 +197,7 @@ def test_engine_options_are_typed_at_load_and_checked_against_the_design():
         config_from_dict(bad, default_name="x")
     # built once per process: the same options object gives the same engine
     again = config_from_dict({"engines": {"reml": {"ci": "t"}}}, default_name="y")
-    assert batch.get_engine(cfg, "reml") is batch.get_engine(again, "reml")
+    assert batch.PROCESS.engine(cfg, "reml") is batch.PROCESS.engine(again, "reml")
 
 
 STYLE = re.compile(r"^[\w.\[\]]+ = .+: (must|has) ")

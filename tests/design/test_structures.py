@@ -334,7 +334,7 @@ def test_engine_random_part_as_a_formula_and_the_truth_of_its_terms():
         "cor__(Intercept).W",
         "sd__Observation",
     ]
-    from study.cli.truth import truth_frame
+    from study.analysis.design_tables import truth_frame
 
     frame = truth_frame(config).set_index("term")
     assert list(frame.index) == terms
@@ -343,7 +343,7 @@ def test_engine_random_part_as_a_formula_and_the_truth_of_its_terms():
 
 
 def test_truth_and_report_headers_name_the_models():
-    from study.cli.truth import model_lines
+    from study.analysis.design_tables import model_lines
 
     assert model_lines(_config(SLOPE)) == [
         "generating model: y ~ X + (1 + X | group)",

@@ -76,7 +76,7 @@ def small_fits(marginal_engine, noncentered_engine, small_data):
 
 def _draws(result) -> np.ndarray:
     """(chain, draw, term) draws from the kept posterior."""
-    post = result.extra["posterior"]["posterior"]
+    post = result.posterior["posterior"]
     return np.stack([post[name].to_numpy() for name in result.terms], axis=-1)
 
 

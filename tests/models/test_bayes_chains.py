@@ -88,7 +88,7 @@ def test_forced_stuck_chain_is_restarted_and_recorded(
     assert fit.message.startswith(expected), fit.message
     assert "sd__X at 1.7" in fit.message
     assert fit.converged and np.all(fit.rhat < 1.01)
-    post = [f.extra["posterior"]["posterior"] for f in fits.values()]
+    post = [f.posterior["posterior"] for f in fits.values()]
     for term in fit.terms:
         np.testing.assert_array_equal(post[0][term].to_numpy(), post[1][term].to_numpy())
     np.testing.assert_array_equal(fits[1].estimate, fits[2].estimate)

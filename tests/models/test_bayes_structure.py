@@ -412,10 +412,10 @@ def test_random_intercept_fit_of_sleepstudy_matches_lme4(intercept_fit: FitResul
     assert np.all(np.asarray(fit.rhat) < 1.01) and fit.divergences == 0
     assert np.all(np.asarray(fit.ess_bulk) > 1000)
     extra: Any = fit.extra
-    assert extra["draws"].shape == (4, 1000, 4)
+    assert fit.draws is not None and fit.draws.shape == (4, 1000, 4)
     u = extra["random_effects"]
     assert u.shape == (4, 1000, 18, 1) and list(u.effect.values) == [INTERCEPT]
-    post = extra["posterior"]["posterior"]
+    post = fit.posterior["posterior"]
     assert list(post["u"].effect.values) == [INTERCEPT]
 
 

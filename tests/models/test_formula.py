@@ -332,7 +332,10 @@ CLI_ERRORS = [
     (["Reaction ~ Days + (1 | Subject/Days)"], r"nested grouping"),
     (["Reaction ~ Nope + (1 | Subject)"], r"sleepstudy\.csv: column\(s\) \['Nope'\] not in"),
     (["Reaction ~ (Days | Subject)"], r"'Days' is not in the fixed part; add it there"),
-    (["Reaction ~ Days + (Days | Subject)", "--ci", "t", "--engine", "bayes"], r"reml engine"),
+    (
+        ["Reaction ~ Days + (Days | Subject)", "--ci", "t", "--engine", "bayes"],
+        r"not an option of engine bayes \(an option of reml\)",
+    ),
 ]
 
 

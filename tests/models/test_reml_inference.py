@@ -222,8 +222,8 @@ def test_boundary_fits_are_flagged_and_can_be_excluded(tmp_path):
     ``--exclude-singular`` drops them.
     """
     from study.api import open_results, run_study
-    from study.cli.summarize import summarize
     from study.design.config import load_config
+    from study.usecases.analysing import summarize
 
     (tmp_path / "b.toml").write_text(
         "name = 'boundary'\nreplicates = 30\n[design]\ngroups = 10\ngroup_size = 8\n"
@@ -237,9 +237,9 @@ def test_boundary_fits_are_flagged_and_can_be_excluded(tmp_path):
     cor_se = ds.std_error.sel(term="cor__(Intercept).X").values
     assert np.isnan(cor_se[singular]).all() and np.isfinite(cor_se[~singular]).all()
     assert np.nanmax(cor_se) < 2
-    text = summarize(tmp_path / "out", measures=["coverage"])
+    text = summarize(tmp_path / "out", measures=["coverage"]).text
     assert f"0 of 30 fits not converged (kept), {singular.sum()} singular (kept)" in text
-    text = summarize(tmp_path / "out", measures=["coverage"], exclude_singular=True)
+    text = summarize(tmp_path / "out", measures=["coverage"], exclude_singular=True).text
     assert f"{singular.sum()} singular (excluded)" in text
     from study.analysis.measures import compute_measures
 

@@ -19,7 +19,9 @@ from study.design.seeds import engine_seed
 from study.errors import StoreError
 from study.run import batch, runner
 from study.run.batch import BatchResult
-from study.run.results import open_results, piece_from_fits
+from study.run.kinds import PairOutput, piece_of
+from study.run.kinds.coverage import COVERAGE
+from study.run.results import open_results
 from study.schema import PIECE_VARS, TERM_COORDS, TERM_VARS
 
 
@@ -39,7 +41,7 @@ def test_engine_seeds_do_not_depend_on_the_engine_order(default_config):
     for order in (("reml", "bayes"), ("bayes", "reml"), ("bayes",)):
         cfg = default_config.with_engines(order)
         record: dict[str, int] = {}
-        batch.fit_replicate(cfg, design, [_Recorder(n, record) for n in order], 4)
+        COVERAGE.run_pair(cfg, design, [_Recorder(n, record) for n in order], 4, False)
         seen.append(record)
     assert seen[0] == seen[1] and seen[2]["bayes"] == seen[0]["bayes"]
     assert seen[0]["bayes"] == engine_seed(default_config.seed, design.id, 4, "bayes")
@@ -52,14 +54,16 @@ def test_runner_walks_the_replicates_lazily(make_config, tmp_path):
     fitted: list[tuple[str, int]] = []
 
     class Fake:  # an executor that fails nothing but counts what it is given
-        workers, batch_size = 2, 1
+        workers, batch_size, fits_here = 2, 1, False
 
-        def map(self, config, work, fail_fast=False):
+        def map(self, config, work, fail_fast=False, size=None):
             for pairs in work:
                 fitted.extend(pairs)
                 if len(fitted) == 3:
                     raise KeyboardInterrupt  # stop after three: the rest never materialised
-                yield BatchResult(piece_from_fits(pairs, [[FitResult.failed(("X",), "fake")]]))
+                fits = [FitResult.failed(("X",), "fake")]
+                values = {v: np.array([getattr(f, v) for f in fits]) for v in PIECE_VARS}
+                yield BatchResult(piece_of(COVERAGE.layout, pairs, [PairOutput(values)]))
 
         def close(self, *, cancel=False):
             pass

@@ -458,15 +458,17 @@ def test_a_stop_request_swallowed_by_a_finalizer_still_stops_the_run(reml_study,
     stops after the next batch it saves, with the signal's Interrupted."""
     from study.errors import Interrupted
     from study.run.executors import InProcess
-    from study.run.runner import request_stop
+    from study.run.runner import StopRequest
+
+    stop = StopRequest()
 
     class Swallowed:
         def __del__(self):
-            request_stop(signal.SIGTERM)  # raised here, and swallowed
+            stop(signal.SIGTERM)  # raised here, and swallowed
 
     class StopAfterTwo(InProcess):
-        def map(self, config, work, fail_fast=False):
-            for i, result in enumerate(super().map(config, work, fail_fast)):
+        def map(self, config, work, fail_fast=False, size=None):
+            for i, result in enumerate(super().map(config, work, fail_fast, size)):
                 if i == 2:
                     Swallowed()
                 yield result
@@ -476,7 +478,7 @@ def test_a_stop_request_swallowed_by_a_finalizer_still_stops_the_run(reml_study,
     sys.unraisablehook = lambda info: None  # what the CLI installs: no traceback printed
     try:
         with pytest.raises(Interrupted) as stopped:
-            run_study(load_config(cfg), tmp_path / "run", executor=StopAfterTwo())
+            run_study(load_config(cfg), tmp_path / "run", executor=StopAfterTwo(), stop=stop)
     finally:
         sys.unraisablehook = hooks
     assert stopped.value.signum == signal.SIGTERM

@@ -17,9 +17,9 @@ from study.cli.main import main
 from study.design.config import config_from_text, load_config
 from study.design.seeds import fixed_u_rng, sbc_rng
 from study.errors import ConfigError
-from study.run.results import open_sbc
+from study.run.kinds.sbc import RANK_COUNTS, thinned_ranks
+from study.run.results import open_results
 from study.run.runner import run_study
-from study.run.sbc import RANK_COUNTS, thinned_ranks
 from study.run.shards import merge, parse_shard
 
 BAYES = {"chains": 2, "draws": 200, "tune": 200}
@@ -189,7 +189,7 @@ def test_summarize_plot_report_and_info_read_an_sbc_run(small_run, capsys):
 
 
 def _ranks(out) -> xr.Dataset:
-    ds = open_sbc(out)
+    ds = open_results(out)
     return ds[["rank", "pit", "true_value", "n_ranks", "thin", "estimate"]].drop_attrs()
 
 
@@ -221,7 +221,7 @@ def test_a_grid_is_calibrated_per_condition(tmp_path, capsys):
     cfg.write_text(_sbc(conditions={"groups": [8, 12]}, simulations=3))
     out = tmp_path / "grid"
     assert main(["sbc", str(cfg), "--out", str(out), "--workers", "1"]) == 0
-    ds = open_sbc(out)
+    ds = open_results(out)
     assert list(ds["condition"].values) == ["groups=8", "groups=12"] and ds.sizes["simulation"] == 3
     truth = ds["true_value"].values
     assert not np.allclose(truth[0], truth[1])  # each condition its own streams
@@ -283,7 +283,7 @@ def test_an_sbc_run_with_a_damaged_manifest_is_still_an_sbc_run(small_run, tmp_p
     shutil.copytree(out, copy)
     (copy / "sbc.nc").unlink()
     (copy / "manifest.json").write_text("{not json")
-    assert store_of(copy).kind == "sbc"
+    assert store_of(copy).layout.results_file == "sbc.nc"
     assert main(["summarize", str(copy)]) == 2
     err = _one_line(capsys)
     assert "manifest.json is corrupt" in err and "study sbc" in err
@@ -292,10 +292,19 @@ def test_an_sbc_run_with_a_damaged_manifest_is_still_an_sbc_run(small_run, tmp_p
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["summarize", "RUN", "--measures", "bias"], "--measures: options of a coverage study"),
-        (["summarize", "RUN", "--format", "csv"], "--format csv is for study runs"),
-        (["plot", "RUN", "--what", "coverage"], "--what: an SBC run draws"),
-        (["plot", "RUN", "--replicate", "1"], "--replicate: an SBC run draws"),
+        (
+            ["summarize", "RUN", "--measures", "bias"],
+            "--measures: not an option of a simulation-based calibration's summary",
+        ),
+        (
+            ["summarize", "RUN", "--format", "csv"],
+            "--format 'csv': the summary of a simulation-based calibration is one of table",
+        ),
+        (["plot", "RUN", "--what", "coverage"], "--what: unknown figure coverage; choose from sbc"),
+        (
+            ["plot", "RUN", "--replicate", "1"],
+            "--replicate: not an option of a simulation-based calibration's figures",
+        ),
     ],
 )
 def test_coverage_options_on_an_sbc_run_are_refused(small_run, args, expected, capsys):

@@ -66,6 +66,13 @@ def _assert_same_run(a: Path, b: Path) -> None:
     kept_a = sorted(p.name for p in (a / "posteriors").iterdir())
     assert kept_a == sorted(p.name for p in (b / "posteriors").iterdir())
     assert len(kept_a) == 2  # bayes, replicate 0, both conditions
+    # a grid's kept posteriors say their condition: in the file name and the attributes
+    assert [n.split("--")[:2] for n in kept_a] == [["bayes", "groups=10"], ["bayes", "groups=6"]]
+    for name in kept_a:
+        with xr.open_datatree(a / "posteriors" / name) as tree:
+            assert tree.attrs["condition"] == name.split("--")[1]
+            assert tree.attrs["replicate"] == 0 and tree.attrs["engine"] == "bayes"
+            assert name.endswith(f"--{tree.attrs['condition_id']}-replicate-0000000.nc")
     for name in kept_a:
         ta, tb = (
             xr.open_datatree(a / "posteriors" / name),
@@ -385,10 +392,10 @@ def test_the_readme_sbatch_script_parses(monkeypatch):
 
 def test_each_worker_compiles_in_a_directory_of_its_own(tmp_path):
     """PyTensor's compile cache is not shared between worker slots (PyMC issue 7819):
-    prepare_process points PyTensor at a slot's own base_compiledir before it loads."""
+    PROCESS.prepare points PyTensor at a slot's own base_compiledir before it loads."""
     code = (
-        "from study.run.batch import prepare_process\n"
-        "prepare_process('worker-3', 1)\n"
+        "from study.run.batch import PROCESS\n"
+        "PROCESS.prepare('worker-3', 1)\n"
         "import pytensor\n"
         "print(pytensor.config.base_compiledir)\n"
     )

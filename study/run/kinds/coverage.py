@@ -1,0 +1,130 @@
+"""The coverage study: every engine fits each replicate; results against the truth.
+
+A pair (condition c, replicate r) generates replicate r of c's design (its X fixed,
+its random effects and noise from the pair's stream: the seed policy), fits it with
+every engine of the study (each on the structure it is configured to fit), and
+stores every fit's per-term and per-fit fields (:data:`study.schema.COVERAGE_SCHEMA`).
+The Dataset carries the analytic truth of every condition as coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from study.design.conditions import factor_names, factor_values
+from study.design.seeds import engine_seed
+from study.design.truth import compute_truth
+from study.run.fitting import fit_recorded, stop_if_failed, where
+from study.run.kinds.base import PairOutput
+from study.run.store import RESULTS, Layout
+from study.schema import COVERAGE_SCHEMA, TERM_COORDS
+
+if TYPE_CHECKING:
+    from models.base import Engine
+    from study.design.config import StudyConfig
+    from study.design.generate import Design
+    from study.design.truth import Truth
+
+
+class Coverage:
+    """The coverage study (``study run``): see the module docstring."""
+
+    name = "coverage"
+    layout = Layout(RESULTS, COVERAGE_SCHEMA, "study run", "--replicates")
+    what = "a coverage study"
+
+    def claims(self, config: StudyConfig) -> bool:
+        """Every configuration that no other kind claims (the registry's default)."""
+        return True
+
+    def recognises(self, path: Path) -> bool:
+        return (path / RESULTS).is_file()
+
+    def default_out(self, config: StudyConfig) -> Path:
+        return Path("outputs") / config.name
+
+    def terms(self, config: StudyConfig) -> tuple[list[str], list[str]]:
+        return config.terms()
+
+    def context(self, config: StudyConfig, design_of: Any) -> dict[str, Truth]:
+        """The analytic truth of every condition, by condition id."""
+        terms = config.terms()[0]
+        return {c.id: compute_truth(design_of(c.id), terms) for c in config.conditions}
+
+    def run_pair(
+        self,
+        config: StudyConfig,
+        design: Design,
+        engines: Sequence[Engine],
+        replicate: int,
+        fail_fast: bool,
+    ) -> PairOutput:
+        """Generate replicate ``replicate`` of ``design`` and fit it with every engine.
+
+        For the first ``config.keep_draws`` replicates of each condition the
+        posteriors are kept.  Every fit is put on the study's term list (the union of
+        the engines' structures: NaN for terms a model does not have).
+        """
+        sample = design.sample(replicate)
+        keep = replicate < config.keep_draws
+        terms, effects = config.terms()
+        fits, kept = [], []
+        for name, engine in zip(config.engines, engines, strict=True):
+            structure = config.structure_of(name)
+            data = sample.data
+            if structure != data.structure:  # a misspecified fit: same data, other Z
+                data = data.with_structure(structure)
+            seed = engine_seed(config.seed, design.id, replicate, name)
+            fit = fit_recorded(engine, data, structure, seed=seed, keep_posterior=keep)
+            if fail_fast:
+                stop_if_failed(fit, name, where(config, design.id, "replicate", replicate))
+            posterior = fit.take_posterior()
+            if keep and posterior is not None:
+                kept.append((name, posterior))
+            fits.append(fit.aligned(terms, effects))
+        values = {
+            var: np.array([getattr(f, var) for f in fits], dtype=spec.dtype)
+            for var, spec in COVERAGE_SCHEMA.vars.items()
+        }
+        return PairOutput(values, kept)
+
+    def coords(self, config: StudyConfig, context: Mapping[str, Truth]) -> dict[str, Any]:
+        """The grid's factors on ``condition``; the truth on (condition, term)."""
+        conditions = config.conditions
+        coords: dict[str, Any] = {}
+        for name in factor_names(conditions):
+            values = factor_values(conditions, name)
+            kind = object if any(isinstance(v, str) for v in values) else None
+            coords[name] = ("condition", np.array(values, dtype=kind), {"description": "factor"})
+        per_condition = {
+            "true_value": [context[c.id].value for c in conditions],
+            "true_se": [context[c.id].se for c in conditions],
+            "cond_value": [context[c.id].cond_value for c in conditions],
+            "cond_se": [context[c.id].cond_se for c in conditions],
+        }
+        for name, rows in per_condition.items():
+            coords[name] = (
+                ("condition", "term"),
+                np.stack(rows),
+                {"description": TERM_COORDS[name]},
+            )
+        return coords
+
+    def attrs(self, config: StudyConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return {"factors": json.dumps(factor_names(config.conditions))}
+
+
+def _has_table(path: Path, table: str) -> bool:
+    try:
+        return table in tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+COVERAGE = Coverage()
