@@ -16,6 +16,14 @@ from helpers import study_toml
 from study.design.config import DesignConfig, PredictorSpec, StudyConfig, load_config
 
 
+@pytest.fixture(autouse=True)
+def _terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text tables split at the terminal's width: give every test the same one (the
+    fallback of ``shutil.get_terminal_size`` in the tables), whatever terminal runs
+    pytest and in xdist workers too (which have none, and saw 80 columns)."""
+    monkeypatch.setenv("COLUMNS", "120")
+
+
 @pytest.fixture
 def small_design() -> DesignConfig:
     """A small, unbalanced, correlated two-predictor design (K = 6)."""
@@ -74,20 +82,21 @@ def seed_config() -> StudyConfig:
 # Each module is one xdist group, so that its module- and session-scoped fixtures (runs,
 # compiled engines) are built once, on one worker; the modules in SPREAD have long tests
 # that share no expensive fixture, and run test by test on either worker. Groups start
-# longest first (LONGEST, seconds measured with --durations on the 2 cores under load,
-# issue 24) so that no long module is left to run alone at the end.
+# longest first (LONGEST: seconds from --durations of a `make test` on the 2 cores while
+# other jobs ran, issue 24) so that no long module is left to run alone at the end.
 SPREAD = frozenset({"models/test_reml_inference.py"})
 LONGEST = {
-    "run/test_reliability.py": 400,
-    "models/test_reml_inference.py": 290,
-    "run/test_scale_out.py": 270,
+    "run/test_scale_out.py": 320,
+    "models/test_reml_inference.py": 310,
+    "run/test_reliability.py": 310,
     "run/test_interruption.py": 190,
-    "run/test_sbc.py": 105,
-    "cli/test_plot_cli.py": 95,
     "run/test_runner.py": 65,
-    "analysis/test_plots_diagnostics.py": 60,
-    "models/test_bayes.py": 57,
-    "analysis/test_plots_measures.py": 44,
+    "cli/test_plot_cli.py": 45,
+    "design/test_structures.py": 30,
+    "design/test_conditions.py": 28,
+    "run/test_sbc.py": 26,
+    "models/test_bayes_structure.py": 20,
+    "analysis/test_plots_measures.py": 20,
 }
 _TESTS = Path(__file__).parent
 
