@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 REPLICATES ?= 50
 ENGINES ?= reml,bayes
+# pytest-xdist workers for `make test` (tests/conftest.py groups the tests by module)
+TEST_WORKERS ?= 2
+PYTEST_XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: bootstrap study test test-all lint lock bench
 
@@ -17,10 +20,10 @@ study: bootstrap
 	$(BIN)/study report outputs/default
 
 test: bootstrap
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
 test-all: bootstrap
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "slow or not slow"
 
 lint: bootstrap
 	$(BIN)/ruff check study models tests benchmarks

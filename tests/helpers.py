@@ -1,11 +1,89 @@
-"""Helpers shared by the runner, scale-out and reliability tests (imported as `helpers`)."""
+"""Helpers shared by the test stages (imported as ``helpers``: tests/ is on sys.path).
+
+``study_table`` / ``study_toml`` are the one config factory: a small study (reml only,
+K = 8 groups of 10) with keyword overrides; the ``make_config`` fixture in conftest.py
+writes its TOML to a temporary file.
+"""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
+import tomli_w
 import xarray as xr
+
+from models.data import LMMData
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
+DATA = Path(__file__).resolve().parent / "data"
+"""External reference data (provenance in tests/data/README.md)."""
+
+BASE_STUDY: dict[str, Any] = {
+    "name": "small",
+    "replicates": 3,
+    "seed": 11,
+    "design": {
+        "groups": 8,
+        "group_size": 10,
+        "beta": [1.0, 0.5],
+        "re_sd": [0.8, 0.4],
+        "re_cor": [[1.0, 0.2], [0.2, 1.0]],
+    },
+    "engines": {"run": ["reml"]},
+}
+"""The base of every config the tests write: small, fast, REML only."""
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, tables recursively. A ``None`` value stays as a
+    marker that removes the key, also from a table the result is merged into later
+    (`study_table` drops the markers)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if value is None:
+            out[key] = None
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _drop_none(table: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _drop_none(v) if isinstance(v, dict) else v for k, v in table.items() if v is not None
+    }
+
+
+def study_table(**overrides: Any) -> dict[str, Any]:
+    """The base study as a TOML table with `overrides` merged in.
+
+    Parameters
+    ----------
+    **overrides
+        Top-level keys of the config. A dict merges into the table of that name
+        (``design={"groups": 4}`` keeps the other design keys); any other value
+        replaces; ``None`` removes the key (``engines=None`` uses the defaults).
+    """
+    return _drop_none(merge(BASE_STUDY, overrides))
+
+
+def study_toml(**overrides: Any) -> str:
+    """`study_table` written as TOML text (see there for `overrides`)."""
+    return tomli_w.dumps(study_table(**overrides))
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The CLI's refusal: nothing on stdout, one line on stderr, no traceback."""
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err, (out, err)
+    return err
 
 
 def comparable(ds: xr.Dataset) -> xr.Dataset:
@@ -19,3 +97,11 @@ def file_tree(root: Path) -> dict[str, str]:
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
         for p in sorted(root.rglob("*"))
     }
+
+
+def constant_predictor() -> LMMData:
+    """Six groups of eight rows whose predictor is constant: a rank-deficient design."""
+    rng = np.random.default_rng(5)
+    group = np.repeat(np.arange(6), 8)
+    X = np.column_stack([np.ones(48), np.full(48, 3.0)])
+    return LMMData(rng.normal(size=48), X, group, ("x",))

@@ -8,7 +8,7 @@ group and costs 2.9 us a log-density + gradient at K = 40; this loop shares the
 sub-expressions of value and gradient, has one division and one log a group, and
 costs 1.1 us (measured 2026-11-24, nutpie 0.16.11, PyTensor 3.3.8), which takes a
 default-preset fit from ~184 ms to ~118 ms of CPU.  No library provides a fused
-marginal-LMM likelihood.  ``tests/test_bayes_kernel.py`` checks value and gradient
+marginal-LMM likelihood.  ``tests/models/test_bayes_kernel.py`` checks value and gradient
 against the graph and against finite differences.
 
 Inputs: packed statistics (7, K) (:func:`models.bayes.marginal.pack_stats`: n, y'y,

@@ -105,3 +105,13 @@ def test_moments_of_u_and_e():
     assert abs(e.mean()) < 4 * cfg.sigma / np.sqrt(e.size)
     # var of a sample variance of normals: 2 sigma^4 / (n - 1)
     assert abs(e.var(ddof=1) - cfg.sigma**2) < 4 * cfg.sigma**2 * np.sqrt(2 / (e.size - 1))
+
+
+def test_every_stream_is_keyed_in_the_seed_module():
+    """Review defect 2: one seed policy, in study/design/seeds.py alone."""
+    from helpers import ROOT
+
+    generate = (ROOT / "study/design/generate.py").read_text()
+    assert "SeedSequence" not in generate and "default_rng" not in generate
+    sources = [p for p in (ROOT / "study").rglob("*.py") if p.name != "seeds.py"]
+    assert not [p for p in sources if "spawn_key" in p.read_text()]

@@ -14,12 +14,12 @@ compiled model is shared by datasets of one structure.  Fixed seeds throughout.
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA, constant_predictor
 from scipy import stats
 
 from models.base import FitResult
@@ -39,7 +39,6 @@ from models.loglik import marginal_loglik as np_loglik
 from models.structure import INTERCEPT, Structure
 from models.validate import OptionError
 
-DATA = Path(__file__).parent / "data"
 FIXED2 = (INTERCEPT, "x")
 FIXED3 = (INTERCEPT, "x", "w")
 FIXED_SLEEP = (INTERCEPT, "Days")
@@ -450,3 +449,10 @@ def test_failed_fit_has_the_structure_terms(sleep_engine: BayesEngine, sleepstud
     res = sleep_engine.fit(bad, seed=1)
     assert not res.converged and "non-finite" in res.message
     assert res.terms == [INTERCEPT, "Days", "sd__Days", "sd__Observation"]
+
+
+def test_bayes_refuses_rank_deficient_design_like_reml() -> None:
+    """Review defect 5: a constant predictor is refused before sampling, as REML does."""
+    fit = BayesEngine(BayesOptions(draws=20, tune=20)).fit(constant_predictor(), seed=1)
+    assert not fit.converged and "rank deficient" in fit.message
+    assert np.isnan(fit.estimate).all() and "sampling_seconds" not in fit.extra

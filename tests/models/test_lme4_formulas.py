@@ -11,17 +11,16 @@ SE and the REML criterion must agree to 1e-4 relative.
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 
 from models.formula import model_data, parse
 from models.reml.engine import RemlEngine
 from models.structure import FIXED
 
-DATA = Path(__file__).parent / "data"
 with open(DATA / "lme4_formulas.toml", "rb") as _fh:
     REFERENCE: dict[str, dict] = tomllib.load(_fh)
 

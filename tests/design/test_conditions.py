@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from helpers import study_toml
 
 from study.analysis.measures import compute_measures
 from study.analysis.tidy import tidy
@@ -26,29 +28,22 @@ from study.run.batch import run_batch
 from study.run.runner import run_study
 from study.run.store import Store
 
-BASE = """
-name = "grid"
-replicates = 4
-seed = 5
+LEVELS = {"groups": [4, 6], "group_size": [5, 8]}
 
-[design]
-groups = 6
-group_size = 8
-beta = [1.0, 0.5]
-re_sd = [0.8, 0.4]
-re_cor = [[1.0, 0.2], [0.2, 1.0]]
 
-[engines]
-run = ["reml"]
-"""
-GRID = (
-    BASE
-    + """
-[conditions]
-groups = [4, 6]
-group_size = [5, 8]
-"""
-)
+def _text(conditions: dict | None = None, *, replicates: int = 4, **design) -> str:
+    """The module's base study (K = 6 groups of 8, seed 5), a design change, a grid."""
+    return study_toml(
+        name="grid",
+        replicates=replicates,
+        seed=5,
+        design={"groups": 6, "group_size": 8} | design,
+        conditions=conditions,
+    )
+
+
+BASE = _text()
+GRID = _text(LEVELS)
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -77,9 +72,12 @@ def test_crossed_grid_in_order_with_base_for_the_rest():
 
 
 def test_exclude_and_add():
-    text = GRID + (
-        "exclude = [{groups = 4, group_size = 8}]\n"
-        "add = [{groups = 12, group_size = 3, sigma = 2.0}]\n"
+    text = _text(
+        LEVELS
+        | {
+            "exclude": [{"groups": 4, "group_size": 8}],
+            "add": [{"groups": 12, "group_size": 3, "sigma": 2.0}],
+        }
     )
     labels = [c.label for c in _cfg(text).conditions]
     assert labels == [
@@ -88,7 +86,7 @@ def test_exclude_and_add():
         "groups=6, group_size=8",
         "groups=12, group_size=3, sigma=2.0",
     ]
-    only = _cfg(BASE + "\n[conditions]\nadd = [{groups = 3}, {groups = 9}]\n")
+    only = _cfg(_text({"add": [{"groups": 3}, {"groups": 9}]}))
     assert [c.label for c in only.conditions] == ["groups=3", "groups=9"]
 
 
@@ -117,7 +115,7 @@ def test_no_conditions_is_one_base_condition():
     ],
 )
 def test_validation_names_condition_and_key(extra, pattern, write_config, capsys):
-    path = write_config(BASE + "\n[conditions]\n" + extra)
+    path = write_config(_text(tomllib.loads(extra)))
     with pytest.raises(ConfigError, match=pattern):
         load_config(path)
     assert main(["truth", str(path)]) == 2
@@ -137,9 +135,9 @@ def test_condition_results_do_not_depend_on_the_grid():
     grid = _cfg(GRID)
     label = "groups=6, group_size=5"
     in_grid = _estimates(grid, label)
-    reordered = _cfg(GRID.replace("groups = [4, 6]", "groups = [6, 4]"))
-    extended = _cfg(GRID.replace("group_size = [5, 8]", "group_size = [8, 5, 3]"))
-    alone = _cfg(BASE.replace("group_size = 8", "group_size = 5"))
+    reordered = _cfg(_text(LEVELS | {"groups": [6, 4]}))
+    extended = _cfg(_text(LEVELS | {"group_size": [8, 5, 3]}))
+    alone = _cfg(_text(group_size=5))
     np.testing.assert_array_equal(_estimates(reordered, label), in_grid)
     np.testing.assert_array_equal(_estimates(extended, label), in_grid)
     np.testing.assert_array_equal(_estimates(alone, "base"), in_grid)
@@ -152,11 +150,7 @@ def test_truth_per_condition_equals_single_condition_truth(tmp_path):
     run_study(grid.with_replicates(2), tmp_path / "R")
     ds = open_results(tmp_path / "R")
     for c in grid.conditions:
-        alone = _cfg(
-            BASE.replace("groups = 6", f"groups = {c.design.groups}").replace(
-                "group_size = 8", f"group_size = {c.design.group_size}"
-            )
-        )
+        alone = _cfg(_text(groups=c.design.groups, group_size=c.design.group_size))
         truth = compute_truth(Design.from_study(alone))
         np.testing.assert_array_equal(ds.true_se.sel(condition=c.label).values, truth.se)
         np.testing.assert_array_equal(ds.true_value.sel(condition=c.label).values, truth.value)
@@ -165,9 +159,7 @@ def test_truth_per_condition_equals_single_condition_truth(tmp_path):
 def test_measures_per_condition_equal_single_condition_measures(tmp_path):
     grid = _cfg(GRID)
     run_study(grid, tmp_path / "grid")
-    alone = _cfg(
-        BASE.replace("groups = 6", "groups = 4").replace("group_size = 8", "group_size = 5")
-    )
+    alone = _cfg(_text(groups=4, group_size=5))
     run_study(alone, tmp_path / "alone")
     label = "groups=4, group_size=5"
     g = compute_measures(open_results(tmp_path / "grid")).sel(condition=label)
@@ -267,9 +259,9 @@ def test_partial_grid_counts_only_fitted_pairs(tmp_path):
 @pytest.mark.slow
 def test_killed_grid_run_resumes_to_the_uninterrupted_dataset(tmp_path):
     """Slow (~36 s): the slow kill matrix (test_interruption.py) kills 2-condition grid
-    runs too; the default suite keeps tests/test_runner.py's kill and resume."""
+    runs too; the default suite keeps tests/run/test_runner.py's kill and resume."""
     cfg = tmp_path / "grid.toml"
-    cfg.write_text(GRID.replace("replicates = 4", "replicates = 12"))
+    cfg.write_text(_text(LEVELS, replicates=12))
     cmd = [sys.executable, "-m", "study", "run", str(cfg), "--workers", "1"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen(

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import file_tree
+from helpers import file_tree, study_toml
 from scipy import stats
 
 from models.bayes.options import BayesOptions
@@ -23,28 +23,24 @@ from study.run.results import open_results
 from study.run.runner import run_study
 from study.run.shards import merge, parse_shard
 
-SMALL = """
-name = "sbc-small"
-seed = 4
+BAYES = {"chains": 2, "draws": 200, "tune": 200}
 
-[design]
-groups = 12
-group_size = 8
-beta = [1.0, 0.5]
-re_sd = [0.8, 0.4]
-re_cor = [[1.0, 0.0], [0.0, 1.0]]
 
-[engines]
-run = ["reml", "bayes"]
+def _sbc(engines: dict | None = None, conditions: dict | None = None, **sbc) -> str:
+    """SBC of K = 12 groups of 8 (6 simulations, reml and a short bayes); `sbc` keys
+    override the [sbc] table, `engines` replaces the [engines] table."""
+    return study_toml(
+        name="sbc-small",
+        replicates=None,
+        seed=4,
+        design={"groups": 12, "group_size": 8, "re_cor": [[1.0, 0.0], [0.0, 1.0]]},
+        engines=engines or {"run": ["reml", "bayes"], "bayes": BAYES},
+        conditions=conditions,
+        sbc={"simulations": 6} | sbc,
+    )
 
-[engines.bayes]
-chains = 2
-draws = 200
-tune = 200
 
-[sbc]
-simulations = 6
-"""
+SMALL = _sbc()
 
 
 def _one_line(capsys) -> str:
@@ -101,7 +97,7 @@ def test_sbc_configuration_round_trips_and_extends_without_a_new_hash():
     again = config_from_text(sbc.to_toml(), default_name="x", label="x")
     assert again.hash() == sbc.hash() and sbc_settings(again) == settings
     assert as_sbc(cfg, 50).hash() == sbc.hash()  # more simulations extend the run
-    wide = config_from_text(SMALL + "generator_prior_scale = 2.0\n", default_name="x", label="x")
+    wide = config_from_text(_sbc(generator_prior_scale=2.0), default_name="x", label="x")
     assert as_sbc(wide).hash() != sbc.hash()
     assert load_config("default").hash() == "f1e3de6ea8c6a1b8"  # runs before SBC still match
 
@@ -109,16 +105,11 @@ def test_sbc_configuration_round_trips_and_extends_without_a_new_hash():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (SMALL + "thin = 3\n", "unknown key sbc.thin; allowed keys in [sbc]"),
-        (SMALL + "generator_prior_scale = 0\n", "sbc.generator_prior_scale = 0: must be > 0"),
-        (SMALL.replace("simulations = 6", "simulations = 0"), "sbc.simulations = 0"),
-        (SMALL + 'prior_from = "reml"\n', "sbc.prior_from = 'reml': must be an engine"),
-        (
-            SMALL.replace('run = ["reml", "bayes"]', 'run = ["reml"]').replace(
-                "[engines.bayes]\nchains = 2\ndraws = 200\ntune = 200\n", ""
-            ),
-            "has no engine with a prior",
-        ),
+        (_sbc(thin=3), "unknown key sbc.thin; allowed keys in [sbc]"),
+        (_sbc(generator_prior_scale=0), "sbc.generator_prior_scale = 0: must be > 0"),
+        (_sbc(simulations=0), "sbc.simulations = 0"),
+        (_sbc(prior_from="reml"), "sbc.prior_from = 'reml': must be an engine"),
+        (_sbc({"run": ["reml"]}), "has no engine with a prior"),
     ],
 )
 def test_bad_sbc_tables_are_refused_with_the_key(text, expected):
@@ -229,10 +220,7 @@ def test_a_grid_is_calibrated_per_condition(tmp_path, capsys):
     """Each condition draws its own simulations with its own design; summaries and
     figures come per condition."""
     cfg = tmp_path / "grid.toml"
-    cfg.write_text(SMALL.replace("simulations = 6", "simulations = 3") + "\n")
-    cfg.write_text(
-        cfg.read_text().replace("[engines]", "[conditions]\ngroups = [8, 12]\n\n[engines]")
-    )
+    cfg.write_text(_sbc(conditions={"groups": [8, 12]}, simulations=3))
     out = tmp_path / "grid"
     assert main(["sbc", str(cfg), "--out", str(out), "--workers", "1"]) == 0
     ds = open_results(out)
@@ -263,11 +251,13 @@ def test_an_sbc_on_a_dask_cluster_gives_the_serial_simulations(small_run, tmp_pa
 
 
 def test_engines_of_one_sbc_run_must_share_the_prior_it_draws_from():
-    two = SMALL.replace('run = ["reml", "bayes"]', 'run = ["bayes", "bayes-narrow"]')
-    two += '\n[engines.bayes-narrow]\nlikelihood = "no-logdet"\n'
+    engines = {"run": ["bayes", "bayes-narrow"], "bayes": BAYES}
+    two = _sbc(engines | {"bayes-narrow": {"likelihood": "no-logdet"}})
     ok = as_sbc(config_from_text(two, default_name="x", label="x"))
     assert ok.engines == ("bayes", "bayes-narrow")  # same priors, other likelihood: fine
-    narrow = two + "\n[engines.bayes-narrow.priors]\nsd_scale = 0.1\n"
+    narrow = _sbc(
+        engines | {"bayes-narrow": {"likelihood": "no-logdet", "priors": {"sd_scale": 0.1}}}
+    )
     with pytest.raises(ConfigError, match=re.escape("engines.bayes-narrow.priors = '(a table)'")):
         as_sbc(config_from_text(narrow, default_name="x", label="x"))
 

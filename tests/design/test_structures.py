@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import merge, study_toml
 from scipy import stats
 
 from models.base import FitResult
@@ -22,21 +23,32 @@ def _config(text: str):
     return config_from_text(text, default_name="t", label="t.toml")
 
 
-RI_DESIGN = """
-replicates = 4
-seed = 11
-[design]
-groups = 6
-group_size = 4
-predictors = ["X", "W"]
-beta = [1.0, 0.5, -0.25]
-random = ["(Intercept)", "W"]
-re_sd = [0.8, 0.3]
-re_cor = [[1.0, 0.4], [0.4, 1.0]]
-sigma = 0.7
-[engines]
-run = ["reml"]
-"""
+RI = {
+    "name": None,
+    "replicates": 4,
+    "seed": 11,
+    "design": {
+        "groups": 6,
+        "group_size": 4,
+        "predictors": ["X", "W"],
+        "beta": [1.0, 0.5, -0.25],
+        "random": ["(Intercept)", "W"],
+        "re_sd": [0.8, 0.3],
+        "re_cor": [[1.0, 0.4], [0.4, 1.0]],
+        "sigma": 0.7,
+    },
+}
+"""Random intercept and a random slope on W (not on X), K = 6 groups of 4."""
+
+
+def _ri(**overrides) -> str:
+    """The RI study with `overrides` merged in (``None`` removes a key)."""
+    return study_toml(**merge(RI, overrides))
+
+
+RI_DESIGN = _ri()
+ENGINES3 = ["reml", "reml-ri", "reml-diag"]
+ONE_RANDOM = {"random": ["(Intercept)"], "re_sd": [0.8], "re_cor": None}
 
 
 def test_presets_keep_their_hashes_and_condition_ids():
@@ -69,38 +81,32 @@ def test_design_structure_and_its_terms():
         "sd__Observation",
     ]
     # another order would read re_sd and re_cor in the wrong order: refused
-    for flipped in ('["W", "(Intercept)"]', '"(0 + W | g) + (1 | g)"'):
+    for flipped in (["W", "(Intercept)"], "(0 + W | g) + (1 | g)"):
         with pytest.raises(ConfigError, match="in the order of the fixed effects"):
-            _config(RI_DESIGN.replace('["(Intercept)", "W"]', flipped))
+            _config(_ri(design={"random": flipped}))
     # an engine's list has no SDs attached: put in order
-    text = RI_DESIGN.replace(
-        'run = ["reml"]', 'run = ["reml"]\n[engines.reml]\nrandom = ["W", "(Intercept)"]'
-    )
+    text = _ri(engines={"reml": {"random": ["W", "(Intercept)"]}})
     assert _config(text).structure_of("reml") == s
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "message"),
+    ("overrides", "message"),
     [
-        ('random = ["(Intercept)", "W"]', 'random = ["Z"]', "design.random = ['Z']: must name"),
-        ('random = ["(Intercept)", "W"]', "random = []", "must be a non-empty list"),
-        ('random = ["(Intercept)", "W"]', 'random = "W"', "in parentheses"),
-        ("re_sd = [0.8, 0.3]", "re_sd = [0.8, 0.3, 0.1]", "one per random effect ((Intercept), W)"),
-        ("re_cor = [[1.0, 0.4], [0.4, 1.0]]", "re_cor = [[1.0]]", "2 x 2 correlation matrix"),
-        ("sigma = 0.7", "sigma = 0.7\ncorrelated = false", "must be the identity"),
-        ("sigma = 0.7", "sigma = 0.7\ncorrelated = 1", "design.correlated"),
-        ("[engines]", '[conditions]\nrandom = [["W"]]\n[engines]', "conditions.random"),
-        ('run = ["reml"]', 'run = ["reml"]\n[engines.reml]\nrandom = ["V"]', "engines.reml.random"),
-        (
-            'run = ["reml"]',
-            'run = ["reml"]\n[engines.reml]\ncorrelated = "no"',
-            "engines.reml.correlated",
-        ),
+        ({"design": {"random": ["Z"]}}, "design.random = ['Z']: must name"),
+        ({"design": {"random": []}}, "must be a non-empty list"),
+        ({"design": {"random": "W"}}, "in parentheses"),
+        ({"design": {"re_sd": [0.8, 0.3, 0.1]}}, "one per random effect ((Intercept), W)"),
+        ({"design": {"re_cor": [[1.0]]}}, "2 x 2 correlation matrix"),
+        ({"design": {"correlated": False}}, "must be the identity"),
+        ({"design": {"correlated": 1}}, "design.correlated"),
+        ({"conditions": {"random": [["W"]]}}, "conditions.random"),
+        ({"engines": {"reml": {"random": ["V"]}}}, "engines.reml.random"),
+        ({"engines": {"reml": {"correlated": "no"}}}, "engines.reml.correlated"),
     ],
 )
-def test_structure_settings_are_checked(old, new, message):
+def test_structure_settings_are_checked(overrides, message):
     with pytest.raises(ConfigError) as err:
-        _config(RI_DESIGN.replace(old, new))
+        _config(_ri(**overrides))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -137,10 +143,9 @@ def test_truth_of_terms_the_generator_does_not_vary():
 
 
 def test_generator_draws_only_the_random_effects_of_the_structure():
-    text = RI_DESIGN.replace("groups = 6", "groups = 4000").replace(
-        "group_size = 4", "group_size = 2"
-    )
-    uncorrelated = text.replace("re_cor = [[1.0, 0.4], [0.4, 1.0]]", "correlated = false")
+    big = {"groups": 4000, "group_size": 2}
+    text = _ri(design=big)
+    uncorrelated = _ri(design=big | {"re_cor": None, "correlated": False})
     for source, cor in ((text, 0.4), (uncorrelated, 0.0)):
         design = Design.from_study(_config(source))
         sample = design.sample(0)
@@ -154,10 +159,12 @@ def test_generator_draws_only_the_random_effects_of_the_structure():
 
 
 def test_engine_structures_round_trip_through_toml():
-    text = RI_DESIGN.replace(
-        'run = ["reml"]',
-        'run = ["reml", "reml-ri", "reml-diag"]\n[engines.reml-ri]\nrandom = ["(Intercept)"]\n'
-        '[engines.reml-diag]\ncorrelated = false\nci = "t"',
+    text = _ri(
+        engines={
+            "run": ENGINES3,
+            "reml-ri": {"random": ["(Intercept)"]},
+            "reml-diag": {"correlated": False, "ci": "t"},
+        }
     )
     config = _config(text)
     assert config.structure_of("reml") == config.design.structure
@@ -167,20 +174,16 @@ def test_engine_structures_round_trip_through_toml():
     again = config_from_text(config.to_toml(), default_name="t", label="again")
     assert again.hash() == config.hash()
     assert again.engine_structures == config.engine_structures
-    assert (
-        config.hash()
-        != _config(
-            RI_DESIGN.replace('run = ["reml"]', 'run = ["reml", "reml-ri", "reml-diag"]')
-        ).hash()
-    )
+    assert config.hash() != _config(_ri(engines={"run": ENGINES3})).hash()
 
 
 def test_sbc_refuses_an_engine_that_fits_another_structure():
-    text = RI_DESIGN.replace(
-        'run = ["reml"]', 'run = ["bayes"]\n[engines.bayes]\nrandom = ["(Intercept)"]'
+    text = _ri(
+        engines={"run": ["bayes"], "bayes": {"random": ["(Intercept)"]}},
+        sbc={"simulations": 10},
     )
     with pytest.raises(ConfigError, match=r"engines.bayes.random .*fits the model the data come"):
-        _config(text + "[sbc]\nsimulations = 10\n")
+        _config(text)
 
 
 def test_aligned_fit_results_and_merged_terms():
@@ -197,20 +200,19 @@ def test_aligned_fit_results_and_merged_terms():
         FitResult.failed(full, "x").aligned(ri.terms, ri.effects)
 
 
-SLOPE = """
-name = "slope"
-replicates = 150
-seed = 3
-[design]
-groups = 20
-group_size = 10
-beta = [5.0, 2.0]
-re_sd = [1.0, 0.2]
-[engines]
-run = ["reml", "reml-ri"]
-[engines.reml-ri]
-random = ["(Intercept)"]
-"""
+SLOPE = study_toml(
+    name="slope",
+    replicates=150,
+    seed=3,
+    design={
+        "groups": 20,
+        "group_size": 10,
+        "beta": [5.0, 2.0],
+        "re_sd": [1.0, 0.2],
+        "re_cor": None,
+    },
+    engines={"run": ["reml", "reml-ri"], "reml-ri": {"random": ["(Intercept)"]}},
+)
 
 
 @pytest.fixture(scope="module")
@@ -277,14 +279,10 @@ def test_lmmdata_structure_checks():
     ],
 )
 def test_design_random_part_as_an_lme4_formula_is_the_list_form(bar, random, correlated):
-    sd = ", ".join(["0.5"] * len(random))
-    text = RI_DESIGN.replace('random = ["(Intercept)", "W"]', f'random = "{bar}"')
-    text = text.replace("re_sd = [0.8, 0.3]", f"re_sd = [{sd}]")
-    text = text.replace("re_cor = [[1.0, 0.4], [0.4, 1.0]]\n", "")
-    from_formula = _config(text)
-    names = ", ".join(f'"{n}"' for n in random)
-    listed = f"random = [{names}]" + ("" if correlated else "\ncorrelated = false")
-    as_list = _config(text.replace(f'random = "{bar}"', listed))
+    sds = {"re_sd": [0.5] * len(random), "re_cor": None}
+    from_formula = _config(_ri(design={"random": bar} | sds))
+    listed = {"random": random} | ({} if correlated else {"correlated": False})
+    as_list = _config(_ri(design=listed | sds))
     assert from_formula.design.structure == as_list.design.structure
     assert from_formula.design.structure.correlated is correlated
     assert from_formula.conditions[0].id == as_list.conditions[0].id  # the same seeds
@@ -301,29 +299,27 @@ def test_design_random_part_as_an_lme4_formula_is_the_list_form(bar, random, cor
 )
 def test_design_random_formula_errors(bar, message):
     with pytest.raises(ConfigError, match=r"design\.random") as err:
-        _config(RI_DESIGN.replace('random = ["(Intercept)", "W"]', f'random = "{bar}"'))
+        _config(_ri(design={"random": bar}))
     assert message in str(err.value)
 
 
 def test_one_random_effect_is_the_same_model_correlated_or_not():
-    one = RI_DESIGN.replace('random = ["(Intercept)", "W"]', 'random = ["(Intercept)"]')
-    one = one.replace("re_sd = [0.8, 0.3]", "re_sd = [0.8]").replace(
-        "re_cor = [[1.0, 0.4], [0.4, 1.0]]\n", ""
-    )
-    a = _config(one)
-    b = _config(one.replace("sigma = 0.7", "sigma = 0.7\ncorrelated = false"))
+    a = _config(_ri(design=ONE_RANDOM))
+    b = _config(_ri(design=ONE_RANDOM | {"correlated": False}))
     assert a.design.structure == b.design.structure
     assert a.conditions[0].id == b.conditions[0].id and a.hash() == b.hash()
     assert Structure(("(Intercept)",), correlated=False) == Structure(("(Intercept)",))
     # so SBC accepts an engine that says correlated = false about one random effect
-    sbc = one.replace('run = ["reml"]', 'run = ["bayes"]\n[engines.bayes]\ncorrelated = false')
-    assert "sbc" in _config(sbc + "[sbc]\nsimulations = 10\n").kind_settings
+    sbc = _ri(
+        design=ONE_RANDOM,
+        engines={"run": ["bayes"], "bayes": {"correlated": False}},
+        sbc={"simulations": 10},
+    )
+    assert "sbc" in _config(sbc).kind_settings
 
 
 def test_engine_random_part_as_a_formula_and_the_truth_of_its_terms():
-    text = RI_DESIGN.replace(
-        'run = ["reml"]', 'run = ["reml", "reml-x"]\n[engines.reml-x]\nrandom = "(1 + X || g)"'
-    )
+    text = _ri(engines={"run": ["reml", "reml-x"], "reml-x": {"random": "(1 + X || g)"}})
     config = _config(text)
     fitted = config.structure_of("reml-x")
     assert fitted.random == ("(Intercept)", "X") and not fitted.correlated

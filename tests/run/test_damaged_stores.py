@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import comparable, file_tree
+from helpers import comparable, file_tree, study_toml
 
 from study.cli.main import main
 from study.design.config import load_config
@@ -25,24 +25,16 @@ from study.errors import RunError, StoreError
 from study.run.runner import run_study
 from study.run.store import Piece, Store
 
-GRID = """
-name = "damage"
-replicates = 4
-seed = 3
 
-[design]
-groups = 6
-group_size = 5
-beta = [1.0, 0.5]
-re_sd = [0.8, 0.4]
-re_cor = [[1.0, 0.1], [0.1, 1.0]]
-
-[conditions]
-sigma = [1.0, 2.0]
-
-[engines]
-run = ["reml"]
-"""
+def _grid(seed: int = 3) -> str:
+    """Two conditions (sigma 1 and 2) of K = 6 groups of 5, 4 replicates, reml."""
+    return study_toml(
+        name="damage",
+        replicates=4,
+        seed=seed,
+        design={"groups": 6, "group_size": 5, "re_cor": [[1.0, 0.1], [0.1, 1.0]]},
+        conditions={"sigma": [1.0, 2.0]},
+    )
 
 
 def _split(store: Store) -> list[Path]:
@@ -68,7 +60,7 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
     """The config and an uninterrupted run of it."""
     tmp = tmp_path_factory.mktemp("damage")
     cfg = tmp / "grid.toml"
-    cfg.write_text(GRID)
+    cfg.write_text(_grid())
     run_study(load_config(cfg), tmp / "clean")
     return cfg, tmp / "clean"
 
@@ -130,7 +122,7 @@ def test_a_damaged_piece_is_named_kept_aside_and_recomputed(fault, split_run, re
 def test_a_piece_of_another_configuration_is_set_aside(split_run, reference, tmp_path, capsys):
     cfg, out, _ = split_run
     other_cfg = tmp_path / "other.toml"
-    other_cfg.write_text(GRID.replace("seed = 3", "seed = 4"))
+    other_cfg.write_text(_grid(seed=4))
     run_study(load_config(other_cfg).with_replicates(1), tmp_path / "other")
     (foreign,) = Store(tmp_path / "other").piece_files()
     shutil.copy(foreign, out / "checkpoints" / foreign.name)
@@ -204,7 +196,7 @@ def test_a_corrupt_manifest_is_not_rebuilt_for_another_configuration(reference, 
     shutil.copytree(clean, out)
     (out / "manifest.json").write_text("not json")
     other = tmp_path / "other.toml"
-    other.write_text(GRID.replace("seed = 3", "seed = 9"))
+    other.write_text(_grid(seed=9))
     tree = file_tree(out)
     assert main(["run", str(other), "--out", str(out)]) == 2
     err = _one_line(capsys)
@@ -304,3 +296,20 @@ def test_store_errors_name_the_damaged_piece(reference, tmp_path):
     path.write_bytes(b"")
     with pytest.raises(StoreError, match=f"{path.name} is damaged .unreadable"):
         Store(out).load()
+
+
+def test_pieces_of_different_engine_counts_are_a_store_error(tmp_path):
+    """Review defect 1: pieces of runs with other engine lists never mix silently."""
+    from models.base import FIT_FIELDS
+    from study.schema import TERM_VARS
+
+    store = Store(tmp_path)
+    kinds = {"b": np.ones((1, 1), bool), "f": np.zeros((1, 1)), "U": np.array([[""]])}
+    one = {v: np.zeros((1, 1, 6)) for v in TERM_VARS} | {
+        name: kinds[kind] for name, (kind, _) in FIT_FIELDS.items()
+    }
+    two = {k: np.concatenate([v, v], axis=1) for k, v in one.items()}
+    store.write_piece(Piece(np.array(["c"]), np.array([0]), one))
+    store.write_piece(Piece(np.array(["c"]), np.array([1]), two))
+    with pytest.raises(StoreError, match="different shapes"):
+        store.load()

@@ -15,7 +15,7 @@ import xarray as xr
 
 from study.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SBC = ROOT / "outputs" / "sbc"
 
 pytestmark = pytest.mark.slow
