@@ -3,12 +3,12 @@ properties, and the xarray layer."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -280,7 +280,7 @@ def _golden_results(cond: str = "present") -> xr.Dataset:
     )
 
 
-GOLDEN = Path(__file__).parent / "data" / "measures_golden.nc"
+GOLDEN = DATA / "measures_golden.nc"
 
 
 @pytest.mark.parametrize("cond", ["present", "nan", "absent"])

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 
 from models.data import LMMData
 from models.formula import Formula, model_data, parse
 from models.structure import Structure
 from study.cli.main import main
 
-DATA = Path(__file__).parent / "data"
 SLEEP = DATA / "sleepstudy.csv"
 
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import pickle
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 from scipy import stats
 
 from models.base import RAN_PARS, Engine, FitResult, term_names
 from models.data import LMMData
 from models.reml import OPTIMIZERS, RemlEngine, RemlOptions, start_covariance
 
-DATA = Path(__file__).parent / "data"
 RTOL = 1e-4
 RAN_TERMS = ("sd__(Intercept)", "sd__Days", "cor__(Intercept).Days", "sd__Observation")
 

@@ -8,11 +8,11 @@ Reference values: ``tests/data/lme4_inference.toml`` (R 4.2.2, lme4 1.1-31, lmer
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 from scipy import optimize, stats
 
 from models.base import FIXED, FitResult
@@ -21,7 +21,6 @@ from models.reml import RemlEngine, RemlOptions
 from models.reml.criterion import Criterion, psi_to_theta
 from models.reml.varpar import Deviance, _Zeta, natural_from
 
-DATA = Path(__file__).parent / "data"
 SETS = {"sleepstudy": "sleepstudy.csv", "sleepstudy_unbalanced": "sleepstudy_unbalanced.csv"}
 FIXED_TERMS = ("(Intercept)", "Days")
 RAN_TERMS = ("sd__(Intercept)", "sd__Days", "cor__(Intercept).Days", "sd__Observation")
