@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from study.analysis import mcse as m
-from study.analysis import measures as measures_mod
+from study.analysis import measure_records as measures_mod
 from study.analysis.measures import MEASURES, compute_measures
 
 EST = np.array([1.0, 2.0, 3.0, 4.0])
