@@ -134,7 +134,7 @@ class CoverageViews:
             f"{', '.join(engines)}; config hash {ds.attrs.get('config_hash', '?')}, root seed "
             f"{ds.attrs.get('root_seed', '?')}"
             + ("; PARTIAL run" if is_partial(ds) else "")
-            + "".join(f"; skipped {s}" for s in skipped)
+            + "".join(f"; skipped {s}" for s in _grouped(skipped))
             + "".join(f"; {line}" for line in model_lines(config))
         )
         return Report(
@@ -146,6 +146,15 @@ class CoverageViews:
             figures=figures,
             failures=reasons_table(ds),
         )
+
+
+def _grouped(skipped: list[str]) -> list[str]:
+    """``name: reason`` lines with one reason joined: ``trace, rank: no kept posterior``."""
+    by_reason: dict[str, list[str]] = {}
+    for line in skipped:
+        name, _, reason = line.partition(": ")
+        by_reason.setdefault(reason, []).append(name)
+    return [f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
 
 def _tables(

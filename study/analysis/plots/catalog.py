@@ -86,12 +86,16 @@ def _bias(inp: PlotInput) -> Built:
 
 
 def _engines(inp: PlotInput) -> Built:
-    if not {"reml", "bayes"} <= set(inp.engines):
-        inp.skipped.append("engines: needs both reml and bayes in the run")
+    if len(inp.engines) < 2:
+        inp.skipped.append("engines: needs two engines in the run")
         return
-    yield from _per_condition(
-        inp, "engines-reml-vs-bayes", lambda c: compare.engines_compared(inp.ds, condition=c)
-    )
+    first, *others = inp.engines
+    for other in others:  # each engine against the run's first
+
+        def make(c: str, b: str = other) -> Figure:
+            return compare.engines_compared(inp.ds, a=first, b=b, condition=c)
+
+        yield from _per_condition(inp, f"engines-{first}-vs-{other}", make)
 
 
 def _estimates(inp: PlotInput) -> Built:
@@ -182,7 +186,9 @@ FIGURES: dict[str, FigureKind] = {
         FigureKind("zip", "zip plot per engine: intervals ranked by |z|, covering or not", _zip),
         FigureKind("calibration", "ModSE/TrueSE and EmpSE/TrueSE with MCSE bars", _calibration),
         FigureKind("bias", "bias and relative error of the model SE (forest)", _bias),
-        FigureKind("engines", "REML vs Bayes per replicate, and Bland-Altman", _engines),
+        FigureKind(
+            "engines", "each engine against the first, per replicate, and Bland-Altman", _engines
+        ),
         FigureKind("estimates", "distribution of estimates with the true value", _estimates),
         FigureKind("grid", "measures across the conditions of a grid, heat maps", _grid),
         FigureKind("convergence", "R-hat, ESS and divergences across replicates", _convergence),

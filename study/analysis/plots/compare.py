@@ -27,8 +27,8 @@ from study.analysis.plots.common import (
 def engines_compared(
     ds: xr.Dataset,
     *,
-    a: str = "reml",
-    b: str = "bayes",
+    a: str | None = None,
+    b: str | None = None,
     term: str | None = None,
     condition: str | None = None,
 ) -> Figure:
@@ -38,9 +38,9 @@ def engines_compared(
     ----------
     ds : xarray.Dataset
         A results Dataset.
-    a, b : str
-        The engines compared (differences are ``b - a``); ``ValueError`` naming the
-        engines present if either is not in ``ds``.
+    a, b : str, optional
+        The engines compared (differences are ``b - a``; default: the run's first two);
+        ``ValueError`` naming the engines present if either is not in ``ds``.
     term : str, optional
         One term (default: a row per fixed-effect term).
     condition : str, optional
@@ -54,6 +54,11 @@ def engines_compared(
         mean, mean difference, +-1.96 SD limits).
     """
     d, label = select(ds, condition)
+    present = [str(e) for e in d["engine"].values]
+    if a is None or b is None:
+        if len(present) < 2:
+            raise ValueError(f"engines present: {present}; comparing engines needs two")
+        a, b = (a or present[0]), (b or next(e for e in present if e != (a or present[0])))
     engines = engines_of(d, a, b)
     ca, cb = style.engine_color(a, engines), style.engine_color(b, engines)
     terms = terms_of(d, term)

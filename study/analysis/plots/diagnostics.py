@@ -297,7 +297,7 @@ def intervals(
     engines, terms = [str(e) for e in one.engine.values], [str(t) for t in one.term.values]
     failed = {e for e in engines if not bool(one.converged.sel(engine=e))}
     post = tree["posterior"] if tree is not None and "posterior" in tree else None
-    drawn = str(tree.attrs.get("engine", "bayes")) if tree is not None and post is not None else ""
+    drawn = str(tree.attrs.get("engine", "")) if tree is not None and post is not None else ""
     height = 0.9 + 0.85 * len(terms) * max(1.0, len(engines) / 2)
     fig, axes = new_figure(len(terms), 1, height=height, squeeze=False)
     ys = np.arange(len(engines))[::-1].astype(float)  # first engine on top
