@@ -55,23 +55,6 @@ TERM_COORDS: dict[str, str] = {
 PIECE_VARS = (*TERM_VARS, *FIT_VARS)
 
 
-def dims_of(var: str) -> tuple[str, ...]:
-    """The dims of data variable ``var``."""
-    if var in TERM_VARS:
-        return TERM_DIMS
-    if var in FIT_VARS:
-        return FIT_DIMS
-    if var in PAIR_VARS:
-        return PAIR_DIMS
-    raise KeyError(f"{var!r} is not a results variable")
-
-
-def missing_from(names: set[str] | frozenset[str]) -> list[str]:
-    """Schema variables and coordinates not among ``names``."""
-    wanted = [*TERM_VARS, *FIT_VARS, *PAIR_VARS, "effect", *CONDITION_COORDS, *TERM_COORDS]
-    return [v for v in wanted if v not in names]
-
-
 # -- simulation-based calibration (``study sbc``, the run's ``sbc.nc``) -------------
 #: derived quantities ranked beside the parameters (appended to the term list)
 SBC_DERIVED = ("loglik",)
@@ -108,8 +91,6 @@ SBC_DTYPES: dict[str, type] = {
     "fit_seconds": float,
     "message": np.str_,
 }
-#: every variable a checkpoint piece of an SBC run holds
-SBC_PIECE_VARS = (*SBC_TERM_VARS, *SBC_FIT_VARS, *SBC_TRUE_VARS)
 
 
 @dataclass(frozen=True)

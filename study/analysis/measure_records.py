@@ -199,11 +199,6 @@ class Measure:
         """Compared with the reference engine."""
         return "ref" in (self.uses or ())
 
-    @property
-    def axis_label(self) -> str:
-        """The figures' axis label."""
-        return self.label or f"{self.name} ({self.description})"
-
     def __call__(self, c: _Context) -> Pair:
         """``(value, mcse)`` on the context (before broadcasting to engine x term)."""
         if self.compute is not None:

@@ -201,7 +201,7 @@ def report(run_dir: str | Path, *, register: Sequence[EngineSpec] = ()) -> Repor
             tmp.write_bytes(png)
         embedded.append(ReportFigure(stem, caption, png))
         files.append(run / "plots" / f"{stem}.png")
-    doc = views.report(ds, embedded, run.name, drawn.skipped)
+    doc = views.report(ds, embedded, run.name, drawn)
     write_text_atomic(run / "report.html", doc.html())
     write_text_atomic(run / "report.md", doc.markdown("plots"))
     paths = [run / "report.html", run / "report.md"]

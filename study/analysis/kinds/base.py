@@ -41,6 +41,8 @@ class Drawn:
 
     figures: list[tuple[str, str, Figure]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: the summary the figures were drawn from (``None``: none), for the report
+    summary: xr.Dataset | None = None
 
 
 #: reads a kept posterior: (engine, condition id, replicate) -> DataTree or None
@@ -80,8 +82,8 @@ class Views(Protocol):
         ...
 
     def report(
-        self, ds: xr.Dataset, figures: list[ReportFigure], run_name: str, skipped: list[str]
+        self, ds: xr.Dataset, figures: list[ReportFigure], run_name: str, drawn: Drawn
     ) -> Report:
-        """The report of the run, with its figures already drawn (``skipped``: why
-        others were not)."""
+        """The report of the run, with its figures already drawn (``drawn``: what
+        :meth:`figures` gave, its skipped reasons and summary)."""
         ...

@@ -120,13 +120,15 @@ class CoverageViews:
             ]
         except ValueError as err:
             raise UserError(str(err)) from err
-        return Drawn(built, list(inp.skipped))
+        return Drawn(built, list(inp.skipped), inp.summary)
 
     def report(
-        self, ds: xr.Dataset, figures: list[ReportFigure], run_name: str, skipped: list[str]
+        self, ds: xr.Dataset, figures: list[ReportFigure], run_name: str, drawn: Drawn
     ) -> Report:
         config = config_from_text(ds.attrs["config"], default_name=run_name, label=run_name)
-        summary = compute_measures(ds, reference=reference_engine(ds, None))
+        summary = drawn.summary
+        if summary is None:
+            summary = compute_measures(ds, reference=reference_engine(ds, None))
         engines = [str(e) for e in ds["engine"].values]
         n_cond = ds.sizes["condition"]
         header = (
@@ -134,7 +136,7 @@ class CoverageViews:
             f"{', '.join(engines)}; config hash {ds.attrs.get('config_hash', '?')}, root seed "
             f"{ds.attrs.get('root_seed', '?')}"
             + ("; PARTIAL run" if is_partial(ds) else "")
-            + "".join(f"; skipped {s}" for s in _grouped(skipped))
+            + "".join(f"; skipped {s}" for s in _grouped(drawn.skipped))
             + "".join(f"; {line}" for line in model_lines(config))
         )
         return Report(

@@ -95,7 +95,7 @@ class SbcViews:
         return Drawn([f for f in sbc_figures(ds) if any(f[0].startswith(f"{n}-") for n in wanted)])
 
     def report(
-        self, ds: xr.Dataset, figures: list[ReportFigure], run_name: str, skipped: list[str]
+        self, ds: xr.Dataset, figures: list[ReportFigure], run_name: str, drawn: Drawn
     ) -> Report:
         summary = summarize_sbc(ds, ALPHA)
         a_term = float(summary.attrs["alpha_term"])

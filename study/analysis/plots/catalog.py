@@ -212,20 +212,6 @@ FIGURES: dict[str, FigureKind] = {
 }
 
 
-def parse_what(text: str | None) -> list[str]:
-    """``--what a,b``: figure names, checked; all figures when ``None``."""
-    if text is None:
-        return list(FIGURES)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FIGURES]
-    if unknown or not names:
-        raise ValueError(
-            f"--what {text!r}: unknown figure {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(FIGURES)}"
-        )
-    return list(dict.fromkeys(names))
-
-
 def build(names: list[str], inp: PlotInput, *, strict: bool) -> Built:
     """The figures ``names`` of ``inp``.  Posterior figures of a run without kept
     posteriors raise (``strict``, the user asked for them) or are skipped."""

@@ -10,7 +10,6 @@ The Dataset carries the analytic truth of every condition as coordinates.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,13 +117,6 @@ class Coverage:
 
     def attrs(self, config: StudyConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
         return {"factors": json.dumps(factor_names(config.conditions))}
-
-
-def _has_table(path: Path, table: str) -> bool:
-    try:
-        return table in tomllib.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
 
 
 COVERAGE = Coverage()
