@@ -394,3 +394,31 @@ def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:
         raise FormulaError(str(err).replace(f"formula {full!r}", repr(text))) from None
     names = [INTERCEPT if str(t) == "1" else str(t) for lhs in f.random for t in _terms(lhs, text)]
     return Structure(tuple(fixed), tuple(names), f.correlated)
+
+
+def rhs_variables(rhs: str) -> tuple[str, ...]:
+    """The variables a right-hand side (``"treat * age"``) uses, in order of appearance;
+    :class:`FormulaError` for anything but names, ``:``, ``*``, ``+`` and ``C(x)``."""
+    text = " ".join(str(rhs).split()) or "1"
+    if "|" in text or "~" in text:
+        raise FormulaError(f"{text!r}: write the fixed part only (no ~, no random terms)")
+    out = []
+    for term in _terms(text, text):
+        for factor in term.factors:
+            expr, method = str(factor.expr), str(factor.eval_method.value)
+            if method == "literal":
+                continue
+            match = _CATEGORICAL.fullmatch(expr)
+            if method == "python" and not (match and _NAME.fullmatch(match[1].strip())):
+                raise FormulaError(
+                    f"{text!r}: {expr!r}: function calls are not supported; write names, "
+                    "x1:x2 and x1*x2"
+                )
+            out.append(match[1].strip().strip("`") if match else expr)
+    return tuple(dict.fromkeys(out))
+
+
+def design_matrix(rhs: str, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The columns of right-hand side ``rhs`` on ``frame``, named as lme4 names them
+    (``(Intercept)``, ``siteb``, ``treat:age``), and the matrix (float)."""
+    return _columns(frame, " ".join(str(rhs).split()) or "1")

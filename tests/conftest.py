@@ -84,7 +84,7 @@ def seed_config() -> StudyConfig:
 # that share no expensive fixture, and run test by test on either worker. Groups start
 # longest first (LONGEST: seconds from --durations of a `make test` on the 2 cores while
 # other jobs ran, issue 24) so that no long module is left to run alone at the end.
-SPREAD = frozenset({"models/test_reml_inference.py"})
+SPREAD = frozenset({"models/test_reml_inference.py", "design/test_generator_truth.py"})
 LONGEST = {
     "run/test_scale_out.py": 320,
     "models/test_reml_inference.py": 310,

@@ -105,3 +105,25 @@ def constant_predictor() -> LMMData:
     group = np.repeat(np.arange(6), 8)
     X = np.column_stack([np.ones(48), np.full(48, 3.0)])
     return LMMData(rng.normal(size=48), X, group, ("x",))
+
+
+def design_of_generator_1(config: Any, condition: Any = None) -> Any:
+    """The design of ``condition`` (default: the only one) as generator version 1 drew
+    it: X keyed by the full design id, the shared predictor distribution drawn subject by
+    subject.  The replicate streams are keyed as before, so the regression cases found
+    then (a replicate of a preset that once broke a fit) keep their data exactly."""
+    from study.design.generate import Design
+    from study.design.seeds import design_rng
+
+    condition = condition or config.conditions[0]
+    design = Design(condition.design, config.seed)
+    cfg = condition.design
+    rng = design_rng(config.seed, design.id)
+    sizes, p = cfg.sizes, len(cfg.predictors)
+    subjects = cfg.predictor.draw(rng, int(sizes.sum()) * p).reshape(-1, p)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    idx = np.concatenate(
+        [np.tile(np.arange(s, s + n), cfg.repeats) for s, n in zip(starts, sizes, strict=True)]
+    )
+    design.X = np.column_stack([np.ones(idx.size), subjects[idx]])
+    return design

@@ -7,6 +7,8 @@ import pandas as pd
 from study.design.conditions import factor_names, factor_values
 from study.design.config import StudyConfig
 from study.design.generate import Design
+from study.design.noise import Residuals
+from study.design.sizes import GroupSizes
 from study.design.truth import compute_truth
 
 
@@ -18,6 +20,8 @@ def truth_frame(cfg: StudyConfig) -> pd.DataFrame:
         frame = compute_truth(Design.from_study(cfg, c), cfg.terms()[0]).to_frame()
         for i, name in enumerate(factors):
             frame.insert(i, name, factor_values([c], name)[0])
+        if c.design.icc is not None and "icc" not in factors:
+            frame.insert(len(factors), "icc", c.design.icc)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -25,7 +29,7 @@ def truth_frame(cfg: StudyConfig) -> pd.DataFrame:
 def model_lines(cfg: StudyConfig) -> list[str]:
     """The generating model and, for each engine that fits another, what it fits."""
     d = cfg.design
-    rhs = " + ".join(d.predictors)
+    rhs = d.fixed_formula
     lines = [f"generating model: y ~ {rhs} + {d.structure.bar()}"]
     for name in cfg.engines:
         fitted = cfg.structure_of(name)
@@ -42,19 +46,36 @@ def design_line(cfg: StudyConfig) -> str:
     if cfg.multi:
         factors = ", ".join(factor_names(cfg.conditions))
         grid = f"{len(cfg.conditions)} conditions over {factors}; base design "
+    sizes = d.group_size
+    n_i = sizes.describe() if isinstance(sizes, GroupSizes) else str(sizes)
+    extra = [
+        f"u {d.random_effects.describe()}" if not d.random_effects.is_normal else "",
+        f"residuals {d.residuals.describe()}" if d.residuals != Residuals() else "",
+        f"missing outcomes {d.missing.describe()}" if d.missing is not None else "",
+        f"icc = {d.icc:g}" if d.icc is not None else "",
+    ]
     return (
-        f"study {cfg.name!r}: {grid}K = {d.groups} groups, n_i = {d.group_size}, "
-        f"repeats = {d.repeats}, random effects {u_how}"
+        f"study {cfg.name!r}: {grid}K = {d.groups} groups, n_i = {n_i}, "
+        f"repeats = {d.repeats}, random effects {u_how}" + "".join(f"; {e}" for e in extra if e)
     )
 
 
-def truth_notes(frame: pd.DataFrame) -> list[str]:
+def truth_notes(frame: pd.DataFrame, cfg: StudyConfig | None = None) -> list[str]:
     """What the truth table's extra columns mean."""
     notes = []
+    if cfg is not None and any(c.design.missing is not None for c in cfg.conditions):
+        notes.append(
+            "true_se: of the complete data; with missing outcomes each replicate's truth is "
+            "that of its observed rows (stored per replicate; TrueSE is their root mean square)"
+        )
     if "cond_se" in frame:
         notes.append(
             "cond_*: truth conditional on the fixed random effects "
             "(what the replicates' spread measures)"
+        )
+    if "icc" in frame:
+        notes.append(
+            "icc: the intercept's share of the variance at X = 0, sd0^2 / (sd0^2 + sigma^2)"
         )
     if "report_se" in frame:
         notes.append(

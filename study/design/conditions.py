@@ -3,7 +3,10 @@
 A ``[conditions]`` table crosses lists of design parameters into a full grid; its
 optional ``exclude`` list drops combinations (each entry drops the conditions that
 match all its keys) and its optional ``add`` list appends explicit conditions that are
-not part of the crossing.  Every condition starts from ``[design]`` and overrides the
+not part of the crossing (an entry's ``label`` names it: ``label = "skewed u"``).
+Nested keys vary with quoted dotted names: ``"beta.treat" = [0.0, 0.3]``,
+``"predictors.treat.share" = [0.3, 0.5]``; a whole table varies as a list of
+tables.  Every condition starts from ``[design]`` and overrides the
 factors it sets; the predictors (hence the term list) are the same in all.  A study
 without ``[conditions]`` is one condition, the base design.
 
@@ -19,16 +22,19 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from models.validate import OptionError, check_keys, fail
-from study.design.spec import DesignConfig, PredictorSpec
+from study.design.spec import DesignConfig
 
-#: design keys that fix the term list (the generating structure): never varied
-STRUCTURE_KEYS = ("predictors", "random", "correlated")
+#: design keys that fix the term list (the generating structure): never varied whole
+#: (a predictor's settings may vary: ``"predictors.treat.share" = [0.3, 0.5]``)
+STRUCTURE_KEYS = ("predictors", "random", "correlated", "fixed")
 #: design keys a condition may vary
-FACTOR_KEYS = tuple(f.name for f in fields(DesignConfig) if f.name not in STRUCTURE_KEYS)
+FACTOR_KEYS = tuple(
+    f.name for f in fields(DesignConfig) if f.name == "predictors" or f.name not in STRUCTURE_KEYS
+)
 #: keys of ``[conditions]`` that are not factors
 SPECIAL_KEYS = ("exclude", "add")
 #: label of the single condition of a study without ``[conditions]``
@@ -62,20 +68,61 @@ class Condition:
 
 
 def design_table(design: DesignConfig) -> dict[str, Any]:
-    """Every generator setting of ``design`` as plain values (lists for tuples); a
-    setting marked ``omit_default`` is left out while at its default, so designs made
-    before it existed keep their ids (and so their seeds)."""
-    table = json.loads(json.dumps(asdict(design)))
-    for f in fields(design):
-        if f.metadata.get("omit_default") and getattr(design, f.name) == f.default:
-            table.pop(f.name, None)
-    return table
+    """Every generator setting of ``design`` as plain values (:meth:`DesignConfig.table`:
+    a setting added later is left out while at its default, so designs made before it
+    existed keep their ids)."""
+    return json.loads(json.dumps(design.table()))
+
+
+def _hash(table: Mapping[str, Any]) -> str:
+    text = json.dumps(table, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def design_id(design: DesignConfig) -> str:
-    """Hash of :func:`design_table` (canonical JSON)."""
-    text = json.dumps(design_table(design), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Hash of :func:`design_table` (canonical JSON): the key of a condition's replicate
+    streams."""
+    return _hash(design_table(design))
+
+
+def x_id(design: DesignConfig) -> str:
+    """Hash of the settings that define X (:meth:`DesignConfig.x_table`): the key of the
+    design stream, so a grid over ``beta``, a variance or ``icc`` keeps X."""
+    return _hash(json.loads(json.dumps(design.x_table())))
+
+
+def factor_path(key: str) -> list[str]:
+    """A factor's path into the design table: ``"beta.treat"`` -> ``["beta", "treat"]``."""
+    return key.split(".")
+
+
+def _get(table: Mapping[str, Any], key: str) -> Any:
+    value: Any = table
+    for part in factor_path(key):
+        value = value[part]
+    return value
+
+
+def _set(table: dict[str, Any], key: str, value: Any, where: str) -> None:
+    *parents, last = factor_path(key)
+    node = table
+    for i, part in enumerate(parents):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            shown = ".".join(parents[: i + 1])
+            raise fail(
+                where,
+                value,
+                f"sets a key inside design.{shown}, which is not a table there; write "
+                f"design.{shown} as a table in [design] (e.g. beta keyed by term) or vary "
+                f"{shown} whole",
+            )
+        node[part] = dict(child)
+        node = node[part]
+    if parents and last not in node:
+        shown = ".".join(parents)
+        raise fail(where, value, f"names no key of design.{shown} ({', '.join(map(str, node))})")
+    node[last] = value
 
 
 def factor_text(value: Any) -> str:
@@ -91,31 +138,55 @@ def _label(factors: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={factor_text(v)}" for k, v in factors.items()) or BASE_LABEL
 
 
-def _design(base: Mapping[str, Any], factors: Mapping[str, Any], label: str) -> DesignConfig:
-    table = {**base, **factors}
-    predictor = table.pop("predictor", {})
+def _design(base: DesignConfig, factors: Mapping[str, Any], label: str) -> DesignConfig:
+    table = design_table(base)
     try:
-        if not isinstance(predictor, Mapping):
-            raise fail("design.predictor", predictor, "must be a table")
-        return DesignConfig(**table, predictor=PredictorSpec(**predictor))
+        for key, value in factors.items():
+            _set(table, key, value, f"conditions.{key}")
+        design = DesignConfig(**table)
     except OptionError as err:
         if label == BASE_LABEL:
             raise
         raise OptionError("", None, f"condition {label}: {err}") from err
+    if design.structure != base.structure:
+        raise fail(
+            "conditions",
+            label,
+            f"changes the model's terms ({', '.join(design.structure.terms)} instead of "
+            f"{', '.join(base.structure.terms)}); every condition must have the same terms",
+        )
+    return design
+
+
+def _entry_label(value: object, where: str) -> str | None:
+    """An ``add`` entry's own ``label`` (what the condition is called), if it has one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c in value for c in "/\\\n"):
+        raise fail(f"{where}.label", value, "must be a short name without slashes")
+    return value.strip()
 
 
 def _check_factors(table: Mapping[str, Any], where: str) -> None:
-    check_keys(table, FACTOR_KEYS, where)
+    check_keys({factor_path(k)[0]: v for k, v in table.items()}, FACTOR_KEYS, where)
+    for key in table:
+        if key in STRUCTURE_KEYS:
+            raise fail(
+                f"{where}.{key}",
+                table[key],
+                f"cannot vary: every condition has the same terms; set {key} in [design] "
+                "(engines may fit other structures: random / correlated in [engines.NAME])",
+            )
 
 
-def expand(base: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Condition, ...]:
+def expand(base: DesignConfig, spec: Mapping[str, Any]) -> tuple[Condition, ...]:
     """The conditions of a study: the crossed grid of ``spec``, minus ``exclude``, plus
     ``add``; one base condition when ``spec`` is empty.
 
     Parameters
     ----------
-    base : mapping
-        The ``[design]`` table (raw TOML values).
+    base : DesignConfig
+        The ``[design]`` table, validated.
     spec : mapping
         The ``[conditions]`` table.
 
@@ -143,10 +214,14 @@ def expand(base: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Condition,
                 levels,
                 "must be a non-empty list of levels, e.g. groups = [5, 10, 20]",
             )
+    labels: list[str | None] = []
     for name, entries in (("exclude", exclude), ("add", add)):
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise fail(f"conditions.{name}", entries, "must be a list of tables")
         for i, entry in enumerate(entries):
+            if name == "add":
+                entries[i] = entry = dict(entry)
+                labels.append(_entry_label(entry.pop("label", None), f"conditions.add[{i}]"))
             _check_factors(entry, f"conditions.{name}[{i}]")
     size = math.prod(len(levels) for levels in spec.values())
     if size > MAX_CONDITIONS:
@@ -167,7 +242,13 @@ def expand(base: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Condition,
     chosen = [*crossed, *(dict(e) for e in add)]
     if not chosen:
         raise fail("conditions.exclude", exclude, "excludes every condition of the grid")
-    out = [Condition(_label(f), f, _design(base, f, _label(f))) for f in chosen]
+    names = [_label(f) for f in crossed] + [
+        given or _label(f) for given, f in zip(labels, chosen[len(crossed) :], strict=True)
+    ]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise fail("conditions.add", twice, "labels must be distinct")
+    out = [Condition(n, f, _design(base, f, n)) for n, f in zip(names, chosen, strict=True)]
     seen: dict[str, str] = {}
     for c in out:
         if c.id in seen:
@@ -186,7 +267,7 @@ def factor_names(conditions: Sequence[Condition]) -> list[str]:
 def factor_values(conditions: Sequence[Condition], name: str) -> list[Any]:
     """Each condition's actual value of design parameter ``name``, for coordinates and
     tidy columns: numbers as they are, or all as text when any is a list or table."""
-    values = [design_table(c.design)[name] for c in conditions]
+    values = [_get(json.loads(json.dumps(c.design.table(full=True))), name) for c in conditions]
     if all(isinstance(v, bool | int | float) for v in values):
         return values
     return [factor_text(v) for v in values]

@@ -90,7 +90,6 @@ _TOP_KEYS = {
     *KIND_TABLES,
 }
 _DESIGN_KEYS = {f.name for f in fields(DesignConfig)}
-_PREDICTOR_KEYS = {f.name for f in fields(PredictorSpec)}
 _ENGINES_HINT = (
     'choose engines with an [engines] table: `[engines]` then `run = ["reml", "bayes"]`, '
     "and set options in [engines.reml] / [engines.bayes]"
@@ -180,8 +179,6 @@ def config_from_dict(
         check_keys(raw, _TOP_KEYS, "")
         design_raw = _table("design", raw.pop("design", {}))
         check_keys(design_raw, _DESIGN_KEYS, "design")
-        pred_raw = _table("design.predictor", design_raw.pop("predictor", {}))
-        check_keys(pred_raw, _PREDICTOR_KEYS, "design.predictor")
         registry = registry or default_registry()
         engines, options, structures = _engines(raw.pop("engines", {}), registry)
         conditions = _table("conditions", raw.pop("conditions", {}))
@@ -191,7 +188,7 @@ def config_from_dict(
                 table = _table(key, raw.pop(key))
                 check_keys(table, set(settings_class().table()), key)
                 kind_settings[key] = settings_class(**table)
-        design = DesignConfig(**design_raw, predictor=PredictorSpec(**pred_raw))
+        design = DesignConfig(**design_raw)
         return StudyConfig(
             name=raw.pop("name", default_name),
             design=design,

@@ -119,6 +119,14 @@ class Shape:
                 out[name] = getattr(self, name)
         return out
 
+    def describe(self) -> str:
+        """``t(df = 5)``, ``normal``: the shape in a few words."""
+        if self.df is not None:
+            return f"{self.distribution}(df = {self.df:g})"
+        if self.separation is not None:
+            return f"{self.distribution}(separation = {self.separation:g})"
+        return self.distribution
+
     @property
     def is_normal(self) -> bool:
         """Whether draws are standard normal (the generator's historical streams)."""

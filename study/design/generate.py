@@ -17,8 +17,12 @@ import numpy as np
 
 from models.base import correlation_factor
 from models.data import LMMData
-from study.design.conditions import Condition, design_id
+from study.design.conditions import Condition, design_id, x_id
+from study.design.gls import gls_cov
+from study.design.predictors import draw as draw_predictors
 from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
+from study.design.sizes import GroupSizes
+from study.design.terms import default_fixed, fixed_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,15 +39,20 @@ class Sample:
     replicate : int
         Replicate index r (its seed key is ``(root, r)``).
     data : LMMData
-        Long table and per-group sufficient statistics, what engines fit.
+        Long table and per-group sufficient statistics, what engines fit (the observed
+        rows only, when the design has missing outcomes).
     u : ndarray, shape (K, q)
         The realised random effects, per fixed effect (0 for the fixed effects
         without a random effect).
+    observed_cov : ndarray, shape (q, q), or None
+        ``Var(beta_hat)`` of the GLS estimator with the true V on the rows observed in
+        this replicate; None when the design has no missing outcomes.
     """
 
     replicate: int
     data: LMMData
     u: np.ndarray
+    observed_cov: np.ndarray | None = None
 
     @property
     def table(self) -> pd.DataFrame:
@@ -54,6 +63,12 @@ class Sample:
 class Design:
     """A study's fixed design: the X values of every group (drawn once) and, when the
     study fixes them, the random effects.
+
+    X (the group sizes when they are drawn, then the predictors) comes from the design
+    stream keyed by :attr:`x_id`, the hash of the settings that define X only
+    (:meth:`DesignConfig.x_table`): a grid over ``beta``, the variances, ``icc``, the
+    distributions or missingness keeps the same X.  The per-group residual SD factors
+    (``residuals.group_sd``) are drawn from the same stream after X.
 
     Parameters
     ----------
@@ -66,13 +81,25 @@ class Design:
     def __init__(self, config: DesignConfig, root_seed: int) -> None:
         self.config = config
         self.root_seed = int(root_seed)
-        #: the condition id of this design: the key of its streams
+        #: the condition id of this design: the key of its replicate streams
         self.id = design_id(config)
-        sizes = config.sizes
-        p = len(config.predictors)
-        rng = design_rng(self.root_seed, self.id)
-        # one row of predictor values per subject, drawn group by group
-        subjects = config.predictor.draw(rng, int(sizes.sum()) * p).reshape(-1, p)
+        #: the id of its X: the key of the design stream
+        self.x_id = x_id(config)
+        rng = design_rng(self.root_seed, self.x_id)
+        if isinstance(config.group_size, GroupSizes):
+            sizes = config.group_size.draw(rng, config.groups)
+        else:
+            sizes = config.sizes
+        #: subjects per group
+        self.sizes = sizes
+        subject_group = np.repeat(np.arange(config.groups), sizes)
+        frame = draw_predictors(config.variables, rng, subject_group, config.groups)
+        if config.tables or config.fixed:
+            names = tuple(v.name for v in config.variables)
+            rhs = config.fixed or default_fixed(names)
+            _, subjects = fixed_columns(rhs, frame, names)
+        else:
+            subjects = np.column_stack([np.ones(len(frame)), frame.to_numpy(dtype=float)])
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         # repeats: each group's subjects repeated `repeats` times (subject order kept)
         idx = np.concatenate(
@@ -81,14 +108,18 @@ class Design:
                 for s, n in zip(starts, sizes, strict=True)
             ]
         )
-        self.X = np.column_stack([np.ones(idx.size), subjects[idx]])
+        self.X = np.ascontiguousarray(subjects[idx])
         self.group = np.repeat(np.arange(config.groups), sizes * config.repeats)
         self.n = sizes * config.repeats
         self.structure = config.structure
+        res = config.residuals
+        z = rng.standard_normal(config.groups)[self.group] if res.group_sd else None
+        #: each row's residual SD, None when they are all sigma
+        self.row_sd = res.row_sd(config.sigma, self.X, config.effects, z)
         # D = S C S with C positive definite: S chol(C) is a square root of D even
         # when an SD is 0 (where Cholesky of D itself fails); r x r
-        self._chol_D = np.diag(config.re_sd) @ np.linalg.cholesky(np.array(config.re_cor))
-        self.beta = np.array(config.beta)
+        self._chol_D = np.diag(config.sds) @ np.linalg.cholesky(np.array(config.re_cor))
+        self.beta = np.array(config.beta_values)
         self.fixed_u: np.ndarray | None = None
         if config.fixed_random_effects:
             self.fixed_u = self._draw_u(fixed_u_rng(self.root_seed, self.id))
@@ -109,19 +140,26 @@ class Design:
         """Random effects (K, q): ``r`` normal draws a group through ``chol`` (r x r),
         placed in the columns of the random effects."""
         chol = self._chol_D if chol is None else chol
-        z = rng.standard_normal((self.config.groups, self.structure.r))
+        z = self.config.random_effects.draw(rng, (self.config.groups, self.structure.r))
         u = np.zeros((self.config.groups, self.config.q))
         u[:, list(self.structure.index)] = z @ chol.T
         return u
 
     def _data(self, y: np.ndarray) -> LMMData:
-        return LMMData(y, self.X, self.group, self.config.predictors, structure=self.structure)
+        return LMMData(y, self.X, self.group, self.config.effects, structure=self.structure)
 
     @cached_property
     def XtX(self) -> np.ndarray:
         """Per-group ``X_i'X_i``, shape (K, q, q) (fixed across replicates)."""
-        starts = np.concatenate(([0], np.cumsum(self.n)[:-1]))
-        return np.add.reduceat(self.X[:, :, None] * self.X[:, None, :], starts, axis=0)
+        return per_group_crossprod(self.X, self.n)
+
+    @cached_property
+    def H(self) -> np.ndarray:
+        """Per-group ``X_i'R_i^-1 X_i``, shape (K, q, q): ``X_i'X_i / sigma^2`` unless
+        the residuals are heteroscedastic."""
+        if self.row_sd is None:
+            return self.XtX / self.config.sigma**2
+        return per_group_crossprod(self.X, self.n, 1.0 / self.row_sd**2)
 
     def sample_from(self, terms: np.ndarray, rng: np.random.Generator, replicate: int) -> Sample:
         """Data from this design's X with the parameters ``terms`` (the design
@@ -139,9 +177,32 @@ class Design:
         return Sample(replicate=replicate, data=self._data(y), u=u)
 
     def sample(self, replicate: int) -> Sample:
-        """Generate replicate ``replicate`` (depends only on root seed and index)."""
+        """Generate replicate ``replicate`` (depends only on root seed and index): its
+        random effects (unless fixed), then its noise, then which outcomes are missing."""
+        cfg = self.config
         rng = replicate_rng(self.root_seed, self.id, replicate)
         u = self.fixed_u if self.fixed_u is not None else self._draw_u(rng)
-        e = rng.normal(0.0, self.config.sigma, self.X.shape[0])
+        scale = cfg.sigma if self.row_sd is None else self.row_sd
+        e = scale * cfg.residuals.shape.draw(rng, self.X.shape[0])
         y = self.X @ self.beta + np.einsum("nq,nq->n", self.X, u[self.group]) + e
-        return Sample(replicate=replicate, data=self._data(y), u=u)
+        if cfg.missing is None:
+            return Sample(replicate=replicate, data=self._data(y), u=u)
+        seen = cfg.missing.observed(rng, self.X, cfg.effects)
+        X, group = self.X[seen], self.group[seen]
+        labels, group = np.unique(group, return_inverse=True)  # groups left, 0..K'-1
+        n = np.bincount(group, minlength=labels.size)
+        weights = None if self.row_sd is None else 1.0 / self.row_sd[seen] ** 2
+        H = per_group_crossprod(X, n, weights)
+        if weights is None:
+            H /= cfg.sigma**2
+        data = LMMData(y[seen], X, group, cfg.effects, structure=self.structure)
+        return Sample(replicate, data, u, gls_cov(H, cfg.D))
+
+
+def per_group_crossprod(
+    X: np.ndarray, n: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """``X_i' W_i X_i`` per group (rows sorted by group, ``n`` rows each), (K, q, q)."""
+    starts = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)
+    Xw = X if weights is None else X * weights[:, None]
+    return np.add.reduceat(Xw[:, :, None] * X[:, None, :], starts, axis=0)

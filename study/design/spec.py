@@ -6,21 +6,30 @@ Frozen dataclasses validated in ``__post_init__`` in the one style of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 import numpy as np
 
 from models.structure import INTERCEPT, Structure
 from models.validate import (
     OMIT_DEFAULT,
-    OptionError,
     boolean,
+    check_keys,
     choice,
     fail,
     integer,
     number,
     numbers,
 )
+from study.design.distributions import Shape
+from study.design.noise import Missing, Residuals
+from study.design.predictors import Predictor, check_set, example_frame
+from study.design.random_part import bar_structure, correlation, random_effects
+from study.design.sizes import GroupSizes
+from study.design.terms import beta_values, default_fixed, fixed_columns
 
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
 #: the most rows one replicate's data may have (groups x group_size x repeats): a
@@ -62,6 +71,12 @@ class PredictorSpec:
         return np.round(x) if self.distribution == "rounded_uniform" else x
 
 
+#: the keys of ``[design.predictor]``
+PREDICTOR_KEYS = ("distribution", "low", "high", "mean", "sd")
+#: the random-effect SDs when ``re_sd`` is not given (the report's design)
+DEFAULT_RE_SD = (1.0, 2.0)
+
+
 @dataclass(frozen=True)
 class DesignConfig:
     """The data-generating model ``y_i = X_i beta + Z_i u_i + e_i``.
@@ -70,21 +85,17 @@ class DesignConfig:
     ----------
     groups : int
         Number of groups K (>= 2).
-    group_size : int or tuple of int
-        Subjects per group: one number for all, or one per group.
-    predictors : tuple of str
-        Predictor names (p >= 1).
-    beta : tuple of float
-        Fixed effects, intercept first (length p + 1).
-    random : tuple of str
-        The fixed effects with a random effect (``"(Intercept)"`` and predictor names;
-        ``Z`` is made of those columns of ``X``), kept in the order of the fixed
-        effects; empty (the default) for all of them.
-    correlated : bool
-        Whether the random effects are correlated (lme4 ``|``) or independent
-        (``||``: ``re_cor`` must then be the identity).
+    group_size : int, tuple of int or GroupSizes
+        Subjects per group: one number for all, one per group, or a distribution the
+        sizes are drawn from once per design (:mod:`study.design.sizes`).
+    predictors : tuple of str, or mapping of name to table
+        Predictor names sharing the ``predictor`` distribution (drawn per row), or one
+        table per predictor (:mod:`study.design.predictors`).
+    beta : tuple of float, or mapping of term to float
+        Fixed effects in the order of X's columns, or keyed by lme4's term names.
     re_sd : tuple of float
-        Random-effect SDs, one per random effect in the order of ``random``.
+        Random-effect SDs, one per random effect in the order of ``random``; without
+        the intercept's when ``icc`` gives it.
     re_cor : tuple of tuple of float
         Random-effect correlation matrix (r x r, positive definite); default the
         identity.
@@ -96,14 +107,31 @@ class DesignConfig:
     fixed_random_effects : bool
         Draw u once per study and reuse it (the report's quirk) instead of redrawing.
     predictor : PredictorSpec
-        Distribution of the predictor values.
+        The distribution of the predictors given as a list of names.
+    random : tuple of str or str
+        The fixed effects with a random effect (names, or an lme4 random part such as
+        ``"(1 + X | g)"``), in the order of the fixed effects; empty for all of them.
+    correlated : bool
+        Whether the random effects are correlated (lme4 ``|``) or not (``||``).
+    fixed : str
+        The fixed part as an lme4 right-hand side over the predictors (default: their
+        main effects; :mod:`study.design.terms`).
+    icc : float or None
+        The intercept's share of the variance at X = 0, ``sd0^2 / (sd0^2 + sigma^2)``, in
+        place of its SD: ``sd0 = sigma sqrt(icc / (1 - icc))``.
+    random_effects : Shape
+        The distribution of u, standardised so that ``Cov(u) = D`` exactly.
+    residuals : Residuals
+        The residuals' distribution and heteroscedasticity (:mod:`study.design.noise`).
+    missing : Missing or None
+        Missing outcomes, deleted after generation (:mod:`study.design.noise`).
     """
 
     groups: int = 40
-    group_size: int | tuple[int, ...] = 50
-    predictors: tuple[str, ...] = ("X",)
-    beta: tuple[float, ...] = (5.0, 2.0)
-    re_sd: tuple[float, ...] = (1.0, 2.0)
+    group_size: int | tuple[int, ...] | GroupSizes = 50
+    predictors: tuple[str, ...] | tuple[Predictor, ...] = ("X",)
+    beta: tuple[float, ...] | Mapping[str, float] = (5.0, 2.0)
+    re_sd: tuple[float, ...] = DEFAULT_RE_SD
     re_cor: tuple[tuple[float, ...], ...] = ()
     sigma: float = 1.0
     repeats: int = 1
@@ -112,42 +140,39 @@ class DesignConfig:
     # added after runs were made: left out of tables and hashes while at the default
     random: tuple[str, ...] = field(default=(), metadata=OMIT_DEFAULT)
     correlated: bool = field(default=True, metadata=OMIT_DEFAULT)
+    fixed: str = field(default="", metadata=OMIT_DEFAULT)
+    icc: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    random_effects: Shape = field(default_factory=Shape, metadata=OMIT_DEFAULT)
+    residuals: Residuals = field(default_factory=Residuals, metadata=OMIT_DEFAULT)
+    missing: Missing | None = field(default=None, metadata=OMIT_DEFAULT)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         groups = integer("design.groups", self.groups, low=2)
-        if isinstance(self.group_size, list | tuple):
-            sizes = tuple(
-                integer(f"design.group_size[{i}]", v, low=1) for i, v in enumerate(self.group_size)
-            )
-            if len(sizes) != groups:
-                raise fail(
-                    "design.group_size",
-                    list(sizes),
-                    f"must be one number or a list of {groups} (one per group)",
-                )
-            set_(self, "group_size", sizes)
-        else:
-            set_(self, "group_size", integer("design.group_size", self.group_size, low=1))
-        predictors = self.predictors
-        if (
-            isinstance(predictors, str)
-            or not isinstance(predictors, list | tuple)
-            or not predictors
-        ):
-            raise fail("design.predictors", predictors, "must be a list of >= 1 names")
-        for i, name in enumerate(predictors):
-            if not isinstance(name, str) or not name.isidentifier():
-                raise fail(f"design.predictors[{i}]", name, "must be an identifier-like name")
-        if len(set(predictors)) != len(predictors):
-            raise fail("design.predictors", list(predictors), "names must be distinct")
-        set_(self, "predictors", tuple(predictors))
-        q = len(predictors) + 1
-        beta = numbers("design.beta", self.beta)
-        if len(beta) != q:
-            names = ", ".join(predictors)
-            raise fail("design.beta", list(beta), f"must have {q} values (intercept then {names})")
-        fixed = (INTERCEPT, *predictors)
+        set_(self, "group_size", _group_size(self.group_size, groups))
+        if isinstance(self.predictor, Mapping):
+            check_keys(self.predictor, PREDICTOR_KEYS, "design.predictor")
+            set_(self, "predictor", PredictorSpec(**self.predictor))
+        if not isinstance(self.predictor, PredictorSpec):
+            raise fail("design.predictor", self.predictor, "must be a table")
+        variables = self._read_predictors()
+        names = tuple(v.name for v in variables)
+        frame = example_frame(variables)
+        set_(self, "_variables", variables)
+        if not isinstance(self.fixed, str):
+            raise fail("design.fixed", self.fixed, 'must be a formula, e.g. "treat * age"')
+        if self.fixed or self.tables:
+            fixed, _ = fixed_columns(self.fixed or default_fixed(names), frame, names)
+        else:  # predictors = [names]: X is the intercept and their values
+            fixed = (INTERCEPT, *names)
+        set_(self, "_fixed", fixed)
+        beta = beta_values(self.beta, fixed)
+        set_(self, "_beta", beta)
+        set_(
+            self,
+            "beta",
+            dict(zip(fixed, beta, strict=True)) if isinstance(self.beta, Mapping) else beta,
+        )
         boolean("design.correlated", self.correlated)
         if isinstance(self.random, str):  # an lme4 random part: "(1 + X | g)"
             parsed = bar_structure(self.random, fixed, self.correlated)
@@ -157,56 +182,133 @@ class DesignConfig:
             set_(self, "random", random_effects(self.random, fixed, "design.random"))
         if len(self.random) == 1:  # one random effect: nothing to correlate
             set_(self, "correlated", True)
+        self._check_variances()
+        set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
+        self._check_rows()
+        boolean("design.fixed_random_effects", self.fixed_random_effects)
+        if self.fixed_random_effects and not all(self.sds):
+            raise fail(
+                "design.re_sd",
+                list(self.re_sd),
+                "must be > 0 with fixed_random_effects = true (the conditional truth "
+                "needs D invertible)",
+            )
+        if not isinstance(self.random_effects, Shape):
+            set_(
+                self,
+                "random_effects",
+                Shape.from_table(self.random_effects, "design.random_effects"),
+            )
+        set_(self, "residuals", Residuals.from_table(self.residuals))
+        self.residuals.check(fixed[1:])
+        if self.missing is not None:
+            set_(self, "missing", Missing.from_table(self.missing))
+            self.missing.check(fixed[1:])
+
+    def _read_predictors(self) -> tuple[Predictor, ...]:
+        """The predictors as :class:`Predictor` records (``predictors`` validated)."""
+        value = self.predictors
+        if isinstance(value, Mapping) or (
+            isinstance(value, tuple) and value and isinstance(value[0], Predictor)
+        ):
+            if self.predictor != PredictorSpec():
+                raise fail(
+                    "design.predictor",
+                    "(a table)",
+                    "is for predictors = [names]; with [design.predictors.NAME] tables give "
+                    "each predictor its distribution there",
+                )
+            items = value.items() if isinstance(value, Mapping) else [(p.name, p) for p in value]
+            out = tuple(
+                p
+                if isinstance(p, Predictor)
+                else Predictor.from_table(n, p, f"design.predictors.{n}")
+                for n, p in items
+            )
+            if not out:
+                raise fail("design.predictors", {}, "must define at least one predictor")
+            check_set(out, self.groups, "design.predictors")
+            object.__setattr__(self, "predictors", out)
+            return out
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+            raise fail(
+                "design.predictors",
+                value,
+                "must be a list of >= 1 names or [design.predictors.NAME] tables",
+            )
+        for i, name in enumerate(value):
+            if not isinstance(name, str) or not name.isidentifier():
+                raise fail(f"design.predictors[{i}]", name, "must be an identifier-like name")
+        if len(set(value)) != len(value):
+            raise fail("design.predictors", list(value), "names must be distinct")
+        object.__setattr__(self, "predictors", tuple(value))
+        return tuple(Predictor.legacy(str(n), self.predictor) for n in value)
+
+    def _check_variances(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
         random_names = self.structure.random
         r = len(random_names)
+        given = random_names
+        if self.icc is not None:
+            icc = number("design.icc", self.icc, low=0.0, high=1.0, low_inclusive=True)
+            if icc >= 1.0:
+                raise fail(
+                    "design.icc", icc, "must be in [0, 1): sd0 = sigma sqrt(icc / (1 - icc))"
+                )
+            if INTERCEPT not in random_names:
+                raise fail("design.icc", icc, "needs a random intercept (random has none)")
+            set_(self, "icc", icc)
+            given = tuple(n for n in random_names if n != INTERCEPT)
+            if self.re_sd is DEFAULT_RE_SD:
+                set_(self, "re_sd", ())
         # an SD of 0 is allowed: a random effect that is absent from the data (fits
         # then sit on the boundary, as a study of boundary fits wants)
         re_sd = numbers("design.re_sd", self.re_sd, low=0.0, low_inclusive=True)
-        if not any(re_sd):
-            raise fail("design.re_sd", list(re_sd), "must have at least one SD > 0")
-        if len(re_sd) != r:
+        if len(re_sd) != len(given):
+            if self.icc is not None and len(re_sd) == r:
+                raise fail(
+                    "design.icc",
+                    self.icc,
+                    "gives the intercept's SD, and so does re_sd; drop it from re_sd "
+                    f"(re_sd: {', '.join(given) or 'none'}) or drop icc",
+                )
             raise fail(
                 "design.re_sd",
                 list(re_sd),
-                f"must have {r} values, one per random effect ({', '.join(random_names)})",
+                f"must have {len(given)} values, one per random effect ({', '.join(given)})"
+                + (" other than the intercept (icc gives its SD)" if self.icc is not None else ""),
             )
-        set_(self, "beta", beta)
         set_(self, "re_sd", re_sd)
+        if self.icc is None:
+            sds = re_sd
+            if not any(re_sd):
+                raise fail("design.re_sd", list(re_sd), "must have at least one SD > 0")
+        else:
+            sd0 = self.sigma * float(np.sqrt(self.icc / (1.0 - self.icc)))
+            sds = tuple(sd0 if n == INTERCEPT else re_sd[given.index(n)] for n in random_names)
+        set_(self, "_sds", sds)
         re_cor = self.re_cor or tuple(
             tuple(1.0 if i == j else 0.0 for j in range(r)) for i in range(r)
         )
-        set_(self, "re_cor", _correlation(re_cor, r))
+        set_(self, "re_cor", correlation(re_cor, r))
         if not self.correlated and not np.allclose(np.array(self.re_cor), np.eye(r)):
             raise fail(
                 "design.re_cor",
                 [list(row) for row in self.re_cor],
                 "must be the identity (or left out) with correlated = false",
             )
-        set_(self, "sigma", number("design.sigma", self.sigma, low=0.0))
-        set_(self, "repeats", integer("design.repeats", self.repeats, low=1))
-        self._check_rows()
-        boolean("design.fixed_random_effects", self.fixed_random_effects)
-        if self.fixed_random_effects and not all(re_sd):
-            raise fail(
-                "design.re_sd",
-                list(re_sd),
-                "must be > 0 with fixed_random_effects = true (the conditional truth "
-                "needs D invertible)",
-            )
-        if not isinstance(self.predictor, PredictorSpec):
-            raise fail("design.predictor", self.predictor, "must be a table")
 
     def _check_rows(self) -> None:
         """Refuse a design whose replicates would have more than :data:`MAX_ROWS` rows,
         naming the largest of the settings that multiply into the row count."""
-        sizes = self.group_size
-        subjects = sum(sizes) if isinstance(sizes, tuple) else self.groups * sizes
+        subjects = self.max_subjects
         rows = subjects * self.repeats
         if rows <= MAX_ROWS:
             return
         factors = {"design.repeats": self.repeats, "design.groups": self.groups}
-        if not isinstance(sizes, tuple):
-            factors["design.group_size"] = sizes
+        if isinstance(self.group_size, int):
+            factors["design.group_size"] = self.group_size
         key = max(factors, key=lambda k: factors[k])
         raise fail(
             key,
@@ -217,29 +319,75 @@ class DesignConfig:
         )
 
     @property
+    def tables(self) -> bool:
+        """Whether the predictors are given as tables (not a list of names)."""
+        return bool(self.predictors) and isinstance(self.predictors[0], Predictor)
+
+    @property
+    def variables(self) -> tuple[Predictor, ...]:
+        """Every predictor as a :class:`Predictor` record (in table order)."""
+        return cast(tuple[Predictor, ...], self.__dict__["_variables"])
+
+    @property
+    def effects(self) -> tuple[str, ...]:
+        """The fixed effects other than the intercept: X's columns after the first."""
+        return cast(tuple[str, ...], self.__dict__["_fixed"][1:])
+
+    @property
+    def fixed_formula(self) -> str:
+        """The fixed part as a right-hand side (``fixed``, or the main effects)."""
+        return self.fixed or default_fixed(tuple(v.name for v in self.variables))
+
+    @property
+    def beta_values(self) -> tuple[float, ...]:
+        """``beta`` in the order of X's columns."""
+        return cast(tuple[float, ...], self.__dict__["_beta"])
+
+    @property
+    def sds(self) -> tuple[float, ...]:
+        """Every random effect's SD (the intercept's from ``icc`` when given)."""
+        return cast(tuple[float, ...], self.__dict__["_sds"])
+
+    @property
     def q(self) -> int:
         """Number of fixed effects, intercept included."""
-        return len(self.predictors) + 1
+        return len(self.effects) + 1
 
     @property
     def structure(self) -> Structure:
         """The generating model's fixed and random effects."""
-        fixed = (INTERCEPT, *self.predictors)
+        fixed = (INTERCEPT, *self.effects)
         return Structure(fixed, self.random or fixed, self.correlated)
 
     @property
+    def random_sizes(self) -> bool:
+        """Whether the group sizes are drawn (once per design)."""
+        return isinstance(self.group_size, GroupSizes)
+
+    @property
     def sizes(self) -> np.ndarray:
-        """Subjects per group, shape (K,)."""
+        """Subjects per group, shape (K,) (drawn sizes: :attr:`Design.sizes`)."""
+        if isinstance(self.group_size, GroupSizes):
+            raise ValueError("the group sizes are drawn: Design(config, seed).sizes has them")
         if isinstance(self.group_size, tuple):
             return np.array(self.group_size, dtype=np.int64)
         return np.full(self.groups, self.group_size, dtype=np.int64)
+
+    @property
+    def max_subjects(self) -> int:
+        """The subjects a design has (at most, when the sizes are drawn)."""
+        if isinstance(self.group_size, GroupSizes):
+            return self.groups * self.group_size.bound
+        if isinstance(self.group_size, tuple):
+            return sum(self.group_size)  # Python ints: no overflow before the check
+        return self.groups * self.group_size
 
     @property
     def D(self) -> np.ndarray:
         """Random-effects covariance ``diag(sd) C diag(sd)`` embedded in the q x q space
         of the fixed effects (rows and columns of effects without a random effect are
         0): ``Z D_r Z' = X D X'``, so the truth's algebra on ``X`` holds for any ``Z``."""
-        return self.embed(self.structure.covariance(self.re_sd, self.re_cor))
+        return self.embed(self.structure.covariance(self.sds, self.re_cor))
 
     @property
     def cor_full(self) -> np.ndarray:
@@ -250,7 +398,7 @@ class DesignConfig:
     def sd_full(self) -> np.ndarray:
         """Random-effect SDs per fixed effect (0 for effects without a random effect)."""
         out = np.zeros(self.q)
-        out[list(self.structure.index)] = self.re_sd
+        out[list(self.structure.index)] = self.sds
         return out
 
     def embed(self, M: np.ndarray, eye: bool = False) -> np.ndarray:
@@ -260,81 +408,68 @@ class DesignConfig:
         out[np.ix_(idx, idx)] = M
         return out
 
+    def table(self, full: bool = False) -> dict[str, Any]:
+        """Every setting as plain TOML values, read back identically; a setting added
+        after runs were made is left out while at its default (so designs made before
+        it existed keep their ids, hence their seeds), unless ``full``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not full and f.metadata.get("omit_default") and value == _default(f):
+                continue
+            if value is None:
+                continue
+            if f.name == "predictor" and self.tables:
+                continue
+            out[f.name] = _plain(value)
+        return out
 
-def bar_structure(
-    text: str, fixed: tuple[str, ...], correlated: bool, key: str = "design.random"
-) -> Structure:
-    """The structure of ``random`` (``key``) written as an lme4 random part; its terms
-    in the order of the fixed effects (``re_sd`` and ``re_cor`` follow that order)."""
-    from models.formula import bar_structure as parse_bar  # formulaic: only when needed
-
-    try:
-        structure = parse_bar(fixed, text)
-        in_order(structure.random, fixed, key, text)
-    except ValueError as err:
-        if isinstance(err, OptionError):
-            raise
-        rule = str(err)
-        if rule.startswith(repr(text)):
-            rule = rule[len(repr(text)) :].lstrip(": ")
-        raise fail(key, text, rule) from None
-    if not correlated and structure.correlated and structure.r > 1:
-        raise fail(
-            "design.correlated",
-            False,
-            f"contradicts random = {text!r} (|: correlated); write || in random or drop correlated",
-        )
-    return structure
+    def x_table(self) -> dict[str, Any]:
+        """The settings that define X (what the design stream is keyed by): the groups,
+        their sizes, the repeats and the predictors; never beta, the variances, icc,
+        the distributions of u and e or missingness."""
+        table = self.table()
+        return {k: table[k] for k in X_KEYS if k in table}
 
 
-def in_order(names: tuple[str, ...], fixed: tuple[str, ...], key: str, shown: object) -> None:
-    """Refuse random effects listed in another order than the fixed effects: ``re_sd``
-    and ``re_cor`` are read in that order, so another would silently swap them."""
-    ordered = tuple(n for n in fixed if n in names)
-    if names != ordered:
-        raise fail(
-            key,
-            shown,
-            f"list the random effects in the order of the fixed effects ({', '.join(ordered)}): "
-            "re_sd and re_cor follow that order",
-        )
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
-def random_effects(
-    value: object, fixed: tuple[str, ...], key: str, ordered: bool = True
-) -> tuple[str, ...]:
-    """The random effects as given (a list of fixed-effect names; with ``ordered``, in
-    the order of ``fixed``, else put in that order); ``()`` for all of them."""
-    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise fail(key, value, f"must be a non-empty list of fixed-effect names from {list(fixed)}")
-    unknown = [v for v in value if v not in fixed]
-    if unknown or not all(isinstance(v, str) for v in value):
-        raise fail(
-            key, list(value), f"must name fixed effects: {unknown} are not among {list(fixed)}"
-        )
-    if len(set(value)) != len(value):
-        raise fail(key, list(value), "names must be distinct")
-    if ordered:
-        in_order(tuple(value), fixed, key, list(value))
-    names = tuple(n for n in fixed if n in value)
-    return () if names == fixed else names
+#: the design keys that define X (the seed policy: docs/architecture.md)
+X_KEYS = ("groups", "group_size", "repeats", "predictors", "predictor")
 
 
-def _correlation(value: object, q: int) -> tuple[tuple[float, ...], ...]:
-    """A q x q correlation matrix: symmetric, unit diagonal, positive definite."""
-    if isinstance(value, str) or not isinstance(value, list | tuple) or len(value) != q:
-        raise fail("design.re_cor", value, f"must be a {q} x {q} correlation matrix")
-    rows = tuple(numbers(f"design.re_cor[{i}]", row) for i, row in enumerate(value))
-    cor = np.array(rows, dtype=object)
-    if cor.shape != (q, q):
-        raise fail("design.re_cor", value, f"must be a {q} x {q} correlation matrix")
-    cor = cor.astype(float)
-    if not np.allclose(np.diag(cor), 1.0) or not np.allclose(cor, cor.T):
-        raise fail("design.re_cor", value, "must be symmetric with ones on the diagonal")
-    if np.linalg.eigvalsh(cor).min() <= 1e-10:
-        raise fail(
-            "design.re_cor",
-            [list(r) for r in rows],
-            "must be positive definite (all eigenvalues > 0); |correlations| < 1",
-        )
-    return rows
+def _plain(value: Any) -> Any:
+    """A setting as TOML holds it."""
+    if hasattr(value, "table"):
+        return value.table()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        if value and isinstance(value[0], Predictor):
+            return {p.name: p.table() for p in value}
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _group_size(value: object, groups: int) -> int | tuple[int, ...] | GroupSizes:
+    if isinstance(value, GroupSizes):
+        return value
+    if isinstance(value, Mapping):
+        return GroupSizes.from_table(value)
+    if isinstance(value, list | tuple):
+        sizes = tuple(integer(f"design.group_size[{i}]", v, low=1) for i, v in enumerate(value))
+        if len(sizes) != groups:
+            raise fail(
+                "design.group_size",
+                list(sizes),
+                f"must be one number, a list of {groups} (one per group) or a distribution, "
+                'e.g. { distribution = "uniform", low = 5, high = 50 }',
+            )
+        return sizes
+    return integer("design.group_size", value, low=1)

@@ -19,8 +19,9 @@ import tomli_w
 from models.registry import DEFAULT_ENGINES, Registry, default_registry, options_table
 from models.structure import Structure, merged_terms, term_effects
 from models.validate import OptionError, boolean, fail, integer, number
-from study.design.conditions import Condition, design_table, expand
-from study.design.spec import DesignConfig, bar_structure, random_effects
+from study.design.conditions import Condition, expand
+from study.design.random_part import bar_structure, random_effects
+from study.design.spec import DesignConfig
 
 #: the largest replicate count a study may ask for (its results must fit in memory:
 #: 1e6 replicates x 2 engines x 6 terms x 7 variables x 8 bytes = 0.7 GB)
@@ -28,6 +29,10 @@ MAX_REPLICATES = 1_000_000
 #: the largest root seed: 64-bit signed, as numpy and the results' netCDF attributes
 #: store it (``SeedSequence`` itself takes any size)
 MAX_SEED = 2**63 - 1
+#: the version of what the generator draws for a configuration: part of the hash, so a
+#: run made by another version is never resumed or extended with other data (2: X keyed
+#: by the settings that define it, predictors drawn column by column)
+GENERATOR_VERSION = 2
 #: field metadata marking settings that do not change any replicate's results
 NOT_HASHED = {"hashed": False}
 
@@ -112,7 +117,7 @@ class StudyConfig:
         object.__setattr__(self, "engine_options", options)
         if not isinstance(self.condition_spec, Mapping):
             raise fail("conditions", self.condition_spec, "must be a table")
-        conditions = expand(design_table(self.design), self.condition_spec)
+        conditions = expand(self.design, self.condition_spec)
         object.__setattr__(self, "conditions", conditions)
         if not isinstance(self.kind_settings, Mapping):
             raise fail("kind_settings", self.kind_settings, "must be a mapping")
@@ -194,14 +199,7 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain TOML-ready tables (every setting explicit)."""
-        d = self.design
-        design = {
-            f.name: _plain(getattr(d, f.name))
-            for f in fields(d)
-            if f.name != "predictor"
-            and not (f.metadata.get("omit_default") and getattr(d, f.name) == f.default)
-        }
-        design["predictor"] = dataclasses.asdict(d.predictor)
+        design = self.design.table()
         engines: dict[str, Any] = {"run": list(self.engines)}
         for name in self.engines:
             engines[name] = {
@@ -238,6 +236,7 @@ class StudyConfig:
                 table.pop(f.name, None)
         for key, settings in self.kind_settings.items():
             table[key] = settings.table(hashed=True)
+        table["generator"] = GENERATOR_VERSION
         return table
 
     def hash(self) -> str:

@@ -1,22 +1,12 @@
-"""Analytic truth for the fixed effects of the simulated LMM, in q x q algebra.
+"""Analytic truth for the fixed effects of the simulated LMM: the GLS algebra of
+:mod:`study.design.gls` on a design's per-group ``H_i = X_i'R_i^-1 X_i``.
 
-With ``Z_i`` a subset of ``X_i``'s columns, ``Z_i D_r Z_i' = X_i D X_i'`` for ``D`` the
-random-effects covariance embedded in the q x q space of the fixed effects (zero rows
-and columns for the effects without a random effect: :attr:`DesignConfig.D`), so the
-algebra below on ``X`` serves every structure.  With ``G_i = X_i'X_i`` and
-``M_i = G_i + sigma^2 D^-1`` (applied as ``M_i^-1 = D (G_i D + sigma^2 I)^-1``, so D
-may be singular), Woodbury gives
-``V_i^-1 = (I - X_i M_i^-1 X_i') / sigma^2`` and so
-
-* ``W_i = X_i'V_i^-1 X_i = (G_i - G_i M_i^-1 G_i) / sigma^2``,
-* ``X_i'V_i^-2 X_i = (G_i - 2 G_i M_i^-1 G_i + G_i M_i^-1 G_i M_i^-1 G_i) / sigma^4``.
-
-Marginal: ``Var(beta_hat) = A = (sum_i W_i)^-1`` (GLS with known V).
-Conditional on fixed random effects u (docs/architecture.md):
-``E[beta_hat | u] = beta + A sum_i W_i u_i`` (as ``X_i'V_i^-1 X_i = W_i``, ``u_i``
-embedded likewise) and
-``Var(beta_hat | u) = A (sum_i sigma^2 X_i'V_i^-2 X_i) A``.
-No n_i x n_i matrix is ever formed.
+The truth depends on the random effects and residuals only through their covariance
+(``D`` and ``R_i``), so it holds unchanged for the non-normal distributions of
+``[design.random_effects]`` and ``[design.residuals]`` (standardised to that
+covariance).  With missing outcomes, the rows observed differ per replicate: each
+replicate's truth is in ``Sample.observed_cov``, and the design's truth here is the one
+of the complete data.
 """
 
 from __future__ import annotations
@@ -28,6 +18,7 @@ import pandas as pd
 
 from models.structure import Structure, term_effects
 from study.design.generate import Design
+from study.design.gls import conditional_moments, gls_cov
 
 
 @dataclass(frozen=True)
@@ -69,40 +60,10 @@ class Truth:
         return frame
 
 
-def _minv_times(XtX: np.ndarray, D: np.ndarray, s2: float, B: np.ndarray) -> np.ndarray:
-    """``M_i^-1 B_i`` as ``D (G_i D + sigma^2 I)^-1 B_i``: no ``D^-1``, so a D with an
-    SD of 0 (a random effect absent from the data) is fine."""
-    q = D.shape[0]
-    return D[None] @ np.linalg.solve(XtX @ D[None] + s2 * np.eye(q)[None], B)
-
-
-def _woodbury_parts(
-    XtX: np.ndarray, D: np.ndarray, sigma: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``W_i``, ``G_i M_i^-1 G_i`` and ``G_i`` stacked over groups."""
-    s2 = sigma**2
-    GMinvG = XtX @ _minv_times(XtX, D, s2, XtX)
-    W = (XtX - GMinvG) / s2
-    return W, GMinvG, XtX
-
-
 def marginal_cov(XtX: np.ndarray, D: np.ndarray, sigma: float) -> np.ndarray:
-    """``(sum_i X_i'V_i^-1 X_i)^-1`` from the per-group ``X_i'X_i`` (K, q, q)."""
-    W, _, _ = _woodbury_parts(XtX, D, sigma)
-    return np.linalg.inv(W.sum(axis=0))
-
-
-def conditional_moments(
-    XtX: np.ndarray, D: np.ndarray, sigma: float, beta: np.ndarray, u: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``E[beta_hat | u]`` and ``Var(beta_hat | u)`` of the GLS estimator with known V."""
-    s2 = sigma**2
-    W, GMinvG, G = _woodbury_parts(XtX, D, sigma)
-    A = np.linalg.inv(W.sum(axis=0))
-    mean = beta + A @ np.einsum("kab,kb->a", W, u)
-    GMinvGMinvG = GMinvG @ _minv_times(XtX, D, s2, G)
-    middle = ((G - 2.0 * GMinvG + GMinvGMinvG) / s2).sum(axis=0)
-    return mean, A @ middle @ A
+    """``(sum_i X_i'V_i^-1 X_i)^-1`` from the per-group ``X_i'X_i`` (K, q, q) of a
+    homoscedastic design."""
+    return gls_cov(XtX / sigma**2, D)
 
 
 def _ran_pars_values(design: Design) -> np.ndarray:
@@ -127,7 +88,7 @@ def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
     it NaN, a correlation the generator sets to 0 (``correlated = false``) is 0.
     """
     cfg = design.config
-    full = Structure.full(cfg.predictors).terms
+    full = Structure.full(cfg.effects).terms
     terms = list(cfg.structure.terms if terms is None else terms)
     unknown = [t for t in terms if t not in full]
     if unknown:
@@ -135,7 +96,7 @@ def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
     effects = term_effects(terms, cfg.structure.fixed)
     pick = np.array([full.index(t) for t in terms], dtype=np.int64)
     q = cfg.q
-    cov = marginal_cov(design.XtX, cfg.D, cfg.sigma)
+    cov = gls_cov(design.H, cfg.D)
     value = np.concatenate([design.beta, _ran_pars_values(design)])[pick]
     se = np.full(len(terms), np.nan)
     se[:q] = np.sqrt(np.diag(cov))
@@ -143,9 +104,7 @@ def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
     cond_se = np.full(len(terms), np.nan)
     cond_cov = None
     if design.fixed_u is not None:
-        mean, cond_cov = conditional_moments(
-            design.XtX, cfg.D, cfg.sigma, design.beta, design.fixed_u
-        )
+        mean, cond_cov = conditional_moments(design.H, cfg.D, design.beta, design.fixed_u)
         cond_value[:q] = mean
         cond_se[:q] = np.sqrt(np.diag(cond_cov))
     report_se = None
@@ -153,6 +112,6 @@ def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
         # the 2018 report's "true SE": the formula applied to one copy of each class
         # (n_i subjects), ignoring that every class was analysed `repeats` times over
         report_se = np.full(len(terms), np.nan)
-        single = marginal_cov(design.XtX / cfg.repeats, cfg.D, cfg.sigma)
+        single = gls_cov(design.H / cfg.repeats, cfg.D)
         report_se[:q] = np.sqrt(np.diag(single))
     return Truth(terms, effects, value, se, cond_value, cond_se, cov, cond_cov, report_se)

@@ -105,7 +105,7 @@ def data_bytes(config: StudyConfig) -> int:
     largest = 0
     for condition in config.conditions:
         d = condition.design
-        subjects = int(d.sizes.sum())
+        subjects = d.max_subjects
         largest = max(largest, subjects * d.repeats * (d.q + 2))
     return FIT_COPIES * 8 * largest
 

@@ -27,4 +27,4 @@ def truth(config: StudyConfig | str | Path) -> TruthTable:
     :class:`StudyConfig`)."""
     cfg = config if isinstance(config, StudyConfig) else load_config(config)
     frame = truth_frame(cfg)
-    return TruthTable(frame, design_line(cfg), model_lines(cfg), truth_notes(frame))
+    return TruthTable(frame, design_line(cfg), model_lines(cfg), truth_notes(frame, cfg))

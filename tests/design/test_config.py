@@ -71,7 +71,7 @@ BAD = [
     ("[design]\ngroups = 1\n", r"design.groups = 1: must be >= 2"),
     ("[design]\ngroup_size = 0\n", r"design.group_size = 0: must be >= 1"),
     ("[design]\ngroups = 2\ngroup_size = [3, 0]\n", r"design.group_size\[1\] = 0: must be >= 1"),
-    ("[design]\ngroups = 3\ngroup_size = [3, 4]\n", r"must be one number or a list of 3"),
+    ("[design]\ngroups = 3\ngroup_size = [3, 4]\n", r"must be one number, a list of 3"),
     ("[design]\nbeta = [1.0, 2.0, 3.0]\n", r"design.beta = \[1.0, 2.0, 3.0\]: must have 2 values"),
     ("[design]\nfoo = 1\n", r"unknown key design.foo; allowed keys in \[design\]: beta"),
     ("colour = 1\n", r"unknown key colour; allowed keys: "),

@@ -109,7 +109,7 @@ def test_seed_preset_reproduces_the_report():
 def test_conditional_moments_reduce_when_u_zero():
     XtX = np.array([[[3.0, 1.0], [1.0, 2.0]], [[4.0, 0.5], [0.5, 1.0]]])
     D, beta = np.diag([1.0, 0.5]), np.array([1.0, 2.0])
-    mean, _ = conditional_moments(XtX, D, 1.0, beta, np.zeros((2, 2)))
+    mean, _ = conditional_moments(XtX / 1.0**2, D, beta, np.zeros((2, 2)))
     np.testing.assert_allclose(mean, beta)
 
 

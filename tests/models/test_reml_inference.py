@@ -12,7 +12,7 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import DATA
+from helpers import DATA, design_of_generator_1
 from scipy import optimize, stats
 
 from models.base import FIXED, FitResult
@@ -258,7 +258,9 @@ def test_boundary_fits_are_flagged_and_can_be_excluded(tmp_path):
     assert 5 <= singular.sum() <= 25  # seed-fixed: 19 of 30
     cor_se = ds.std_error.sel(term="cor__(Intercept).X").values
     assert np.isnan(cor_se[singular]).all() and np.isfinite(cor_se[~singular]).all()
-    assert np.nanmax(cor_se) < 2
+    # a weakly identified correlation has an SE of O(1) (at most 2.2 in these 30 fits);
+    # statsmodels' Hessian gave 20-200 at the boundary
+    assert np.nanmax(cor_se) < 5
     text = summarize(tmp_path / "out", measures=["coverage"]).text
     assert f"0 of 30 fits not converged (kept), {singular.sum()} singular (kept)" in text
     text = summarize(tmp_path / "out", measures=["coverage"], exclude_singular=True).text
@@ -282,11 +284,10 @@ def test_optimum_on_the_boundary_is_reached():
     """
     from models.reml.criterion import _newton
     from study.design.config import load_config
-    from study.design.generate import Design
 
     config = load_config("small-groups")
     cond = next(c for c in config.conditions if c.label == "groups=10, group_size=5")
-    data = Design.from_study(config, cond).sample(15).data
+    data = design_of_generator_1(config, cond).sample(15).data  # the case found then
     fit = RemlEngine().fit(data)
     assert fit.converged and fit.singular, fit.message
     assert by_term(fit, "estimate")["cor__(Intercept).X"] == pytest.approx(-1.0, abs=1e-9)
@@ -308,13 +309,12 @@ def test_a_stalled_newton_is_restarted_and_profile_failures_are_data():
     cannot be evaluated.  Both now fit; a profile that fails would only lose its
     intervals (with the reason), never the fit."""
     from study.design.config import load_config
-    from study.design.generate import Design
 
     config = load_config("small-groups")
 
     def replicate(label: str, r: int) -> LMMData:
         cond = next(c for c in config.conditions if c.label == label)
-        return Design.from_study(config, cond).sample(r).data
+        return design_of_generator_1(config, cond).sample(r).data  # the cases found then
 
     fit = RemlEngine().fit(replicate("groups=5, group_size=5", 45))
     assert fit.converged, fit.message
