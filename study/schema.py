@@ -4,8 +4,10 @@ An ``xarray.Dataset`` with dims ``condition``, ``replicate``, ``engine``, ``term
 variables are the per-fit fields every engine returns (:mod:`models.base`:
 ``TERM_FIELDS``, ``DIAGNOSTIC_FIELDS``, ``FIT_FIELDS``) stacked over conditions,
 replicates and engines, plus ``done`` (which pairs are fitted: all but in a partial
-run); per (condition, term) coordinates carry the analytic truth, and each factor of
-the grid is a coordinate on ``condition``.  Everything
+run) and ``observed_true_se`` (condition, replicate, term: the truth of the rows a
+replicate observed, when outcomes are missing); per (condition, term) coordinates
+carry the analytic truth, and each factor of the grid is a coordinate on
+``condition``.  Everything
 that writes, reads or checks results uses these tables (docs/architecture.md).
 """
 
@@ -34,6 +36,12 @@ DTYPES: dict[str, type] = {
 #: variables over (condition, replicate)
 PAIR_VARS: dict[str, str] = {
     "done": "this (condition, replicate) was fitted (False only while a run is partial)",
+}
+#: variables over (condition, replicate, term): the truth of the replicate's own data
+PAIR_TERM_VARS: dict[str, str] = {
+    "observed_true_se": "true SE of the GLS estimator (known V) on the rows observed in this "
+    "replicate: sqrt(diag Var(beta_hat | observed rows)); NaN for variance parameters and "
+    "when no outcome is missing (then true_se holds for every replicate)",
 }
 #: what the replicate coordinate means
 REPLICATE_DESCRIPTION = (
@@ -99,13 +107,16 @@ class Var:
 
     ``axes`` are its dims after the pair dims (condition, replicate): ``("engine",
     "term")``, ``("engine",)`` or ``("term",)``; ``fill`` is what a pair not yet run
-    holds.
+    holds.  ``required=False`` marks a variable added after stores were written:
+    checkpoint pieces and results files that lack it still open, holding ``fill``
+    (:meth:`Schema.completed`).
     """
 
     axes: tuple[str, ...]
     dtype: type
     description: str
     fill: Any = float("nan")
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,8 +144,32 @@ class Schema:
 
     @property
     def piece_vars(self) -> tuple[str, ...]:
-        """Every variable a checkpoint piece must hold."""
+        """Every variable a checkpoint piece holds when written now."""
         return tuple(self.vars)
+
+    @property
+    def required_vars(self) -> tuple[str, ...]:
+        """The variables a checkpoint piece or results file must hold (those added
+        later, ``required=False``, may be missing from older stores)."""
+        return tuple(name for name, v in self.vars.items() if v.required)
+
+    def completed(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A piece's ``values`` (pair, ...) with each optional variable it lacks (a
+        piece written before the variable existed) added as its fill value; the
+        sizes of its axes are read off the variables the piece holds."""
+        out = dict(values)
+        absent = [n for n, v in self.vars.items() if n not in out and not v.required]
+        if not absent:
+            return out
+        size: dict[str, int] = {}
+        for name, v in self.vars.items():
+            if name in out:
+                size.update(zip(v.axes, out[name].shape[1:], strict=False))
+        pairs = next(iter(out.values())).shape[0]
+        for name in absent:
+            var = self.vars[name]
+            out[name] = np.full((pairs, *(size[a] for a in var.axes)), var.fill, dtype=var.dtype)
+        return out
 
     def shapes(self, engines: int, terms: int) -> dict[str, tuple[int, ...]]:
         """The shape after the pair axis of each piece variable."""
@@ -147,22 +182,28 @@ class Schema:
 
 
 def _vars(
-    table: Mapping[str, str], axes: tuple[str, ...], dtypes: Mapping[str, type], fills: Mapping
+    table: Mapping[str, str],
+    axes: tuple[str, ...],
+    dtypes: Mapping[str, type],
+    fills: Mapping,
+    required: bool = True,
 ) -> dict[str, Var]:
     return {
-        name: Var(axes, dtypes[name], desc, fills.get(name, float("nan")))
+        name: Var(axes, dtypes[name], desc, fills.get(name, float("nan")), required)
         for name, desc in table.items()
     }
 
 
 #: what a (condition, replicate) pair not yet fitted holds, per fit variable
 NOT_RUN = {"converged": False, "singular": False, "optimizer": "", "message": "not run"}
-#: the coverage study's per-pair schema: the fits of every engine
+#: the coverage study's per-pair schema: the fits of every engine, and the truth of the
+#: replicate's observed rows (added with missing outcomes: older stores read it as NaN)
 COVERAGE_SCHEMA = Schema(
     "replicate",
     {
         **_vars(TERM_VARS, ("engine", "term"), DTYPES, NOT_RUN),
         **_vars(FIT_VARS, ("engine",), DTYPES, NOT_RUN),
+        **_vars(PAIR_TERM_VARS, ("term",), dict.fromkeys(PAIR_TERM_VARS, float), {}, False),
     },
 )
 #: what an SBC simulation not yet run holds, per variable

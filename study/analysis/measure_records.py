@@ -20,6 +20,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from study.analysis import mcse as mnp
@@ -49,6 +50,39 @@ def _reduce(func: Callable[..., Any], *arrays: xr.DataArray, n_out: int = 2) -> 
     )
 
 
+def observed_se_of(ds: xr.Dataset) -> xr.DataArray | None:
+    """The per-replicate true SE of a results Dataset (``observed_true_se``: the truth
+    of the rows a replicate observed), or None when it is absent or all NaN (no
+    outcome missing: the ``true_se`` coordinate is every replicate's truth)."""
+    if "observed_true_se" not in ds:
+        return None
+    observed = ds["observed_true_se"].reset_coords(drop=True)
+    return None if bool(observed.isnull().all()) else observed
+
+
+def rms_true_se(
+    true_se: xr.DataArray, observed: xr.DataArray | None, used: xr.DataArray | None = None
+) -> xr.DataArray:
+    """TrueSE: the ``true_se`` coordinate, or, in a condition whose replicates carry
+    their own truth (``observed``, the per-replicate true SE, not all NaN there), its
+    root mean square ``sqrt(mean_r se_r^2)`` over the replicates ``used`` (default:
+    those with a finite ``se_r``, i.e. every replicate fitted).
+
+    Why the root mean square: with missing outcomes the rows observed differ per
+    replicate, and ``Var(beta_hat) = E[Var(beta_hat | observed rows)]`` when the GLS
+    estimator is conditionally unbiased (MCAR, or MAR on a predictor), so the mean of
+    ``se_r^2`` estimates the variance the spread of the estimates measures.
+    """
+    if observed is None:
+        return true_se
+    kept = observed if used is None else observed.where(used)
+    rms, _ = _reduce(mnp.model_se, kept)  # sqrt(mean(se_r^2)) over the finite se_r
+    per = [d for d in observed.dims if d not in ("replicate", "term")]
+    active = observed.notnull().any([d for d in observed.dims if d not in per])
+    out: xr.DataArray = rms.where(active, true_se)
+    return out
+
+
 @dataclass
 class _Context:
     """What a measure function sees: the results after the non-convergence policy,
@@ -65,7 +99,33 @@ class _Context:
     fixed: xr.DataArray  # term is a fixed effect
     reference: str
     nan: xr.DataArray  # NaN over (engine, term)
+    #: per-replicate true SE (the rows a replicate observed); None if absent or all NaN
+    observed_se: xr.DataArray | None = None
     _pairs: dict[tuple[str, tuple[str, ...]], Pair] = field(default_factory=dict)
+    _true_se: dict[tuple[str, ...], xr.DataArray] = field(default_factory=dict)
+
+    def used(self, uses: tuple[str, ...]) -> xr.DataArray | None:
+        """Where all the inputs ``uses`` are finite, per replicate (None: no such input,
+        e.g. only the reference engine's estimate, and no reference engine)."""
+        mask: xr.DataArray | None = None
+        for name in uses:
+            arr = self.input(name)
+            if arr is None:  # no reference engine: the measure is NaN, n counts the rest
+                continue
+            ok = arr.notnull() & np.isfinite(arr)
+            mask = ok if mask is None else mask & ok
+        return mask
+
+    def true_se_for(self, uses: tuple[str, ...]) -> xr.DataArray:
+        """TrueSE of a measure with inputs ``uses``: the ``true_se`` coordinate, or where
+        replicates carry their own truth (missing outcomes) its root mean square over
+        the replicates the measure uses (:func:`rms_true_se`); computed once per
+        ``uses``."""
+        if self.observed_se is None:
+            return self.true_se
+        if uses not in self._true_se:
+            self._true_se[uses] = rms_true_se(self.true_se, self.observed_se, self.used(uses))
+        return self._true_se[uses]
 
     def pair(self, numpy: str, args: tuple[str, ...]) -> Pair:
         """``mcse.<numpy>`` of the context's ``args``, computed once per context (the
@@ -118,7 +178,10 @@ class Measure:
         Its arguments, from :data:`_ARGS` (``theta``: the true value; ``cond``: the
         conditional truth, NaN where the results carry none).
     over : str
-        ``"true_se"`` or ``"cond_se"``: a ratio over that truth (``""``: none).
+        ``"true_se"`` or ``"cond_se"``: a ratio over that truth (``""``: none).  With
+        missing outcomes (the results' ``observed_true_se``), ``true_se`` is the root
+        mean square of the per-replicate true SE over the replicates the measure uses
+        (:func:`rms_true_se`); the MCSE treats it as known.
     only : str
         ``"fixed"``: NaN except for fixed effects (``""``: every term).
     compute : callable, optional
@@ -207,7 +270,10 @@ class Measure:
         if conditional and (c.cond is None or c.cond_se is None):  # no conditional truth
             return c.nan, c.nan
         value, mcse = c.pair(self.numpy, self.args)
-        if self.over:
+        if self.over == "true_se":  # per replicate with missing outcomes: its RMS
+            denominator = c.true_se_for(self.uses or ())
+            value, mcse = value / denominator, mcse / denominator
+        elif self.over:
             denominator = getattr(c, self.over)
             value, mcse = value / denominator, mcse / denominator
         if self.only == "fixed":
@@ -322,7 +388,8 @@ REGISTRY: Mapping[str, Measure] = MappingProxyType(
             ),
             _M(
                 "modse_truese",
-                "ModSE / true SE (calibration against the analytic truth)",
+                "ModSE / true SE (calibration against the analytic truth; with missing "
+                "outcomes the true SE is the RMS of the replicates' own)",
                 "model_se",
                 ("se",),
                 over="true_se",
@@ -331,7 +398,7 @@ REGISTRY: Mapping[str, Measure] = MappingProxyType(
             ),
             _M(
                 "empse_truese",
-                "EmpSE / true SE",
+                "EmpSE / true SE (with missing outcomes: the RMS of the replicates' own)",
                 "empirical_se",
                 ("est",),
                 over="true_se",

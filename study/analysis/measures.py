@@ -15,22 +15,32 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from study.analysis.measure_records import MEASURES, REGISTRY, Measure, _Context
+from study.analysis.measure_records import (
+    MEASURES,
+    REGISTRY,
+    Measure,
+    _Context,
+    observed_se_of,
+    rms_true_se,
+)
 
-__all__ = ["MEASURES", "REGISTRY", "Measure", "compute_measures"]
+__all__ = ["MEASURES", "REGISTRY", "Measure", "compute_measures", "true_se"]
 
 
 def _n_used(c: _Context, measure: Measure) -> xr.DataArray:
     """Replicates a measure could use: those where all its inputs are finite."""
-    mask: xr.DataArray | None = None
-    for name in measure.uses or ():
-        arr = c.input(name)
-        if arr is None:  # no reference engine: the measure is NaN, n counts the rest
-            continue
-        ok = arr.notnull() & np.isfinite(arr)
-        mask = ok if mask is None else mask & ok
+    mask = c.used(measure.uses or ())
     assert mask is not None
     return mask.sum("replicate")
+
+
+def true_se(results: xr.Dataset) -> xr.DataArray:
+    """The TrueSE of every (condition, term) that tables show: the ``true_se``
+    coordinate, or in a condition with missing outcomes (``observed_true_se`` not all
+    NaN) the root mean square of the replicates' own true SE over the replicates
+    fitted (:func:`~study.analysis.measure_records.rms_true_se`)."""
+    coordinate = results["true_se"].reset_coords(drop=True)
+    return rms_true_se(coordinate, observed_se_of(results))
 
 
 def _context(
@@ -61,6 +71,7 @@ def _context(
         fixed=(ds["effect"] == "fixed").reset_coords(drop=True),
         reference=reference,
         nan=xr.full_like(est.isel(replicate=0, drop=True), np.nan, dtype=float),
+        observed_se=observed_se_of(ds),
     )
 
 
@@ -97,8 +108,11 @@ def compute_measures(
         all its inputs are finite) over ``(measure, ..., engine, term)`` (``...``: the
         results' other dims, e.g. ``condition``); ``nonconverged`` and ``replicates``
         (fits counted) and ``singular`` over the same dims without ``measure`` and
-        ``term``; the
-        results' coordinates (truth, factors of the grid) carried over.
+        ``term``; the results' coordinates (truth, factors of the grid) carried over.
+        With missing outcomes (``observed_true_se`` in ``results``, not all NaN in a
+        condition), ModSE / TrueSE and EmpSE / TrueSE divide by the root mean square
+        of the per-replicate true SE over the replicates each uses (:func:`true_se`,
+        docs/architecture.md).
 
     Raises
     ------

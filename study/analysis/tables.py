@@ -20,7 +20,8 @@ import pandas as pd
 import xarray as xr
 
 from study.analysis.failures import failure_reasons, shorten
-from study.analysis.measures import REGISTRY
+from study.analysis.measure_records import observed_se_of
+from study.analysis.measures import REGISTRY, true_se
 
 #: measures shown by default in the measure table
 DEFAULT_MEASURES = (
@@ -44,6 +45,12 @@ UNRELIABLE = "!"
 FOOTNOTE = (
     f"{UNRELIABLE}: Monte Carlo SE unreliable (a share of 0 or 1, or fewer than "
     f"{MIN_RELIABLE_N} replicates)"
+)
+#: the footnote of a study with missing outcomes
+MISSING_NOTE = (
+    "TrueSE: outcomes are missing, so each replicate has the true SE of the rows it "
+    "observed; TrueSE is their root mean square over the replicates fitted (in "
+    "modse_truese and empse_truese: over the replicates each used)"
 )
 #: the replicate counts shown beside the measures: name -> measure whose n it is
 COUNTS = {"n_est": "bias", "n_se": "model_se", "n_ci": "coverage"}
@@ -149,7 +156,8 @@ def _unreliable(measure: str, value: float, n: int) -> bool:
 
 def report_table(ds: xr.Dataset, summary: xr.Dataset, engine: str) -> pd.DataFrame:
     """The 2018 report's shape: term, AvgEst, TrueEst, AvgSE, TrueSE (+ conditional),
-    for one condition (``ds`` and ``summary`` without a condition dim)."""
+    for one condition (``ds`` and ``summary`` without a condition dim); TrueSE with
+    missing outcomes: the root mean square of the replicates' own (:func:`true_se`)."""
     v = summary["value"].sel(engine=engine)
     frame = pd.DataFrame(
         {
@@ -157,7 +165,7 @@ def report_table(ds: xr.Dataset, summary: xr.Dataset, engine: str) -> pd.DataFra
             "AvgEst": v.sel(measure="mean_estimate").values,
             "TrueEst": ds["true_value"].values,
             "AvgSE": v.sel(measure="mean_se").values,
-            "TrueSE": ds["true_se"].values,
+            "TrueSE": true_se(ds).values,
         }
     )
     if "cond_value" in ds.coords and not np.isnan(ds["cond_value"].values).all():
@@ -207,7 +215,7 @@ def grid_table(
             head["singular"] = int(sm["singular"].sel(engine=engine))
         cells = measure_table(sm, engine, measures)
         cells.insert(1, "TrueValue", d["true_value"].values)
-        cells.insert(2, "TrueSE", d["true_se"].values)
+        cells.insert(2, "TrueSE", true_se(d).values)
         for i, (name, value) in enumerate(head.items()):
             cells.insert(i, name, value)
         frames.append(cells)
@@ -282,6 +290,10 @@ def summary_text(
     blocks.append(
         "cells: estimate (Monte Carlo SE); n_est, n_se, n_ci: replicates with a finite "
         "estimate, SE, interval (what bias/EmpSE, ModSE, coverage used); measures and "
-        "MCSEs as in Morris, White & Crowther (2019), Table 6\n" + FOOTNOTE
+        "MCSEs as in Morris, White & Crowther (2019), Table 6\n" + FOOTNOTE + _missing_note(ds)
     )
     return "\n\n".join(blocks)
+
+
+def _missing_note(ds: xr.Dataset) -> str:
+    return "" if observed_se_of(ds) is None else "\n" + MISSING_NOTE

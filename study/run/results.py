@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 
 from models.registry import default_registry
@@ -148,7 +149,22 @@ def read_results_file(store: Store) -> xr.Dataset:
             f"{path} is not a results Dataset (lacks {', '.join(missing)}); "
             "give a file `study run` wrote"
         )
-    return loaded
+    return _completed(store, loaded)
+
+
+def _completed(store: Store, ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each optional variable of the store's schema it lacks (a results
+    file written before the variable existed) added as its fill value."""
+    schema = store.layout.schema
+    if schema is None:
+        return ds
+    for name, var in schema.vars.items():
+        if name in ds.variables or var.required:
+            continue
+        dims = schema.dims_of(name)
+        arr: np.ndarray = np.full(tuple(ds.sizes[d] for d in dims), var.fill, dtype=var.dtype)
+        ds[name] = (dims, arr, {"description": var.description})
+    return ds
 
 
 def results_problem(store: Store) -> str | None:
@@ -166,5 +182,5 @@ def results_problem(store: Store) -> str | None:
 def _missing(store: Store, names: set[str]) -> list[str]:
     """The variables and coordinates of the store's kind that ``names`` lacks."""
     schema = store.layout.schema
-    wanted = [*(schema.piece_vars if schema else ()), "done", "condition_id"]
+    wanted = [*(schema.required_vars if schema else ()), "done", "condition_id"]
     return [v for v in wanted if v not in names]

@@ -286,13 +286,16 @@ class Store:
                 stamp = str(npz[STAMP]) if STAMP in npz.files else ""
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise DamagedPiece(path, f"unreadable: {type(err).__name__}") from err
-        wanted = () if self.layout.schema is None else self.layout.schema.piece_vars
+        schema = self.layout.schema
+        wanted = () if schema is None else schema.required_vars
         missing = [k for k in wanted if k not in values]
         if missing:
             raise DamagedPiece(path, f"lacks {', '.join(missing)}")
         n = replicate.shape[0] if replicate.ndim == 1 else -1
         if n < 1 or condition.shape != (n,) or any(v.shape[:1] != (n,) for v in values.values()):
             raise DamagedPiece(path, "arrays of inconsistent lengths")
+        if schema is not None:  # a piece older than an optional variable: its fill
+            values = schema.completed(values)
         return Piece(condition, replicate, values, stamp)
 
     def load(self) -> Piece | None:

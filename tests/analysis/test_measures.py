@@ -303,3 +303,16 @@ def test_identical_to_the_if_elif_implementation(cond: str, reference: str, excl
     unique = list(dict.fromkeys(sub))
     assert list(part.measure.values) == unique
     xr.testing.assert_identical(part[["value", "mcse"]], new[["value", "mcse"]].sel(measure=unique))
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_a_per_replicate_truth_of_nan_changes_nothing(exclude: bool):
+    """Results of a study without missing outcomes carry ``observed_true_se`` all NaN:
+    every measure is bit-identical to the golden values (the ``true_se`` coordinate)."""
+    ds = _golden_results("present")
+    ds["observed_true_se"] = (("replicate", "term"), np.full((ds.sizes["replicate"], 5), np.nan))
+    new = compute_measures(ds, reference="reml", exclude_nonconverged=exclude)
+    with xr.open_dataset(GOLDEN, engine="h5netcdf") as golden:
+        old = golden.sel(case=f"present-reml-{int(exclude)}", drop=True).load()
+    for var in ("value", "mcse", "nonconverged"):
+        np.testing.assert_array_equal(new[var].values, old[var].values)

@@ -22,7 +22,7 @@ from study.run.batch import BatchResult
 from study.run.kinds import PairOutput, piece_of
 from study.run.kinds.coverage import COVERAGE
 from study.run.results import open_results
-from study.schema import PIECE_VARS, TERM_COORDS, TERM_VARS
+from study.schema import PAIR_TERM_VARS, PIECE_VARS, TERM_COORDS, TERM_VARS
 
 
 class _Recorder:
@@ -63,6 +63,7 @@ def test_runner_walks_the_replicates_lazily(make_config, tmp_path):
                     raise KeyboardInterrupt  # stop after three: the rest never materialised
                 fits = [FitResult.failed(("X",), "fake")]
                 values = {v: np.array([getattr(f, v) for f in fits]) for v in PIECE_VARS}
+                values["observed_true_se"] = np.full(len(fits[0].estimate), np.nan)
                 yield BatchResult(piece_of(COVERAGE.layout, pairs, [PairOutput(values)]))
 
         def close(self, *, cancel=False):
@@ -90,10 +91,10 @@ def test_schema_is_what_engines_store_and_datasets_hold(small_run, tmp_path):
     assert all(hasattr(fit, v) for v in PIECE_VARS)
     _, out = small_run
     ds = open_results(out)
-    assert set(ds.data_vars) == {*PIECE_VARS, "done"}
+    assert set(ds.data_vars) == {*PIECE_VARS, *PAIR_TERM_VARS, "done"}
     assert set(TERM_COORDS) <= set(ds.coords)
     with np.load(next((out / "checkpoints").iterdir())) as npz:
-        assert set(npz.files) == {*PIECE_VARS, "condition", "replicate", "stamp"}
+        assert set(npz.files) == {*PIECE_VARS, *PAIR_TERM_VARS, "condition", "replicate", "stamp"}
     # a results.nc that lacks a schema variable is named as such
     bare = tmp_path / "bare"
     bare.mkdir()

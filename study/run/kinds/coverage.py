@@ -3,8 +3,10 @@
 A pair (condition c, replicate r) generates replicate r of c's design (its X fixed,
 its random effects and noise from the pair's stream: the seed policy), fits it with
 every engine of the study (each on the structure it is configured to fit), and
-stores every fit's per-term and per-fit fields (:data:`study.schema.COVERAGE_SCHEMA`).
-The Dataset carries the analytic truth of every condition as coordinates.
+stores every fit's per-term and per-fit fields (:data:`study.schema.COVERAGE_SCHEMA`)
+and, when outcomes are missing, the true SE on the rows the replicate observed
+(``observed_true_se``).  The Dataset carries the analytic truth of every condition as
+coordinates.
 """
 
 from __future__ import annotations
@@ -29,6 +31,29 @@ if TYPE_CHECKING:
     from study.design.config import StudyConfig
     from study.design.generate import Design
     from study.design.truth import Truth
+
+
+def observed_true_se(sample: Any, terms: Sequence[str], fixed: Sequence[str]) -> np.ndarray:
+    """The true SE of each term on the rows ``sample`` observed (``observed_true_se``):
+    ``sqrt(diag(sample.observed_cov))`` on the fixed effects, NaN for the variance
+    parameters, and NaN throughout when no outcome is missing (``observed_cov`` None:
+    the condition's ``true_se`` is every replicate's truth).
+
+    The study's ``terms`` start with the generating structure's ``fixed`` effects, in
+    the order of ``observed_cov``'s rows (:func:`models.structure.merged_terms`).
+    """
+    se = np.full(len(terms), np.nan)
+    cov = getattr(sample, "observed_cov", None)  # Sample gains it with missing outcomes
+    if cov is None:
+        return se
+    fixed = list(fixed)
+    cov = np.asarray(cov, dtype=float)
+    if cov.shape != (len(fixed), len(fixed)) or list(terms[: len(fixed)]) != fixed:
+        raise ValueError(
+            f"observed_cov of shape {cov.shape} does not match the fixed effects {fixed}"
+        )
+    se[: len(fixed)] = np.sqrt(np.diag(cov))
+    return se
 
 
 class Coverage:
@@ -90,7 +115,9 @@ class Coverage:
         values: dict[str, np.ndarray] = {
             var: np.array([getattr(f, var) for f in fits], dtype=spec.dtype)
             for var, spec in COVERAGE_SCHEMA.vars.items()
+            if "engine" in spec.axes
         }
+        values["observed_true_se"] = observed_true_se(sample, terms, design.config.structure.fixed)
         return PairOutput(values, kept)
 
     def coords(self, config: StudyConfig, context: Mapping[str, Truth]) -> dict[str, Any]:
