@@ -3,13 +3,13 @@
 With missing outcomes each replicate's ``Sample`` carries ``observed_cov``, the
 Var(beta_hat) of the GLS estimator with the true V on the rows it observed; the
 coverage study stores ``sqrt(diag(observed_cov))`` as ``observed_true_se`` (condition,
-replicate, term).  The generator's field is not here yet: these tests attach it with a
-test double of ``Sample``.  Stores written before the variable existed open with it NaN.
+replicate, term).  Most tests here attach a known ``observed_cov`` to each sample (so
+the stored values can be checked exactly); one runs a design with missing outcomes.
+Stores written before the variable existed open with it NaN.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +29,12 @@ from study.schema import PAIR_TERM_VARS
 BASE = np.array([[0.09, 0.01], [0.01, 0.04]])
 
 
-@dataclass(frozen=True)
-class MissingSample(Sample):
-    """A ``Sample`` with the field the generator gains with missing outcomes."""
-
-    observed_cov: np.ndarray | None = None
-
-
 def _with_observed_cov(monkeypatch: pytest.MonkeyPatch) -> None:
     real = Design.sample
 
     def sample(self: Design, replicate: int) -> Sample:
         s = real(self, replicate)
-        return MissingSample(s.replicate, s.data, s.u, BASE * (1 + replicate / 10))
+        return Sample(s.replicate, s.data, s.u, BASE * (1 + replicate / 10))
 
     monkeypatch.setattr(Design, "sample", sample)
 
@@ -122,3 +115,25 @@ def test_stores_older_than_the_variable_open_with_nan(make_config, tmp_path):
     assert alone["observed_true_se"].dims == ("condition", "replicate", "term")
     assert np.isnan(alone["observed_true_se"]).all()
     assert alone["observed_true_se"].attrs["description"] == PAIR_TERM_VARS["observed_true_se"]
+
+
+def test_a_design_with_missing_outcomes_stores_each_replicates_truth(tmp_path):
+    """MCAR outcomes: every engine fits the complete cases (nobs below the design's rows,
+    varying by replicate) and the stored truth is that of the rows observed."""
+    text = (
+        "name = 'missing'\nreplicates = 4\nseed = 3\n[design]\ngroups = 8\ngroup_size = 10\n"
+        "[design.missing]\nmechanism = 'mcar'\nshare = 0.3\n[engines]\nrun = ['reml']\n"
+    )
+    (tmp_path / "m.toml").write_text(text)
+    cfg = load_config(tmp_path / "m.toml")
+    report = run_study(cfg, tmp_path / "M")
+    ds = open_results(report.path).isel(condition=0)
+    nobs = ds["nobs"].sel(engine="reml").values
+    design = Design.from_study(cfg)
+    assert (nobs < 80).all() and len(set(nobs)) > 1
+    for r in range(4):
+        sample = design.sample(r)
+        assert sample.data.n_obs == nobs[r]
+        want = np.sqrt(np.diag(sample.observed_cov))
+        got = ds["observed_true_se"].sel(replicate=r, term=["(Intercept)", "X"]).values
+        np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -43,7 +43,7 @@ def observed_true_se(sample: Any, terms: Sequence[str], fixed: Sequence[str]) ->
     the order of ``observed_cov``'s rows (:func:`models.structure.merged_terms`).
     """
     se = np.full(len(terms), np.nan)
-    cov = getattr(sample, "observed_cov", None)  # Sample gains it with missing outcomes
+    cov = sample.observed_cov
     if cov is None:
         return se
     fixed = list(fixed)
