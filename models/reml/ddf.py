@@ -144,8 +144,12 @@ def kr_df(b: Blocks, Wm: np.ndarray, L: np.ndarray) -> float:
     c1, c2, c3 = g / den, (ell - g) / den, (ell + 2 - g) / den
     v0, v1, v2 = 1 + c1 * Bq, 1 - c2 * Bq, 1 - c3 * Bq
     v0 = 0.0 if abs(v0) < 1e-10 else v0
-    rho = (1 / ell) * ((1 - A2 / ell) / v1) ** 2 * v0 / v2
-    return float(4 + (ell + 2) / (ell * rho - 1))
+    # v2 = 0 exactly in balanced designs (a cluster-level treatment, issue 25): rho is
+    # then inf and the df its limit 4 + 0, as R's pbkrtest gives (it divides by zero
+    # silently); numpy's division warning would otherwise become the fit's message
+    with np.errstate(divide="ignore"):
+        rho = (1 / ell) * ((1 - A2 / ell) / v1) ** 2 * np.float64(v0) / v2
+        return float(4 + (ell + 2) / (ell * rho - 1))
 
 
 def gamma_of(crit: Criterion, parts: Parts, sigma2: float) -> np.ndarray:

@@ -64,3 +64,16 @@ def test_a_boundary_fit_still_says_so(replicate: int) -> None:
     assert fit.converged and fit.singular
     assert fit.message.startswith(SINGULAR_NOTE)
     assert "boundary (singular) fit" in fit.message
+
+
+def test_kenward_roger_in_a_balanced_cluster_trial_says_nothing() -> None:
+    # a balanced cluster-level treatment makes KR's v2 exactly 0 (rho = inf): the df is
+    # the limit, K - 2 = 4 between-cluster df for K = 6, and numpy's division warning
+    # is not the fit's message (it was on 6 of 10 fits of cluster-trial's K = 6)
+    from models.reml import RemlOptions
+
+    cfg = load_config("cluster-trial")
+    data = Design.from_study(cfg, cfg.conditions[0]).sample(1).data
+    fit = RemlEngine(RemlOptions(ci="kenward-roger")).fit(data)
+    assert fit.converged and fit.message == ""
+    assert fit.df[1] == pytest.approx(4.0)
