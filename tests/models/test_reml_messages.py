@@ -71,6 +71,7 @@ def test_kenward_roger_in_a_balanced_cluster_trial_says_nothing() -> None:
     # the limit, K - 2 = 4 between-cluster df for K = 6, and numpy's division warning
     # is not the fit's message (it was on 6 of 10 fits of cluster-trial's K = 6)
     from models.reml import RemlOptions
+    from study.design.generate import Design
 
     cfg = load_config("cluster-trial")
     data = Design.from_study(cfg, cfg.conditions[0]).sample(1).data
