@@ -212,6 +212,8 @@ def study_toml_invalid(run: Path) -> None:
 MUST = r"\bmust\b"
 PROBLEM_DIR = r"no such|does not exist|not found|not a (run|results)"
 
+TREAT = 'fixed = "treat"\nbeta = [0.0, 0.3]\nrandom = "(1 | g)"\nre_sd = [1.0]\n'
+
 CASES: list[Case] = [
     # ---- config: wrong types
     Case(
@@ -360,6 +362,127 @@ CASES: list[Case] = [
             )
         ),
         pattern=allof(r"\bconditions\b", "1,000,000 conditions", "fewer|split"),
+    ),
+    # -- issue 25: predictors, icc, distributions, missingness ----------------------------
+    Case(
+        "config-share-outside-0-1",
+        "config",
+        **run_config(
+            toml(
+                design=TREAT + "[design.predictors.treat]\ndistribution = 'balanced'\nshare = 1.5\n"
+            )
+        ),
+        pattern=allof(r"design\.predictors\.treat\.share", "1.5", "> 0 and < 1"),
+    ),
+    Case(
+        "config-share-leaves-an-arm-empty",
+        "config",
+        **run_config(
+            toml(
+                design=TREAT
+                + "[design.predictors.treat]\nlevel = 'group'\ndistribution = 'balanced'\n"
+                "share = 0.05\n"
+            )
+        ),
+        pattern=allof(r"design\.predictors\.treat\.share", "arm empty", "6 groups", "more groups"),
+    ),
+    Case(
+        "config-levels-and-probs-differ-in-length",
+        "config",
+        **run_config(
+            toml(
+                design='fixed = "site"\nbeta = [0.0, 0.1, 0.2]\nrandom = "(1 | g)"\nre_sd = [1.0]\n'
+                "[design.predictors.site]\ndistribution = 'categorical'\n"
+                "levels = ['a', 'b', 'c']\nprobs = [0.5, 0.5]\n"
+            )
+        ),
+        pattern=allof(r"design\.predictors\.site\.probs", "3 values", "one per level"),
+    ),
+    Case(
+        "config-probs-do-not-sum-to-1",
+        "config",
+        **run_config(
+            toml(
+                design='fixed = "site"\nbeta = [0.0, 0.1]\nrandom = "(1 | g)"\nre_sd = [1.0]\n'
+                "[design.predictors.site]\ndistribution = 'categorical'\n"
+                "levels = ['a', 'b']\nprobs = [0.5, 0.6]\n"
+            )
+        ),
+        pattern=allof(r"design\.predictors\.site\.probs", "sum to 1", "1.1"),
+    ),
+    Case(
+        "config-icc-of-1",
+        "config",
+        **run_config(toml(design='random = "(1 | g)"\nicc = 1.0\nre_sd = []\n')),
+        pattern=allof(r"design\.icc", ">= 0 and < 1"),
+    ),
+    Case(
+        "config-icc-and-the-intercepts-sd",
+        "config",
+        **run_config(toml(design="icc = 0.1\nre_sd = [1.0, 2.0]\n")),
+        pattern=allof(r"design\.icc", "re_sd", "drop"),
+    ),
+    Case(
+        "config-t-residuals-without-variance",
+        "config",
+        **run_config(
+            toml(extra="").replace(
+                "[engines]", "[design.residuals]\ndistribution = 't'\ndf = 2\n\n[engines]"
+            )
+        ),
+        pattern=allof(r"design\.residuals\.df", "> 2", "no variance"),
+    ),
+    Case(
+        "config-formula-names-an-undefined-predictor",
+        "config",
+        **run_config(
+            toml(
+                design='fixed = "treat * agee"\nbeta = [0.0, 0.3, 0.0, 0.0]\nrandom = "(1 | g)"\n'
+                "re_sd = [1.0]\n[design.predictors.treat]\ndistribution = 'bernoulli'\n"
+                "[design.predictors.age]\ndistribution = 'normal'\n"
+            )
+        ),
+        pattern=allof(r"design\.fixed", "agee", "not a predictor", r"design\.predictors\.agee"),
+    ),
+    Case(
+        "config-beta-table-misses-a-term",
+        "config",
+        **run_config(toml(design="beta = { '(Intercept)' = 1.0 }\n")),
+        pattern=allof(r"design\.beta", "no value for 'X'", "every fixed effect"),
+    ),
+    Case(
+        "config-group-size-distribution-high-below-low",
+        "config",
+        **run_config(
+            toml().replace(
+                "group_size = 5", "group_size = { distribution = 'uniform', low = 9, high = 4 }"
+            )
+        ),
+        pattern=allof(r"design\.group_size\.high", ">= low"),
+    ),
+    Case(
+        "config-missing-share-of-1",
+        "config",
+        **run_config(
+            toml().replace(
+                "[engines]", "[design.missing]\nmechanism = 'mcar'\nshare = 1.0\n\n[engines]"
+            )
+        ),
+        pattern=allof(r"design\.missing\.share", "> 0 and < 1"),
+    ),
+    Case(
+        "config-heteroscedastic-by-an-unknown-effect",
+        "config",
+        **run_config(
+            toml().replace("[engines]", "[design.residuals]\nby = 'Z'\ndelta = 0.1\n\n[engines]")
+        ),
+        pattern=allof(r"design\.residuals\.by", "'Z'", "fixed effect"),
+    ),
+    Case(
+        "config-condition-key-inside-a-list",
+        "config",
+        **run_config(toml(extra='[conditions]\n"beta.X" = [1.0, 2.0]\n')),
+        pattern=allof(r"conditions\.beta\.X", "not a table", "keyed by term|whole"),
     ),
     # ---- config: unknown keys
     Case(
