@@ -5,13 +5,16 @@ with the key of one stream of :data:`STREAMS` (the one table of them), and nothi
 (no global state, no position in a list).  A key is ``(c, [r,] *tag, [name_key(e)])``:
 ``c = condition_key(id)`` where ``id`` hashes the condition's full design
 (:attr:`study.design.conditions.Condition.id`), so a condition's streams depend on its
-parameter values, not on its place in a grid; ``r`` the replicate (or SBC simulation)
+parameter values, not on its place in a grid (the design stream's ``x`` is
+``condition_key(x_id)``, the hash of the keys that define X only:
+:func:`study.design.conditions.x_id`); ``r`` the replicate (or SBC simulation)
 for the per-replicate streams; ``name_key(e)`` for the streams of one engine:
 
 =====================  ==============================  ===============================
 stream                 spawn key                       draws
 =====================  ==============================  ===============================
-design                 ``(c, 0, 1)``                   the X values (once a condition)
+design                 ``(x, 0, 1)``                   X (once a condition): sizes,
+                                                       predictors, group SD factors
 fixed random effects   ``(c, 0, 2)``                   u, when the design fixes it
 replicate ``r``        ``(c, r)``                      u (unless fixed), then the noise
 engine ``e`` at ``r``  ``(c, r, 1, name_key(e))``      the engine's sampler seed
