@@ -115,3 +115,39 @@ def test_every_stream_is_keyed_in_the_seed_module():
     assert "SeedSequence" not in generate and "default_rng" not in generate
     sources = [p for p in (ROOT / "study").rglob("*.py") if p.name != "seeds.py"]
     assert not [p for p in sources if "spawn_key" in p.read_text()]
+
+
+def test_x_depends_only_on_the_keys_that_define_it():
+    """A grid over beta, the variances, icc, distributions or missingness keeps X; the
+    group sizes and the predictors' settings change it (docs/architecture.md)."""
+    from study.design.config import config_from_text
+
+    text = """
+name = "x"
+[design]
+groups = 6
+group_size = 5
+random = "(1 | g)"
+re_sd = [1.0]
+[conditions]
+add = [
+  { label = "base" },
+  { label = "beta", beta = [1.0, 0.0] },
+  { label = "sigma", sigma = 2.0, re_sd = [0.3] },
+  { label = "icc", icc = 0.2, re_sd = [] },
+  { label = "shapes", residuals = { distribution = "t", df = 5.0, group_sd = 0.5 } },
+  { label = "missing", missing = { mechanism = "mcar", share = 0.2 } },
+  { label = "sizes", group_size = 6 },
+  { label = "predictor", predictor = { distribution = "uniform", low = 1.0, high = 20.0 } },
+]
+[engines]
+run = ["reml"]
+"""
+    config = config_from_text(text, default_name="x", label="x")
+    X = {c.label: Design.from_study(config, c).X for c in config.conditions}
+    for label in ("beta", "sigma", "icc", "shapes", "missing"):
+        np.testing.assert_array_equal(X[label], X["base"])
+    assert X["sizes"].shape != X["base"].shape
+    assert not np.array_equal(X["predictor"], X["base"])
+    ids = {c.id for c in config.conditions}
+    assert len(ids) == len(config.conditions)  # the replicate streams differ

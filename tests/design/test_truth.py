@@ -126,3 +126,26 @@ def test_ran_pars_truth_has_no_se(default_config):
     truth = compute_truth(Design.from_study(default_config))
     assert np.isnan(truth.se[2:]).all()
     np.testing.assert_allclose(truth.value[2:], [1.0, 2.0, 0.0, 1.0])
+
+
+def test_cluster_trial_truth_is_the_closed_form_of_a_balanced_two_arm_trial():
+    # Var(treatment effect) = 4 (sigma_b^2 + sigma^2 / m) / K for K clusters of m, half
+    # of them treated: the difference of two means of K / 2 cluster means each
+    from study.usecases.truth import truth
+
+    config = load_config("cluster-trial")
+    frame = truth(config).frame
+    rows = frame[frame.term == "treat"]
+    assert len(rows) == len(config.conditions) == 16
+    for _, row in rows.iterrows():
+        icc, K, m, sigma = row["icc"], row["groups"], 30, 1.0
+        sigma_b2 = sigma**2 * icc / (1 - icc)
+        assert row["true_se"] == pytest.approx(
+            np.sqrt(4 * (sigma_b2 + sigma**2 / m) / K), rel=1e-12
+        )
+    # the allocation is the same at both effect sizes (X is keyed by what defines it)
+    for c0, c3 in zip(config.conditions[0::2], config.conditions[1::2], strict=True):
+        assert c0.factors["beta.treat"] == 0.0 and c3.factors["beta.treat"] == 0.3
+        np.testing.assert_array_equal(
+            Design.from_study(config, c0).X, Design.from_study(config, c3).X
+        )
