@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from study.cli.flags import as_flags
+from study.errors import UserError
 from study.usecases.designing import design_from_pilot
 
 
@@ -27,6 +29,7 @@ def register(sub: Any) -> None:
         "--groups",
         type=int,
         metavar="K",
+        dest="pilot_groups",  # not `groups`: that would turn every groups=... into a flag
         help="groups of the design, drawn with replacement from the pilot's "
         "(default: the pilot's own groups)",
     )
@@ -34,6 +37,7 @@ def register(sub: Any) -> None:
         "--group-size",
         type=int,
         metavar="N",
+        dest="pilot_group_size",
         help="rows per group: copies of each group's rows, the rest a subsample without "
         "replacement (default: each group's own rows)",
     )
@@ -47,16 +51,24 @@ def register(sub: Any) -> None:
     p.set_defaults(func=command)
 
 
+#: the use case's keywords -> this command's flags (only here: a config's messages name
+#: conditions such as ``groups=10``, which are no flags of theirs)
+FLAGS = {"groups": "--groups", "group_size": "--group-size"}
+
+
 def command(args: argparse.Namespace) -> int:
     """Write (or print) the configuration."""
-    done = design_from_pilot(
-        args.data,
-        args.formula,
-        groups=args.groups,
-        group_size=args.group_size,
-        out=args.out,
-        overwrite=args.overwrite,
-    )
+    try:
+        done = design_from_pilot(
+            args.data,
+            args.formula,
+            groups=args.pilot_groups,
+            group_size=args.pilot_group_size,
+            out=args.out,
+            overwrite=args.overwrite,
+        )
+    except UserError as err:
+        raise UserError(as_flags(str(err), FLAGS)) from err
     if done.out is None:
         print(done.text, end="")
         return 0
