@@ -46,7 +46,15 @@ from formulaic.parser.types import Term
 from models.data import MAX_ABS_VALUE, LMMData
 from models.structure import INTERCEPT, Structure
 
-__all__ = ["Formula", "FormulaError", "bar_structure", "model_data", "parse"]
+__all__ = [
+    "Formula",
+    "FormulaError",
+    "ModelFrame",
+    "bar_structure",
+    "model_data",
+    "model_frame",
+    "parse",
+]
 
 _NAME = re.compile(r"[A-Za-z_.][\w.]*|`[^`]+`")
 _CATEGORICAL = re.compile(r"C\((.+)\)")
@@ -303,14 +311,30 @@ def _numeric(frame: pd.DataFrame, f: Formula) -> pd.DataFrame:
     return out
 
 
-def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, int]:
-    """The data of ``formula`` from ``frame``, and the number of rows dropped.
+@dataclass(frozen=True)
+class ModelFrame:
+    """The rows and columns of a table that a formula's model uses, cleaned as
+    :func:`model_data` fits them.
 
-    Rows with a missing value in a column the model uses are dropped (lme4's
-    ``na.omit``); the rest are sorted by group (stable; labels as text, sorted), as
-    :meth:`LMMData.from_frame` does.  :class:`ValueError` (one line; :class:`FormulaError`
-    for the formula) on any problem.
+    ``frame`` holds the columns of :attr:`Formula.columns` (numbers, also written as
+    text, as floats; text columns, ``C(x)`` columns and categoricals as they are, unused
+    categories dropped), the rows without a missing value, sorted by group (stable),
+    index ``0..N-1``; ``group`` the group code of each row (``0..K-1``, sorted),
+    ``labels`` the group labels (as text, sorted); ``dropped`` the number of rows left
+    out for missing values (lme4's ``na.omit``).
     """
+
+    formula: Formula
+    frame: pd.DataFrame
+    group: np.ndarray
+    labels: tuple[str, ...]
+    dropped: int
+
+
+def model_frame(frame: pd.DataFrame, formula: str | Formula) -> ModelFrame:
+    """The part of ``frame`` the model of ``formula`` uses (:class:`ModelFrame`), with
+    the checks of :func:`model_data` on its columns; :class:`FormulaError` (one line)
+    on any problem."""
     f = parse(formula) if isinstance(formula, str) else formula
     missing = [c for c in f.columns if c not in frame.columns]
     if missing:
@@ -334,6 +358,20 @@ def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, in
     labels, codes = np.unique(group.astype(str).to_numpy(), return_inverse=True)
     order = np.argsort(codes, kind="stable")
     sub = sub.iloc[order].reset_index(drop=True)
+    names = tuple(map(str, labels))
+    return ModelFrame(f, sub, codes[order], names, int((~keep).sum()))
+
+
+def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, int]:
+    """The data of ``formula`` from ``frame``, and the number of rows dropped.
+
+    Rows with a missing value in a column the model uses are dropped (lme4's
+    ``na.omit``); the rest are sorted by group (stable; labels as text, sorted), as
+    :meth:`LMMData.from_frame` does (:func:`model_frame`).  :class:`ValueError` (one
+    line; :class:`FormulaError` for the formula) on any problem.
+    """
+    mf = model_frame(frame, formula)
+    f, sub = mf.formula, mf.frame
     fixed, X = _columns(sub, f.fixed)
     random: list[str] = []
     for lhs in f.random:
@@ -356,8 +394,8 @@ def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, in
         random += names
     structure = Structure(tuple(fixed), tuple(random), f.correlated)
     y = sub[f.response].to_numpy(dtype=float)
-    data = LMMData(y, X, codes[order], structure.predictors, tuple(map(str, labels)), structure)
-    return data, int((~keep).sum())
+    data = LMMData(y, X, mf.group, structure.predictors, mf.labels, structure)
+    return data, mf.dropped
 
 
 def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:

@@ -10,11 +10,12 @@
 
 The use cases (:mod:`study.usecases`) are what the command line calls: ``run``,
 ``calibrate``-style ``as_calibration``, ``merge``, ``summarize``, ``figures``, ``plot``,
-``report``, ``info``, ``truth``, ``fit_csv``.  Below them: ``run_study`` (the runner,
-with ``executor=make_executor(workers=2)`` for local worker processes: call it under
-``if __name__ == "__main__":``, ``make_executor(scheduler="tcp://host:8786")`` for a
-Dask cluster, ``shard=Shard(2, 10)`` for shard 2 of 10), ``run_batch`` (the unit of
-work), ``compute_truth`` and the figure modules under ``plots``.
+``report``, ``info``, ``truth``, ``fit_csv``, ``design_from_pilot``.  Below them:
+``run_study`` (the runner, with ``executor=make_executor(workers=2)`` for local worker
+processes: call it under ``if __name__ == "__main__":``,
+``make_executor(scheduler="tcp://host:8786")`` for a Dask cluster, ``shard=Shard(2, 10)``
+for shard 2 of 10), ``run_batch`` (the unit of work), ``compute_truth`` and the figure
+modules under ``plots``.
 
 Nothing inside the package imports this module (an import-linter contract keeps it so).
 """
@@ -37,6 +38,7 @@ from study.run.results import open_results
 from study.run.runner import RunReport, StopRequest, run_study
 from study.run.shards import Shard
 from study.usecases.analysing import figures, plot, report, summarize
+from study.usecases.designing import design_from_pilot
 from study.usecases.fitting import fit_csv
 from study.usecases.info import info
 from study.usecases.running import as_calibration, merge, run
@@ -57,6 +59,7 @@ __all__ = [
     "as_calibration",
     "compute_measures",
     "compute_truth",
+    "design_from_pilot",
     "figures",
     "fit_csv",
     "info",

@@ -1,6 +1,7 @@
-"""Fitting a user's own dataset (a CSV file) with one engine: the data checks lme4
-makes before fitting, an lme4-style formula (:mod:`models.formula`) or the all-slopes
-``y ~ x + (x | group)``, and the fit."""
+"""Fitting a user's own dataset (a CSV file) with one engine: an lme4-style formula
+(:mod:`models.formula`) or the all-slopes ``y ~ x + (x | group)``, the data checks lme4
+makes before fitting (:mod:`study.design.datafile`, shared with designs from pilot
+data), and the fit."""
 
 from __future__ import annotations
 
@@ -9,14 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from models.base import FitResult
-from models.data import INTERCEPT, LMMData, fit_problem
-from models.formula import Formula, model_data, parse
+from models.data import LMMData
 from models.registry import Registry, default_registry
 from models.validate import OptionError
+from study.design.datafile import load_csv, load_formula
 from study.errors import UserError
 
 
@@ -35,113 +33,6 @@ class CsvFit:
     dropped_in: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV with a header and at least one row; :class:`UserError` otherwise."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"data file {str(path)!r} is a directory; give a CSV file")
-    if not p.is_file():
-        raise UserError(f"data file {str(path)!r} not found; give the path to a CSV file")
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError as err:
-        raise UserError(f"data file {str(path)!r} cannot be read ({err.strerror})") from err
-    if b"\0" in head:
-        raise UserError(
-            f"data file {str(path)!r} is not a text file; give a comma-separated CSV "
-            "(UTF-8), e.g. exported from a spreadsheet as CSV"
-        )
-    try:
-        frame = pd.read_csv(p)
-    except pd.errors.EmptyDataError as err:
-        raise UserError(f"data file {str(path)!r} is empty; give a CSV with a header") from err
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"data file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
-            "give a comma-separated CSV in UTF-8"
-        ) from err
-    except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[-1]
-        raise UserError(
-            f"data file {str(path)!r} cannot be read as CSV ({reason}); give a "
-            "comma-separated file with one header row"
-        ) from err
-    if frame.shape[1] == 1:
-        only = str(frame.columns[0])
-        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-            if sep in only:
-                raise UserError(
-                    f"{path}: the columns look separated by {name} ({only[:40]!r}); save "
-                    "the file comma-separated (CSV)"
-                )
-    if frame.empty:
-        raise UserError(f"{path}: the CSV has a header but no data rows; add rows to fit")
-    return frame
-
-
-def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
-    """Read a CSV and build the engines' data for ``y ~ x + (x | group)`` (missing values
-    refused); :class:`UserError` on any problem a fit would meet (the checks lme4 makes
-    before fitting among them)."""
-    frame = read_csv(path)
-    try:
-        data = LMMData.from_frame(frame, y=y, x=x, group=group)
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from err
-    return check_data(path, data, group, kind="column")
-
-
-def load_formula(path: str | Path, formula: str) -> tuple[LMMData, Formula, int, list[str]]:
-    """Read a CSV and build the data of an lme4-style ``formula``: the data, the parsed
-    formula, the number of rows dropped for missing values (lme4's ``na.omit``) and the
-    columns that held them; :class:`UserError` on any problem."""
-    try:
-        parsed = parse(formula)
-    except ValueError as err:
-        raise UserError(str(err)) from err
-    frame = read_csv(path)
-    try:
-        data, dropped = model_data(frame, parsed)
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from err
-    gaps = [c for c in parsed.columns if bool(frame[c].isna().any())] if dropped else []
-    return check_data(path, data, parsed.group, kind="term"), parsed, dropped, gaps
-
-
-def check_data(path: str | Path, data: LMMData, group: str, kind: str) -> LMMData:
-    """The checks every fit needs (as lme4 makes them): :class:`UserError` or ``data``."""
-    if INTERCEPT in data.fixed_names:
-        for j, name in enumerate(data.fixed_names):
-            if name != INTERCEPT and np.ptp(data.X[:, j]) == 0:
-                raise UserError(
-                    f"{path}: {kind} {name!r} is constant ({data.X[0, j]:g} on every row: "
-                    "collinear with the intercept); drop it or give a predictor that varies"
-                )
-    if data.n_groups < 2:
-        raise UserError(
-            f"{path}: column {group!r} has {data.n_groups} group; need at least 2 "
-            "(give the column that holds the grouping factor)"
-        )
-    if data.n_groups >= data.n_obs:
-        raise UserError(
-            f"{path}: column {group!r} has {data.n_groups} groups for {data.n_obs} rows "
-            "(one row per group): the number of groups must be < the number of rows, as "
-            "lme4 requires; give a grouping with repeated rows"
-        )
-    if data.n_obs <= data.n_groups * data.r:
-        raise UserError(
-            f"{path}: {data.n_obs} rows for {data.n_groups} groups x {data.r} random "
-            f"effects: the random effects and the residual variance are not identifiable "
-            "(lme4: number of observations <= number of random effects); give more rows "
-            "per group or fewer random effects"
-        )
-    problem = fit_problem(data)
-    if problem:
-        raise UserError(f"{path}: {problem}")
-    return data
 
 
 def fit_csv(

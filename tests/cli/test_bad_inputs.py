@@ -123,6 +123,15 @@ def fit_csv(name: str, text: str | bytes, *more: str) -> Call:
     return {"argv": ["fit", name, *FIT, *more], "files": {name: text}}
 
 
+#: the formula of the `study design` cases
+PILOT = "resp ~ dose + (1 | school)"
+
+
+def design_csv(name: str, text: str | bytes, *more: str) -> Call:
+    """``study design NAME "resp ~ dose + (1 | school)" -o p.toml`` on ``text``."""
+    return {"argv": ["design", name, PILOT, "-o", "p.toml", *more], "files": {name: text}}
+
+
 def _with_row(i: int, row: tuple[object, ...]) -> list[tuple[object, ...]]:
     rows: list[tuple[object, ...]] = list(GOOD_ROWS)
     rows[i] = row
@@ -1040,6 +1049,51 @@ CASES: list[Case] = [
         argv=["fit", "data.csv", "--y", "resp", "--x", "dose"],
         files={"data.csv": GOOD_CSV},
         pattern=allof("--group", r"required|give"),
+    ),
+    # ---- pilot CSV for `study design` (refused as `study fit` refuses it)
+    Case(
+        "pilot-file-missing",
+        "csv",
+        argv=["design", "nope.csv", PILOT, "-o", "p.toml"],
+        pattern=allof(r"nope\.csv", r"not found", r"give"),
+    ),
+    Case(
+        "pilot-semicolons",
+        "csv",
+        **design_csv("semi.csv", csv_text(GOOD_ROWS, sep=";")),
+        pattern=allof(r"semi\.csv", r"semicolons", r"comma-separated"),
+    ),
+    Case(
+        "pilot-constant-predictor",
+        "csv",
+        **design_csv("const.csv", csv_text([(r, 2.0, s) for r, _, s in GOOD_ROWS])),
+        pattern=allof(r"const\.csv", r"\bdose\b", r"constant", r"drop"),
+    ),
+    Case(
+        "pilot-formula-missing-column",
+        "csv",
+        argv=["design", "data.csv", "resp ~ dosage + (1 | school)", "-o", "p.toml"],
+        files={"data.csv": GOOD_CSV},
+        pattern=allof(r"\bdosage\b", r"not in the data", r"\bdose\b"),
+    ),
+    Case(
+        "pilot-one-group",
+        "cli",
+        **design_csv("data.csv", GOOD_CSV, "--groups", "1"),
+        pattern=allof("--groups 1", r">= 2", r"groups"),
+    ),
+    Case(
+        "pilot-group-size-zero",
+        "cli",
+        **design_csv("data.csv", GOOD_CSV, "--group-size", "0"),
+        pattern=allof("--group-size 0", r">= 2"),
+    ),
+    Case(
+        "pilot-out-exists",
+        "cli",
+        argv=["design", "data.csv", PILOT, "-o", "p.toml"],
+        files={"data.csv": GOOD_CSV, "p.toml": "# mine\n"},
+        pattern=allof(r"p\.toml", "exists", "--overwrite"),
     ),
     # ---- damaged stores
     Case(
