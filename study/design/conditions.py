@@ -71,7 +71,9 @@ def design_table(design: DesignConfig) -> dict[str, Any]:
     """Every generator setting of ``design`` as plain values (:meth:`DesignConfig.table`:
     a setting added later is left out while at its default, so designs made before it
     existed keep their ids)."""
-    return json.loads(json.dumps(design.table()))
+    table = json.loads(json.dumps(design.table()))
+    table.pop("predictors_from", None)  # a pilot file counts by its content (sha256)
+    return table
 
 
 def _hash(table: Mapping[str, Any]) -> str:
@@ -139,7 +141,7 @@ def _label(factors: Mapping[str, Any]) -> str:
 
 
 def _design(base: DesignConfig, factors: Mapping[str, Any], label: str) -> DesignConfig:
-    table = design_table(base)
+    table = json.loads(json.dumps(base.table()))
     try:
         for key, value in factors.items():
             _set(table, key, value, f"conditions.{key}")
@@ -245,9 +247,10 @@ def expand(base: DesignConfig, spec: Mapping[str, Any]) -> tuple[Condition, ...]
     names = [_label(f) for f in crossed] + [
         given or _label(f) for given, f in zip(labels, chosen[len(crossed) :], strict=True)
     ]
-    if len(set(names)) != len(names):
-        twice = next(n for n in names if names.count(n) > 1)
-        raise fail("conditions.add", twice, "labels must be distinct")
+    given = {n for n in labels if n}
+    twice = [n for n in names if names.count(n) > 1 and n in given]
+    if twice:  # (conditions that share a generated label are the same design: below)
+        raise fail("conditions.add", twice[0], "labels must be distinct")
     out = [Condition(n, f, _design(base, f, n)) for n, f in zip(names, chosen, strict=True)]
     seen: dict[str, str] = {}
     for c in out:

@@ -28,7 +28,7 @@ from models.validate import OptionError, check_keys, fail
 from study.design.conditions import Condition
 from study.design.sbc import TABLE as SBC_TABLE
 from study.design.sbc import SbcSettings
-from study.design.spec import DesignConfig, PredictorSpec
+from study.design.spec import PILOT, DesignConfig, PredictorSpec
 from study.design.study_config import MAX_REPLICATES, StudyConfig
 from study.errors import ConfigError
 
@@ -163,7 +163,11 @@ def _engines(
 
 
 def config_from_dict(
-    raw: Mapping[str, Any], *, default_name: str, registry: Registry | None = None
+    raw: Mapping[str, Any],
+    *,
+    default_name: str,
+    registry: Registry | None = None,
+    base: Path | None = None,
 ) -> StudyConfig:
     """Build a validated :class:`StudyConfig` from a parsed TOML table (engines from
     ``registry``, default: the installed ones).
@@ -179,6 +183,7 @@ def config_from_dict(
         check_keys(raw, _TOP_KEYS, "")
         design_raw = _table("design", raw.pop("design", {}))
         check_keys(design_raw, _DESIGN_KEYS, "design")
+        _pilot_paths(design_raw, base)
         registry = registry or default_registry()
         engines, options, structures = _engines(raw.pop("engines", {}), registry)
         conditions = _table("conditions", raw.pop("conditions", {}))
@@ -202,6 +207,23 @@ def config_from_dict(
         )
     except OptionError as err:
         raise ConfigError(str(err)) from err
+
+
+def _pilot_paths(design: dict[str, Any], base: Path | None) -> None:
+    """``predictors_from`` made absolute (relative to the config's folder, ``base``; the
+    working directory for a preset or a text), and the pilot's own groups and rows
+    where ``groups`` / ``group_size`` are not given."""
+    path = design.get("predictors_from")
+    if not path:
+        return
+    if not isinstance(path, str):
+        raise fail("design.predictors_from", path, "must be the path of a CSV file")
+    full = Path(path).expanduser()
+    if not full.is_absolute():
+        full = (base or Path.cwd()) / full
+    design["predictors_from"] = str(full.resolve())
+    design.setdefault("groups", PILOT)
+    design.setdefault("group_size", PILOT)
 
 
 def with_registry(config: StudyConfig, registry: Registry) -> StudyConfig:
@@ -233,11 +255,19 @@ def load_config(spec: str | Path, registry: Registry | None = None) -> StudyConf
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config {name!r} cannot be read ({err}); check the file") from err
         default_name = path.stem
-    return config_from_text(text, default_name=default_name, label=name, registry=registry)
+    base = None if name in PRESETS else Path(spec).parent
+    return config_from_text(
+        text, default_name=default_name, label=name, registry=registry, base=base
+    )
 
 
 def config_from_text(
-    text: str, *, default_name: str, label: str, registry: Registry | None = None
+    text: str,
+    *,
+    default_name: str,
+    label: str,
+    registry: Registry | None = None,
+    base: Path | None = None,
 ) -> StudyConfig:
     """Parse and validate TOML ``text`` (``label`` names it in errors)."""
     try:
@@ -250,4 +280,4 @@ def config_from_text(
             f"config {label!r} is empty (no settings); write the study's settings into it "
             f"(README: the configuration file) or give a preset: {', '.join(PRESETS)}"
         )
-    return config_from_dict(raw, default_name=default_name, registry=registry)
+    return config_from_dict(raw, default_name=default_name, registry=registry, base=base)

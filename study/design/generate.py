@@ -22,6 +22,7 @@ from study.design.gls import gls_cov
 from study.design.predictors import draw as draw_predictors
 from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
 from study.design.sizes import GroupSizes
+from study.design.spec import PILOT
 from study.design.terms import default_fixed, fixed_columns
 
 if TYPE_CHECKING:
@@ -86,16 +87,26 @@ class Design:
         #: the id of its X: the key of the design stream
         self.x_id = x_id(config)
         rng = design_rng(self.root_seed, self.x_id)
-        if isinstance(config.group_size, GroupSizes):
-            sizes = config.group_size.draw(rng, config.groups)
+        pilot = config.pilot
+        if pilot is not None:  # the pilot's own groups and rows, or resampled from them
+            own_groups = config.groups == pilot.n_groups
+            size = None if config.group_size == PILOT else config.group_size
+            assert not isinstance(size, GroupSizes)  # refused with predictors_from
+            frame, subject_group = pilot.draw(rng, None if own_groups else config.groups, size)
+            sizes = np.bincount(subject_group, minlength=config.groups)
         else:
-            sizes = config.sizes
+            if isinstance(config.group_size, GroupSizes):
+                sizes = config.group_size.draw(rng, config.groups)
+            else:
+                sizes = config.sizes
+            subject_group = np.repeat(np.arange(config.groups), sizes)
+            frame = draw_predictors(config.variables, rng, subject_group, config.groups)
         #: subjects per group
         self.sizes = sizes
-        subject_group = np.repeat(np.arange(config.groups), sizes)
-        frame = draw_predictors(config.variables, rng, subject_group, config.groups)
-        if config.tables or config.fixed:
-            names = tuple(v.name for v in config.variables)
+        if config.tables or config.fixed or pilot is not None:
+            names = (
+                pilot.predictors if pilot is not None else tuple(v.name for v in config.variables)
+            )
             rhs = config.fixed or default_fixed(names)
             _, subjects = fixed_columns(rhs, frame, names)
         else:

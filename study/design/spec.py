@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -26,10 +27,12 @@ from models.validate import (
 )
 from study.design.distributions import Shape
 from study.design.noise import Missing, Residuals
+from study.design.pilot import Pilot
 from study.design.predictors import Predictor, check_set, example_frame
 from study.design.random_part import bar_structure, correlation, random_effects
 from study.design.sizes import GroupSizes
 from study.design.terms import beta_values, default_fixed, fixed_columns
+from study.errors import UserError
 
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
 #: the most rows one replicate's data may have (groups x group_size x repeats): a
@@ -145,23 +148,35 @@ class DesignConfig:
     random_effects: Shape = field(default_factory=Shape, metadata=OMIT_DEFAULT)
     residuals: Residuals = field(default_factory=Residuals, metadata=OMIT_DEFAULT)
     missing: Missing | None = field(default=None, metadata=OMIT_DEFAULT)
+    #: a pilot CSV whose predictor values X is drawn from (:mod:`study.design.pilot`),
+    #: its sha256 (checked when given) and its grouping column
+    predictors_from: str = field(default="", metadata=OMIT_DEFAULT)
+    predictors_sha256: str = field(default="", metadata=OMIT_DEFAULT)
+    group: str = field(default="", metadata=OMIT_DEFAULT)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        pilot = self._pilot()
+        if pilot is not None and self.groups == PILOT:
+            set_(self, "groups", pilot.n_groups)
         groups = integer("design.groups", self.groups, low=2)
-        set_(self, "group_size", _group_size(self.group_size, groups))
+        if not (pilot is not None and self.group_size == PILOT):
+            set_(self, "group_size", _group_size(self.group_size, groups))
         if isinstance(self.predictor, Mapping):
             check_keys(self.predictor, PREDICTOR_KEYS, "design.predictor")
             set_(self, "predictor", PredictorSpec(**self.predictor))
         if not isinstance(self.predictor, PredictorSpec):
             raise fail("design.predictor", self.predictor, "must be a table")
-        variables = self._read_predictors()
-        names = tuple(v.name for v in variables)
-        frame = example_frame(variables)
+        if pilot is None:
+            variables = self._read_predictors()
+            names = tuple(v.name for v in variables)
+            frame = example_frame(variables)
+        else:
+            variables, names, frame = (), pilot.predictors, pilot.frame
         set_(self, "_variables", variables)
         if not isinstance(self.fixed, str):
             raise fail("design.fixed", self.fixed, 'must be a formula, e.g. "treat * age"')
-        if self.fixed or self.tables:
+        if self.fixed or self.tables or pilot is not None:
             fixed, _ = fixed_columns(self.fixed or default_fixed(names), frame, names)
         else:  # predictors = [names]: X is the intercept and their values
             fixed = (INTERCEPT, *names)
@@ -204,6 +219,63 @@ class DesignConfig:
         if self.missing is not None:
             set_(self, "missing", Missing.from_table(self.missing))
             self.missing.check(fixed[1:])
+
+    def _pilot(self) -> Pilot | None:
+        """The pilot data X is drawn from (``predictors_from``), loaded and checked as
+        ``study fit`` checks a CSV; None without one."""
+        set_ = object.__setattr__
+        set_(self, "_pilot_data", None)
+        if not self.predictors_from:
+            for key in ("predictors_sha256", "group"):
+                if getattr(self, key):
+                    raise fail(f"design.{key}", getattr(self, key), "needs predictors_from")
+            return None
+        key = "design.predictors_from"
+        if not isinstance(self.predictors_from, str):
+            raise fail(key, self.predictors_from, "must be the path of a CSV file")
+        if self.predictors != ("X",) or self.predictor != PredictorSpec():
+            raise fail(key, self.predictors_from, "replaces predictors: drop predictors there")
+        # the random part names the grouping column (once read, ``group`` holds it)
+        if isinstance(self.random, str):
+            bars = self.random
+        elif self.group:
+            bars = f"(1 | {self.group})"
+        else:
+            bars = ""
+        if not isinstance(self.fixed, str) or not self.fixed or not bars:
+            raise fail(
+                key,
+                self.predictors_from,
+                'needs fixed and random as formulas over its columns, e.g. fixed = "Days", '
+                'random = "(Days | Subject)"',
+            )
+        try:
+            pilot = Pilot.load(Path(self.predictors_from), f"{self.fixed} + {bars}")
+        except UserError as err:
+            raise fail(key, self.predictors_from, str(err)) from None
+        if self.predictors_sha256 and self.predictors_sha256 != pilot.sha256:
+            raise fail(
+                key,
+                self.predictors_from,
+                f"has changed since the configuration was written (sha256 {pilot.sha256[:12]}..., "
+                f"not {self.predictors_sha256[:12]}...); restore the file or drop "
+                "predictors_sha256 to use it as it is now",
+            )
+        if self.group and self.group != pilot.group_column:
+            raise fail(
+                "design.group",
+                self.group,
+                f"must be the grouping column of random ({pilot.group_column})",
+            )
+        set_(self, "predictors_sha256", pilot.sha256)
+        set_(self, "group", pilot.group_column)
+        set_(self, "_pilot_data", pilot)
+        return pilot
+
+    @property
+    def pilot(self) -> Pilot | None:
+        """The pilot data of ``predictors_from`` (None without)."""
+        return cast("Pilot | None", self.__dict__.get("_pilot_data"))
 
     def _read_predictors(self) -> tuple[Predictor, ...]:
         """The predictors as :class:`Predictor` records (``predictors`` validated)."""
@@ -361,13 +433,13 @@ class DesignConfig:
 
     @property
     def random_sizes(self) -> bool:
-        """Whether the group sizes are drawn (once per design)."""
-        return isinstance(self.group_size, GroupSizes)
+        """Whether the group sizes are drawn (once per design) or the pilot's."""
+        return isinstance(self.group_size, GroupSizes) or self.group_size == PILOT
 
     @property
     def sizes(self) -> np.ndarray:
         """Subjects per group, shape (K,) (drawn sizes: :attr:`Design.sizes`)."""
-        if isinstance(self.group_size, GroupSizes):
+        if isinstance(self.group_size, GroupSizes) or self.group_size == PILOT:
             raise ValueError("the group sizes are drawn: Design(config, seed).sizes has them")
         if isinstance(self.group_size, tuple):
             return np.array(self.group_size, dtype=np.int64)
@@ -378,6 +450,9 @@ class DesignConfig:
         """The subjects a design has (at most, when the sizes are drawn)."""
         if isinstance(self.group_size, GroupSizes):
             return self.groups * self.group_size.bound
+        if self.group_size == PILOT:
+            assert self.pilot is not None
+            return self.groups * int(self.pilot.sizes.max())
         if isinstance(self.group_size, tuple):
             return sum(self.group_size)  # Python ints: no overflow before the check
         return self.groups * self.group_size
@@ -421,6 +496,8 @@ class DesignConfig:
                 continue
             if f.name == "predictor" and self.tables:
                 continue
+            if f.name in ("predictors", "predictor") and self.predictors_from:
+                continue
             out[f.name] = _plain(value)
         return out
 
@@ -438,8 +515,11 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     return f.default
 
 
-#: the design keys that define X (the seed policy: docs/architecture.md)
-X_KEYS = ("groups", "group_size", "repeats", "predictors", "predictor")
+#: the design keys that define X (the seed policy: docs/architecture.md); a pilot file
+#: by its content (its sha256), not its path
+X_KEYS = ("groups", "group_size", "repeats", "predictors", "predictor", "predictors_sha256")
+#: ``groups`` / ``group_size`` with ``predictors_from``: the pilot's own groups / rows
+PILOT = "pilot"
 
 
 def _plain(value: Any) -> Any:

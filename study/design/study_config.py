@@ -236,6 +236,7 @@ class StudyConfig:
                 table.pop(f.name, None)
         for key, settings in self.kind_settings.items():
             table[key] = settings.table(hashed=True)
+        table["design"].pop("predictors_from", None)  # a pilot file: by its sha256
         table["generator"] = GENERATOR_VERSION
         return table
 

@@ -488,6 +488,19 @@ CASES: list[Case] = [
         pattern=allof(r"design\.residuals\.by", "'Z'", "fixed effect"),
     ),
     Case(
+        "config-pilot-csv-study-fit-refuses",
+        "config",
+        argv=["run", "c.toml", "--workers", "1"],
+        files={
+            "c.toml": toml(
+                design='predictors_from = "p.csv"\nfixed = "Days"\nrandom = "(1 | Subject)"\n'
+                "re_sd = [1.0]\nbeta = [0.0, 1.0]\n"
+            ).replace("groups = 6\ngroup_size = 5\n", ""),
+            "p.csv": "Days,Subject\n0,a\n1,a\n2,a\n3,a\n",
+        },
+        pattern=allof(r"design\.predictors_from", "p.csv", "group"),
+    ),
+    Case(
         "config-condition-key-inside-a-list",
         "config",
         **run_config(toml(extra='[conditions]\n"beta.X" = [1.0, 2.0]\n')),

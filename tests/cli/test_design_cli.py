@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import DATA, one_line_error
 
@@ -171,3 +172,64 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert err.startswith("study: error: ") and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert Path("good.csv").read_bytes() == SLEEP.read_bytes()
+
+
+def test_the_written_config_runs_from_the_pilots_own_values(written, tmp_path, monkeypatch):
+    """The config of sleepstudy runs from another working directory (the CSV is found
+    relative to the config), its X holds only the pilot's Days values, 40 groups of 20
+    rows, the truth is the GLS truth of that X, and a changed CSV is refused."""
+    from study.design.config import load_config
+    from study.design.generate import Design
+    from study.design.truth import compute_truth
+    from study.run.results import open_results
+
+    out, text, _ = written
+    monkeypatch.chdir(tmp_path)
+    config = load_config(out)
+    design = Design.from_study(config)
+    assert design.X.shape == (800, 2) and set(design.X[:, 1]) <= set(range(10))
+    assert (design.sizes == 20).all()
+    # each group holds its pilot group's days 0..9 twice (whole copies)
+    assert (np.bincount(design.X[:20, 1].astype(int)) == 2).all()
+    truth = compute_truth(design)
+    assert truth.value[1] == pytest.approx(10.467, abs=1e-3)  # the REML fit's slope
+    (tmp_path / "run.toml").write_text(text.replace("replicates = 1000", "replicates = 2"))
+    # the copy sits in another folder: its relative path no longer finds the CSV
+    assert main(["run", str(tmp_path / "run.toml"), "--workers", "1"]) == 2
+    small = out.parent / "small.toml"
+    small.write_text(text.replace("replicates = 1000", "replicates = 2"))
+    assert main(["run", str(small), "--out", str(tmp_path / "R"), "--workers", "1"]) == 0
+    ds = open_results(tmp_path / "R")
+    assert int(ds["nobs"].min()) == 800 and bool(ds["converged"].all())
+    # the hash counts the file's content, not where it is: a moved copy is the same study
+    moved = tmp_path / "elsewhere" / "sleepstudy.csv"
+    moved.parent.mkdir()
+    moved.write_bytes(SLEEP.read_bytes())
+    there = tmp_path / "elsewhere" / "c.toml"
+    there.write_text(
+        text.replace(
+            'predictors_from = "../data/sleepstudy.csv"', 'predictors_from = "sleepstudy.csv"'
+        )
+    )
+    assert load_config(there).hash() == config.hash()
+    moved.write_bytes(SLEEP.read_bytes() + b"\n")
+    assert load_config(there).hash() != config.hash()  # another file, another study
+
+
+def test_a_pilot_that_changed_since_the_run_is_refused(written, tmp_path):
+    from study.design.config import load_config
+    from study.errors import ConfigError
+
+    out, _, _ = written
+    csv = tmp_path / "p.csv"
+    csv.write_bytes(SLEEP.read_bytes())
+    stored = (
+        load_config(out)
+        .to_toml()
+        .replace(str((out.parent / "../data/sleepstudy.csv").resolve()), str(csv))
+    )
+    (tmp_path / "stored.toml").write_text(stored)
+    assert load_config(tmp_path / "stored.toml").design.predictors_sha256
+    csv.write_bytes(SLEEP.read_bytes().replace(b"249.56", b"249.57"))
+    with pytest.raises(ConfigError, match="has changed since the configuration was written"):
+        load_config(tmp_path / "stored.toml")
