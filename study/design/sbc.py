@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from models.registry import options_table
 from models.validate import OptionError, fail, integer, number
+from study.design.distributions import Shape
+from study.design.noise import Residuals
 from study.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -89,6 +91,20 @@ class SbcSettings:
                 self.prior_from,
                 f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
             )
+        for c in config.conditions:
+            for key, value, default in (
+                ("random_effects", c.design.random_effects, Shape()),
+                ("residuals", c.design.residuals, Residuals()),
+                ("missing", c.design.missing, None),
+            ):
+                if value != default:
+                    raise fail(
+                        f"design.{key}",
+                        "(a table)",
+                        "simulation-based calibration simulates from the model's own "
+                        "likelihood (normal u and e, every outcome); drop it, or study the "
+                        "violation with study run",
+                    )
         for e in config.engines:
             if config.structure_of(e) != config.design.structure:
                 key = "random" if "random" in config.engine_structures[e] else "correlated"

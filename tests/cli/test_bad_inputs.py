@@ -501,6 +501,18 @@ CASES: list[Case] = [
         pattern=allof(r"design\.predictors_from", "p.csv", "group"),
     ),
     Case(
+        "config-sbc-of-a-violated-model",
+        "config",
+        argv=["sbc", "c.toml", "--workers", "1"],
+        files={
+            "c.toml": toml(
+                engines='[engines]\nrun = ["bayes"]\n',
+                extra="[design.residuals]\ndistribution = 't'\ndf = 5.0\n",
+            ).replace("[engines]", "[design.random_effects]\ndistribution = 'laplace'\n\n[engines]")
+        },
+        pattern=allof(r"design\.random_effects", "simulation-based calibration", "study run"),
+    ),
+    Case(
         "config-condition-key-inside-a-list",
         "config",
         **run_config(toml(extra='[conditions]\n"beta.X" = [1.0, 2.0]\n')),
