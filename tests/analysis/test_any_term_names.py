@@ -89,6 +89,7 @@ def test_study_plot_draws_the_grid_figures_of_treat(treat_run, tmp_path, capsys)
         "grid-lines-coverage",
         "grid-lines-modse_truese",
         "grid-lines-bias",
+        "grid-lines-rejection",
         "grid-heatmap-coverage",
         "grid-heatmap-modse_truese",
     }

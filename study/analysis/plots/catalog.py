@@ -106,7 +106,8 @@ def _grid(inp: PlotInput) -> Built:
     if len(inp.conditions) < 2:
         inp.skipped.append("grid: the run has one condition")
         return
-    for measure in ("coverage", "modse_truese", "bias"):
+    # rejection: type I error where the effect is 0, power elsewhere (a cluster trial)
+    for measure in ("coverage", "modse_truese", "bias", "rejection"):
         yield f"grid-lines-{measure}", grid.grid_lines(inp.summary, measure)
     for measure in ("coverage", "modse_truese"):
         yield f"grid-heatmap-{measure}", grid.grid_heatmap(inp.summary, measure)

@@ -98,14 +98,21 @@ def grid_lines(
     matplotlib.figure.Figure
         The measure (+-1.96 MCSE; a share, e.g. coverage, with its 95% Wilson interval,
         inside [0, 1]) against the first factor(s), in lexicographic order;
-        with two or more factors a panel per level of the last.  A reference line where
+        with two or more factors the one with the most levels along x and a panel per
+        combination of the others.  A reference line where
         one applies (coverage: nominal level, with each condition's Monte Carlo band;
         SE ratios: 1; bias and % errors: 0).
     """
     value, _, factors, keys, term = _grid(summary, measure, term)
+    if len(factors) > 1:  # along x the factor with the most levels; the others facet
+        counts = [len({k[j] for k in keys}) for j in range(len(factors))]
+        xi = counts.index(max(counts))
+        order = [xi, *(j for j in range(len(factors)) if j != xi)]
+        factors = [factors[j] for j in order]
+        keys = [tuple(k[j] for j in order) for k in keys]
     bounds = [b.sel(term=term).transpose("condition", ...) for b in interval_of(summary, measure)]
     engines, n = engines_of(summary), summary.sizes["condition"]
-    nx = max(len(factors) - 1, 1)  # factors (or positions) along x; the last one facets
+    nx = 1  # the factor (or positions) along x
     xkeys, fkeys = [k[:nx] for k in keys], [k[nx:] for k in keys]
     xs, fs = sorted(set(xkeys)), sorted(set(fkeys))
     ncols = min(len(fs), 4)
@@ -139,9 +146,11 @@ def grid_lines(
         ax.set_xlabel(" / ".join(factors[:nx]) or "condition")
         ax.grid(axis="y", alpha=0.3)
         if len(factors) > 1:
-            ax.set_title(f"{factors[-1]} = {_show(fv[0])}", fontsize=10)
+            title = "\n".join(f"{f} = {_show(v)}" for f, v in zip(factors[1:], fv, strict=True))
+            ax.set_title(title, fontsize=10)
+    ylabel = label_of(summary, measure)
     for ax in axes[:, 0]:
-        ax.set_ylabel(label_of(summary, measure))
+        ax.set_ylabel(ylabel if len(ylabel) <= 40 else ylabel.split(" (")[0])
     for ax in axes.flat[len(fs) :]:
         ax.set_visible(False)
     suptitle(

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 #: each engine's colour, the same in every figure (Okabe-Ito, colour-blind safe)
 ENGINE_COLORS: dict[str, str] = {"reml": "#0072B2", "bayes": "#D55E00"}
-_EXTRA = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+_EXTRA = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C6D1F", "#999999")
 #: what marks the truth or a nominal value
 TRUTH_COLOR = "#444444"
 #: default width of a figure, inches
