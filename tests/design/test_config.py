@@ -110,7 +110,8 @@ def test_validation_errors(text, pattern, write_config, capsys):
 def test_missing_config_file(capsys, tmp_path):
     assert main(["truth", str(tmp_path / "none.toml")]) == 2
     err = capsys.readouterr().err
-    assert "no such file and not a preset" in err and "default, cluster-trial" in err and "seed" in err
+    assert "no such file and not a preset" in err
+    assert "default, cluster-trial" in err and "seed" in err
 
 
 def test_cli_exit_code_in_subprocess(write_config):
