@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -236,19 +237,11 @@ def parse(formula: str) -> Formula:
         factors += [f for t in terms for f in t.factors]
     variables, categorical = [], []
     for factor in factors:
-        expr, method = str(factor.expr), str(factor.eval_method.value)
-        if method == "literal":
-            continue
-        match = _CATEGORICAL.fullmatch(expr)
-        if method == "python" and not (match and _NAME.fullmatch(match[1].strip())):
-            raise FormulaError(
-                f"formula {text!r}: {expr!r}: function calls are not supported except C(column) "
-                "(categorical); transform the column in the data instead"
-            )
-        name = match[1].strip().strip("`") if method == "python" and match else expr
-        variables.append(name)
-        if method == "python":
-            categorical.append(name)
+        found = _variable(factor, f"formula {text!r}")
+        if found is not None:
+            variables.append(found[0])
+            if found[1]:
+                categorical.append(found[0])
     correlated = len(bars) == 1 and bars[0][2]
     random = tuple(b[1] for b in bars)
     unique = (tuple(dict.fromkeys(v)) for v in (variables, categorical))
@@ -440,20 +433,25 @@ def rhs_variables(rhs: str) -> tuple[str, ...]:
     text = " ".join(str(rhs).split()) or "1"
     if "|" in text or "~" in text:
         raise FormulaError(f"{text!r}: write the fixed part only (no ~, no random terms)")
-    out = []
-    for term in _terms(text, text):
-        for factor in term.factors:
-            expr, method = str(factor.expr), str(factor.eval_method.value)
-            if method == "literal":
-                continue
-            match = _CATEGORICAL.fullmatch(expr)
-            if method == "python" and not (match and _NAME.fullmatch(match[1].strip())):
-                raise FormulaError(
-                    f"{text!r}: {expr!r}: function calls are not supported; write names, "
-                    "x1:x2 and x1*x2"
-                )
-            out.append(match[1].strip().strip("`") if match else expr)
-    return tuple(dict.fromkeys(out))
+    found = (_variable(f, repr(text)) for t in _terms(text, text) for f in t.factors)
+    return tuple(dict.fromkeys(v[0] for v in found if v is not None))
+
+
+def _variable(factor: Any, where: str) -> tuple[str, bool] | None:
+    """The data column of a term's factor and whether it is ``C(x)`` (categorical);
+    None for a literal (the intercept); :class:`FormulaError` for any other call."""
+    expr, method = str(factor.expr), str(factor.eval_method.value)
+    if method == "literal":
+        return None
+    match = _CATEGORICAL.fullmatch(expr)
+    if method == "python" and not (match and _NAME.fullmatch(match[1].strip())):
+        raise FormulaError(
+            f"{where}: {expr!r}: function calls are not supported except C(column) "
+            "(categorical); transform the column in the data instead"
+        )
+    if method == "python" and match:
+        return match[1].strip().strip("`"), True
+    return expr, False
 
 
 def design_matrix(rhs: str, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:

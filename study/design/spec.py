@@ -152,7 +152,7 @@ class DesignConfig:
     #: its sha256 (checked when given) and its grouping column
     predictors_from: str = field(default="", metadata=OMIT_DEFAULT)
     predictors_sha256: str = field(default="", metadata=OMIT_DEFAULT)
-    group: str = field(default="", metadata=OMIT_DEFAULT)
+    group_column: str = field(default="", metadata=OMIT_DEFAULT)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -226,7 +226,7 @@ class DesignConfig:
         set_ = object.__setattr__
         set_(self, "_pilot_data", None)
         if not self.predictors_from:
-            for key in ("predictors_sha256", "group"):
+            for key in ("predictors_sha256", "group_column"):
                 if getattr(self, key):
                     raise fail(f"design.{key}", getattr(self, key), "needs predictors_from")
             return None
@@ -235,11 +235,11 @@ class DesignConfig:
             raise fail(key, self.predictors_from, "must be the path of a CSV file")
         if self.predictors != ("X",) or self.predictor != PredictorSpec():
             raise fail(key, self.predictors_from, "replaces predictors: drop predictors there")
-        # the random part names the grouping column (once read, ``group`` holds it)
+        # the random part names the grouping column (once read, ``group_column`` holds it)
         if isinstance(self.random, str):
             bars = self.random
-        elif self.group:
-            bars = f"(1 | {self.group})"
+        elif self.group_column:
+            bars = f"(1 | {self.group_column})"
         else:
             bars = ""
         if not isinstance(self.fixed, str) or not self.fixed or not bars:
@@ -261,14 +261,14 @@ class DesignConfig:
                 f"not {self.predictors_sha256[:12]}...); restore the file or drop "
                 "predictors_sha256 to use it as it is now",
             )
-        if self.group and self.group != pilot.group_column:
+        if self.group_column and self.group_column != pilot.group_column:
             raise fail(
-                "design.group",
-                self.group,
+                "design.group_column",
+                self.group_column,
                 f"must be the grouping column of random ({pilot.group_column})",
             )
         set_(self, "predictors_sha256", pilot.sha256)
-        set_(self, "group", pilot.group_column)
+        set_(self, "group_column", pilot.group_column)
         set_(self, "_pilot_data", pilot)
         return pilot
 

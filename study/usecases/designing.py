@@ -10,7 +10,7 @@ The configuration (TOML, comments naming the source on top)::
     seed = ...                        # from the file's sha256: the same file, the same seed
     [design]
     predictors_from = "sleepstudy.csv"   # relative to the config's folder (or absolute)
-    group = "Subject"                 # the pilot's grouping column (the bars name it too)
+    group_column = "Subject"          # the pilot's grouping column (the bars name it too)
     fixed = "Days"                    # the formula's fixed part (right-hand side)
     random = "(Days | Subject)"       # the formula's random part
     re_sd = [...]                     # SDs of the random effects, in the order of `random`
@@ -137,7 +137,7 @@ def design_from_pilot(
     study_name = name or (target.stem if target is not None else Path(csv).stem)
     design: dict[str, Any] = {
         "predictors_from": _relative(Path(csv), where),
-        "group": pilot.group_column,
+        "group_column": pilot.group_column,
         "fixed": pilot.formula.fixed,
         "random": _random_part(pilot),
         "beta": {n: float(b) for n, b in zip(structure.fixed, beta, strict=True)},

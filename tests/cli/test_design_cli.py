@@ -78,7 +78,7 @@ def test_the_config_names_its_source_and_holds_every_key(written):
     assert (out.parent / design["predictors_from"]).resolve() == (
         out.parent.parent / "data" / "sleepstudy.csv"
     )
-    assert design["group"] == "Subject" and design["fixed"] == "Days"
+    assert design["group_column"] == "Subject" and design["fixed"] == "Days"
     assert design["random"] == "(Days | Subject)"
     assert (design["groups"], design["group_size"]) == (40, 20)
     assert table["name"] == "pilot" and table["replicates"] == 1000
@@ -94,7 +94,7 @@ def test_the_config_names_its_source_and_holds_every_key(written):
     # what the design will do with it: the pilot, found relative to the config
     rhs = f"{design['fixed']} + {design['random']}"
     pilot = Pilot.load(out.parent / design["predictors_from"], rhs)
-    assert pilot.sha256 == sha and pilot.group_column == design["group"]
+    assert pilot.sha256 == sha and pilot.group_column == design["group_column"]
 
 
 def test_without_out_the_config_is_printed_and_nothing_is_written(tmp_path, monkeypatch, capsys):
