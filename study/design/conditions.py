@@ -208,6 +208,7 @@ def expand(base: DesignConfig, spec: Mapping[str, Any]) -> tuple[Condition, ...]
             )
     exclude = spec.pop("exclude", [])
     add = spec.pop("add", [])
+    add = list(add) if isinstance(add, list) else add  # (its entries lose their labels below)
     _check_factors(spec, "conditions")
     for key, levels in spec.items():
         if not isinstance(levels, list) or not levels:

@@ -297,3 +297,17 @@ def test_run_batch_takes_pairs_of_any_condition():
     pairs = [(grid.conditions[2].id, 1), (grid.conditions[0].id, 0)]
     piece = run_batch(grid, pairs).piece
     assert sorted(piece.pairs()) == sorted(pairs)
+
+
+def test_labels_of_added_conditions_name_them_and_survive_a_round_trip():
+    """An ``add`` entry's label names its condition, is kept in the written TOML (the
+    entries were once stripped of it in place) and is not in the hash (a name only)."""
+    from study.design.config import config_from_text, load_config
+
+    config = load_config("robustness")
+    assert [c.label for c in config.conditions][:3] == ["normal", "skewed u", "bimodal u"]
+    again = config_from_text(config.to_toml(), default_name="r", label="r")
+    assert [c.label for c in again.conditions] == [c.label for c in config.conditions]
+    assert again.hash() == config.hash()
+    renamed = config.to_toml().replace('"skewed u"', '"chi-square u"')
+    assert config_from_text(renamed, default_name="r", label="r").hash() == config.hash()

@@ -55,7 +55,8 @@ def _grid(
     summary: xr.Dataset, measure: str, term: str | None
 ) -> tuple[Any, Any, list[str], Any, str]:
     """``value``, ``mcse`` of ``term`` over (condition, engine), the factors that vary
-    (none if they do not tell the conditions apart) and each condition's factor keys
+    (none if they do not tell the conditions apart or do not cross into the conditions,
+    as a list of ``add`` entries: then the conditions side by side) and each condition's factor keys
     (its position when there are no factors), and the term (``None``: the focal term);
     refuses a single condition."""
     n = summary.sizes.get("condition", 1)
@@ -72,7 +73,8 @@ def _grid(
     names = [f for f in names if f in summary.coords and f not in ("condition", "condition_id")]
     factors = [f for f in names if len({_key(v) for v in summary[f].values}) > 1]
     keys = [tuple(_key(summary[f].values[i]) for f in factors) for i in range(n)]
-    if len(set(keys)) < n:
+    levels = [len({k[j] for k in keys}) for j in range(len(factors))]
+    if len(set(keys)) < n or math.prod(levels) != n:  # not a full crossing: one axis
         factors, keys = [], [((0, (float(i),), ""),) for i in range(n)]
     return value, mcse, factors, keys, term
 
