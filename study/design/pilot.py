@@ -25,11 +25,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.formula import Formula, model_frame, parse
+from models.validate import fail
 from study.design.datafile import formula_data, read_csv
 from study.errors import UserError
 
@@ -285,3 +287,31 @@ def _own_words(message: str, full: str, text: str, given: bool) -> str:
         .replace(f"'{response}', ", "")
         .replace(f", '{response}'", "")
     )
+
+
+def load_checked(path: str, rhs: str, design: Any) -> Pilot:
+    """The pilot of a design's ``predictors_from`` (``rhs``: its fixed part and bars),
+    checked against what the design says of it: the file's ``predictors_sha256`` when
+    given (a file changed since the configuration was written is refused) and its
+    ``group_column``.  :class:`OptionError` (one line, naming the key) otherwise."""
+    key = "design.predictors_from"
+    try:
+        pilot = Pilot.load(Path(path), rhs)
+    except UserError as err:
+        raise fail(key, path, str(err)) from None
+    sha = design.predictors_sha256
+    if sha and sha != pilot.sha256:
+        raise fail(
+            key,
+            path,
+            f"has changed since the configuration was written (sha256 {pilot.sha256[:12]}..., "
+            f"not {sha[:12]}...); restore the file or drop predictors_sha256 to use it as "
+            "it is now",
+        )
+    if design.group_column and design.group_column != pilot.group_column:
+        raise fail(
+            "design.group_column",
+            design.group_column,
+            f"must be the grouping column of random ({pilot.group_column})",
+        )
+    return pilot

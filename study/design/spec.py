@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -27,12 +26,11 @@ from models.validate import (
 )
 from study.design.distributions import Shape
 from study.design.noise import Missing, Residuals
-from study.design.pilot import Pilot
+from study.design.pilot import Pilot, load_checked
 from study.design.predictors import Predictor, check_set, example_frame
 from study.design.random_part import bar_structure, correlation, random_effects
 from study.design.sizes import GroupSizes
 from study.design.terms import beta_values, default_fixed, fixed_columns
-from study.errors import UserError
 
 DISTRIBUTIONS = ("rounded_uniform", "uniform", "normal")
 #: the most rows one replicate's data may have (groups x group_size x repeats): a
@@ -249,24 +247,7 @@ class DesignConfig:
                 'needs fixed and random as formulas over its columns, e.g. fixed = "Days", '
                 'random = "(Days | Subject)"',
             )
-        try:
-            pilot = Pilot.load(Path(self.predictors_from), f"{self.fixed} + {bars}")
-        except UserError as err:
-            raise fail(key, self.predictors_from, str(err)) from None
-        if self.predictors_sha256 and self.predictors_sha256 != pilot.sha256:
-            raise fail(
-                key,
-                self.predictors_from,
-                f"has changed since the configuration was written (sha256 {pilot.sha256[:12]}..., "
-                f"not {self.predictors_sha256[:12]}...); restore the file or drop "
-                "predictors_sha256 to use it as it is now",
-            )
-        if self.group_column and self.group_column != pilot.group_column:
-            raise fail(
-                "design.group_column",
-                self.group_column,
-                f"must be the grouping column of random ({pilot.group_column})",
-            )
+        pilot = load_checked(self.predictors_from, f"{self.fixed} + {bars}", self)
         set_(self, "predictors_sha256", pilot.sha256)
         set_(self, "group_column", pilot.group_column)
         set_(self, "_pilot_data", pilot)
