@@ -71,9 +71,7 @@ def design_table(design: DesignConfig) -> dict[str, Any]:
     """Every generator setting of ``design`` as plain values (:meth:`DesignConfig.table`:
     a setting added later is left out while at its default, so designs made before it
     existed keep their ids)."""
-    table = json.loads(json.dumps(design.table()))
-    table.pop("predictors_from", None)  # a pilot file counts by its content (sha256)
-    return table
+    return json.loads(json.dumps(design.table(hashed=True)))
 
 
 def _hash(table: Mapping[str, Any]) -> str:

@@ -51,8 +51,7 @@ class Residuals:
     def from_table(cls, table: object, key: str = "design.residuals") -> Residuals:
         if isinstance(table, Residuals):
             return table
-        if not isinstance(table, Mapping):
-            raise fail(key, table, 'must be a table, e.g. { distribution = "t", df = 5 }')
+        table = _mapping(table, key, '{ distribution = "t", df = 5 }')
         extra = {"group_sd", "by", "delta"}
         check_keys(table, {*extra, *SHAPE_KEYS}, key)
         shape = Shape.from_table({k: v for k, v in table.items() if k not in extra}, key)
@@ -90,8 +89,7 @@ class Residuals:
 
     def check(self, effects: tuple[str, ...], key: str = "design.residuals") -> None:
         """``by`` names a fixed-effect column other than the intercept."""
-        if self.by and self.by not in effects:
-            raise fail(f"{key}.by", self.by, f"must name a fixed effect, one of {list(effects)}")
+        _check_by(self.by, effects, key)
 
     def row_sd(
         self, sigma: float, X: np.ndarray, effects: tuple[str, ...], group_sd_z: np.ndarray | None
@@ -122,8 +120,7 @@ class Missing:
     def from_table(cls, table: object, key: str = "design.missing") -> Missing:
         if isinstance(table, Missing):
             return table
-        if not isinstance(table, Mapping):
-            raise fail(key, table, 'must be a table, e.g. { mechanism = "mcar", share = 0.2 }')
+        table = _mapping(table, key, '{ mechanism = "mcar", share = 0.2 }')
         mechanism = choice(f"{key}.mechanism", table.get("mechanism"), MECHANISMS)
         if mechanism == "mcar":
             check_keys(table, {"mechanism", "share"}, key)
@@ -160,8 +157,8 @@ class Missing:
         return f"MAR, logit P = {self.intercept:g} + {self.slope:g} {self.by}"
 
     def check(self, effects: tuple[str, ...], key: str = "design.missing") -> None:
-        if self.by and self.by not in effects:
-            raise fail(f"{key}.by", self.by, f"must name a fixed effect, one of {list(effects)}")
+        """``by`` names a fixed-effect column other than the intercept."""
+        _check_by(self.by, effects, key)
 
     def probability(self, X: np.ndarray, effects: tuple[str, ...]) -> np.ndarray:
         """Each row's probability of a missing outcome."""
@@ -175,3 +172,15 @@ class Missing:
     ) -> np.ndarray:
         """A boolean mask of the rows whose outcome is observed (drawn from ``rng``)."""
         return rng.random(X.shape[0]) >= self.probability(X, effects)
+
+
+def _mapping(table: object, key: str, example: str) -> Mapping[str, Any]:
+    """``table`` if it is a TOML table; a one-line error naming ``key`` otherwise."""
+    if not isinstance(table, Mapping):
+        raise fail(key, table, f"must be a table, e.g. {example}")
+    return table
+
+
+def _check_by(by: str, effects: tuple[str, ...], key: str) -> None:
+    if by and by not in effects:
+        raise fail(f"{key}.by", by, f"must name a fixed effect, one of {list(effects)}")

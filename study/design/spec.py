@@ -148,7 +148,7 @@ class DesignConfig:
     missing: Missing | None = field(default=None, metadata=OMIT_DEFAULT)
     #: a pilot CSV whose predictor values X is drawn from (:mod:`study.design.pilot`),
     #: its sha256 (checked when given) and its grouping column
-    predictors_from: str = field(default="", metadata=OMIT_DEFAULT)
+    predictors_from: str = field(default="", metadata={**OMIT_DEFAULT, "hashed": False})
     predictors_sha256: str = field(default="", metadata=OMIT_DEFAULT)
     group_column: str = field(default="", metadata=OMIT_DEFAULT)
 
@@ -464,13 +464,16 @@ class DesignConfig:
         out[np.ix_(idx, idx)] = M
         return out
 
-    def table(self, full: bool = False) -> dict[str, Any]:
+    def table(self, full: bool = False, hashed: bool = False) -> dict[str, Any]:
         """Every setting as plain TOML values, read back identically; a setting added
         after runs were made is left out while at its default (so designs made before
-        it existed keep their ids, hence their seeds), unless ``full``."""
+        it existed keep their ids, hence their seeds), unless ``full``.  ``hashed``:
+        only what determines the data (a pilot counts by its sha256, not its path)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if hashed and f.metadata.get("hashed", True) is False:
+                continue
             if not full and f.metadata.get("omit_default") and value == _default(f):
                 continue
             if value is None:

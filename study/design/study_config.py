@@ -236,7 +236,7 @@ class StudyConfig:
                 table.pop(f.name, None)
         for key, settings in self.kind_settings.items():
             table[key] = settings.table(hashed=True)
-        table["design"].pop("predictors_from", None)  # a pilot file: by its sha256
+        table["design"] = self.design.table(hashed=True)  # a pilot file: by its sha256
         conditions = table.get("conditions", {})
         if isinstance(conditions.get("add"), list):  # a condition's label is only its name
             add = [{k: v for k, v in e.items() if k != "label"} for e in conditions["add"]]
