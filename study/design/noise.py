@@ -49,6 +49,7 @@ class Residuals:
 
     @classmethod
     def from_table(cls, table: object, key: str = "design.residuals") -> Residuals:
+        """The residuals of a ``[design.residuals]`` table (``key`` names it in errors)."""
         if isinstance(table, Residuals):
             return table
         table = _mapping(table, key, '{ distribution = "t", df = 5 }')
@@ -68,6 +69,7 @@ class Residuals:
         return cls(shape, group_sd, by, delta)
 
     def table(self) -> dict[str, Any]:
+        """The TOML table (read back identically by :meth:`from_table`)."""
         out: dict[str, Any] = dict(self.shape.table())
         if self.group_sd:
             out["group_sd"] = self.group_sd
@@ -76,6 +78,7 @@ class Residuals:
         return out
 
     def describe(self) -> str:
+        """The residuals in a few words (``study truth``'s design line)."""
         parts = [self.shape.describe()]
         if self.group_sd:
             parts.append(f"group SDs sigma exp({self.group_sd:g} z_i)")
@@ -85,6 +88,7 @@ class Residuals:
 
     @property
     def heteroscedastic(self) -> bool:
+        """Whether the residual SD varies by group or by row."""
         return bool(self.group_sd) or bool(self.by and self.delta)
 
     def check(self, effects: tuple[str, ...], key: str = "design.residuals") -> None:
@@ -118,6 +122,7 @@ class Missing:
 
     @classmethod
     def from_table(cls, table: object, key: str = "design.missing") -> Missing:
+        """The mechanism of a ``[design.missing]`` table (``key`` names it in errors)."""
         if isinstance(table, Missing):
             return table
         table = _mapping(table, key, '{ mechanism = "mcar", share = 0.2 }')
@@ -142,6 +147,7 @@ class Missing:
         )
 
     def table(self) -> dict[str, Any]:
+        """The TOML table (read back identically by :meth:`from_table`)."""
         if self.mechanism == "mcar":
             return {"mechanism": self.mechanism, "share": self.share}
         return {
@@ -152,6 +158,7 @@ class Missing:
         }
 
     def describe(self) -> str:
+        """The mechanism in a few words (``study truth``'s design line)."""
         if self.mechanism == "mcar":
             return f"MCAR, share {self.share:g}"
         return f"MAR, logit P = {self.intercept:g} + {self.slope:g} {self.by}"

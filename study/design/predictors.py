@@ -106,10 +106,12 @@ class Predictor:
 
     @property
     def categorical(self) -> bool:
+        """Whether the predictor is categorical (treatment-coded in X)."""
         return self.distribution == "categorical"
 
     @property
     def levels(self) -> tuple[str, ...]:
+        """The categories, the first the reference (empty unless categorical)."""
         return tuple(self.p["levels"]) if self.categorical else ()
 
     def table(self) -> dict[str, Any]:

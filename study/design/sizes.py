@@ -34,6 +34,7 @@ class GroupSizes:
 
     @classmethod
     def from_table(cls, table: Mapping, key: str = "design.group_size") -> GroupSizes:
+        """The distribution of a ``group_size`` table (``key`` names it in errors)."""
         dist = choice(f"{key}.distribution", table.get("distribution"), SIZE_DISTRIBUTIONS)
         if dist == "uniform":
             check_keys(table, {"distribution", "low", "high"}, key)
@@ -48,6 +49,7 @@ class GroupSizes:
         return cls(dist, mean=mean, min=minimum)
 
     def table(self) -> dict[str, object]:
+        """The TOML table (read back identically by :meth:`from_table`)."""
         if self.distribution == "uniform":
             return {"distribution": self.distribution, "low": self.low, "high": self.high}
         return {"distribution": self.distribution, "mean": self.mean, "min": self.min}
@@ -59,6 +61,7 @@ class GroupSizes:
         return self.min + rng.poisson(self.mean - self.min, size=groups)
 
     def describe(self) -> str:
+        """The distribution in a few words (``study truth``'s design line)."""
         if self.distribution == "uniform":
             return f"uniform on {self.low}..{self.high} (drawn once)"
         return f"{self.min} + Poisson({self.mean - self.min:g}) (drawn once)"
