@@ -422,3 +422,12 @@ class ThreadLimited(Protocol):
         """These options with at most ``threads`` cores used by a fit; the results of a
         fit must not depend on it."""
         ...
+
+
+@dataclass
+class TestResult:  # TEMPORARY: replaced by the tests capability's own (helper branch)
+    statistic: np.ndarray
+    df: np.ndarray
+    p_value: np.ndarray
+    message: str = ""
+    reject: np.ndarray | None = None

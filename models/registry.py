@@ -187,6 +187,9 @@ class Registry:
         """The engines with a prior they can draw from (:attr:`Capability.PRIOR`)."""
         return tuple(n for n in self.names if self._by_name[n].has(Capability.PRIOR))
 
+    def tests_of(self, label: str) -> tuple[str, ...]:  # TEMPORARY (helper branch)
+        return tuple(getattr(self.spec(label), "tests", ()))
+
     def options_class(self, label: str) -> type:
         """The options class of the engine of ``label``."""
         return self.spec(label).options_class()

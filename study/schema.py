@@ -171,9 +171,12 @@ class Schema:
             out[name] = np.full((pairs, *(size[a] for a in var.axes)), var.fill, dtype=var.dtype)
         return out
 
-    def shapes(self, engines: int, terms: int) -> dict[str, tuple[int, ...]]:
-        """The shape after the pair axis of each piece variable."""
-        size = {"engine": engines, "term": terms}
+    def shapes(
+        self, engines: int, terms: int, axes: Mapping[str, int] | None = None
+    ) -> dict[str, tuple[int, ...]]:
+        """The shape after the pair axis of each piece variable (``axes``: the sizes of
+        a kind's own axes, :meth:`study.run.kinds.base.Kind.axes`)."""
+        size = {"engine": engines, "term": terms, **(axes or {})}
         return {name: tuple(size[a] for a in v.axes) for name, v in self.vars.items()}
 
     def dims_of(self, name: str) -> tuple[str, ...]:
@@ -215,5 +218,49 @@ SBC_SCHEMA = Schema(
         **_vars(SBC_TERM_VARS, ("engine", "term"), SBC_DTYPES, SBC_NOT_RUN),
         **_vars(SBC_FIT_VARS, ("engine",), SBC_DTYPES, SBC_NOT_RUN),
         **_vars(SBC_TRUE_VARS, ("term",), SBC_DTYPES, SBC_NOT_RUN),
+    },
+)
+
+
+# -- power (``study power``, the run's ``power.nc``) ---------------------------------
+#: the hypothesis axis: the replicate's own data, then its null twin
+HYPOTHESES = ("alternative", "null")
+#: variables over (condition, replicate, hypothesis, test, term)
+POWER_TEST_VARS: dict[str, str] = {
+    "p_value": "two-sided p-value of the test of H0: beta = null (NaN: the rule has none, or "
+    "the test failed)",
+    "reject": "1 if the test rejects H0 at alpha, 0 if not, NaN if it could not be made",
+    "statistic": "test statistic (z, t, chi-square; posterior tail probability for a rule)",
+    "df": "reference degrees of freedom of the statistic (inf: normal)",
+}
+#: variables over (condition, replicate, hypothesis, engine, term)
+POWER_TERM_VARS: dict[str, str] = {
+    "estimate": "point estimate of the tested term",
+    "std_error": "its standard error (posterior SD)",
+}
+#: variables over (condition, replicate, hypothesis, engine)
+POWER_FIT_VARS: dict[str, str] = {
+    "converged": "the fit converged",
+    "singular": "a boundary (singular) fit",
+    "fit_seconds": "wall time of the fit and its tests",
+    "message": "why the fit or a test failed; empty otherwise",
+}
+POWER_DTYPES: dict[str, type] = {
+    **dict.fromkeys(POWER_TEST_VARS, float),
+    **dict.fromkeys(POWER_TERM_VARS, float),
+    "converged": bool,
+    "singular": bool,
+    "fit_seconds": float,
+    "message": np.str_,
+}
+#: what a pair not yet run holds
+POWER_NOT_RUN = {"converged": False, "singular": False, "message": "not run"}
+#: the power study's per-pair schema: every test on the data and on the null twin
+POWER_SCHEMA = Schema(
+    "replicate",
+    {
+        **_vars(POWER_TEST_VARS, ("hypothesis", "test", "term"), POWER_DTYPES, POWER_NOT_RUN),
+        **_vars(POWER_TERM_VARS, ("hypothesis", "engine", "term"), POWER_DTYPES, POWER_NOT_RUN),
+        **_vars(POWER_FIT_VARS, ("hypothesis", "engine"), POWER_DTYPES, POWER_NOT_RUN),
     },
 )

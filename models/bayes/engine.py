@@ -24,14 +24,16 @@ import secrets
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.base import FitResult
+from models.base import FitResult, TestResult
 from models.bayes import graph as bm
 from models.bayes import sample
+from models.bayes.decisions import decisions
 from models.bayes.marginal import STATS, UNROLL_MAX, pack_stats
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
@@ -244,6 +246,23 @@ class BayesEngine:
         except Exception as err:  # failures are data: record, never raise
             message = f"{type(err).__name__}: {err}".strip()
             return self._failed(data, message, time.perf_counter() - start, traceback.format_exc())
+
+    def fit_tests(
+        self,
+        data: LMMData,
+        *,
+        terms: Sequence[str],
+        null: Sequence[float],
+        tests: Sequence[str],
+        seed: int | None = None,
+    ) -> tuple[FitResult, dict[str, TestResult]]:
+        """Fit ``data`` and apply the decision rules ``tests`` (``interval``, ``sign``:
+        :mod:`models.bayes.decisions`) to ``H0: beta_t = null_t`` for each of ``terms``,
+        at ``alpha = 1 - level``.  Never raises for a dataset (a failed fit decides
+        nothing: NaN)."""
+        fit = self.fit(data, seed=seed)
+        o = self.options
+        return fit, decisions(fit, terms, null, tests, o.level, o.interval)
 
     def _failed(self, data: LMMData, message: str, seconds: float, trace: str = "") -> FitResult:
         result = FitResult.failed(data.structure, message, seconds, trace)

@@ -26,6 +26,8 @@ from typing import Any
 from models.registry import DEFAULT_ENGINES, Registry, default_registry
 from models.validate import OptionError, check_keys, fail
 from study.design.conditions import Condition
+from study.design.power import TABLE as POWER_TABLE
+from study.design.power import PowerSettings, level_from_alpha
 from study.design.sbc import TABLE as SBC_TABLE
 from study.design.sbc import SbcSettings
 from study.design.spec import PILOT, DesignConfig, PredictorSpec
@@ -56,7 +58,7 @@ def _presets() -> tuple[str, ...]:
 #: the presets, by name
 PRESETS: tuple[str, ...] = _presets()
 #: the settings tables of kinds of study other than the coverage study, by table name
-KIND_TABLES: dict[str, type] = {SBC_TABLE: SbcSettings}
+KIND_TABLES: dict[str, type] = {SBC_TABLE: SbcSettings, POWER_TABLE: PowerSettings}
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any], where: str = "") -> list[str]:
@@ -180,6 +182,7 @@ def config_from_dict(
     try:
         check_integers(raw)
         raw = dict(raw)
+        level_from_alpha(raw)
         check_keys(raw, _TOP_KEYS, "")
         design_raw = _table("design", raw.pop("design", {}))
         check_keys(design_raw, _DESIGN_KEYS, "design")
@@ -191,7 +194,7 @@ def config_from_dict(
         for key, settings_class in KIND_TABLES.items():
             if key in raw:
                 table = _table(key, raw.pop(key))
-                check_keys(table, set(settings_class().table()), key)
+                check_keys(table, {f.name for f in fields(settings_class)}, key)
                 kind_settings[key] = settings_class(**table)
         design = DesignConfig(**design_raw)
         return StudyConfig(

@@ -59,10 +59,12 @@ class Budget:
     fit_memory: int = 0
 
 
-def _bytes_per_pair(schema: Schema, engines: int, terms: int) -> int:
+def _bytes_per_pair(
+    schema: Schema, engines: int, terms: int, axes: dict[str, int] | None = None
+) -> int:
     """Bytes of one pair's results under ``schema`` (the run's kind's)."""
     size = 0
-    for name, shape in schema.shapes(engines, terms).items():
+    for name, shape in schema.shapes(engines, terms, axes).items():
         var = schema.vars[name]
         cells = int(np.prod(shape)) if shape else 1
         if var.dtype is np.str_:
@@ -80,7 +82,7 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
     kind = kind_of(config)
     terms = len(kind.terms(config)[0])
     assert kind.layout.schema is not None
-    per_pair = _bytes_per_pair(kind.layout.schema, len(config.engines), terms)
+    per_pair = _bytes_per_pair(kind.layout.schema, len(config.engines), terms, kind.axes(config))
     kept = posterior = 0
     for name in config.engines:
         options = config.engine_options[name]

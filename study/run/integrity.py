@@ -43,7 +43,9 @@ def expected_shapes(store: Store, manifest: dict[str, Any]) -> dict[str, tuple[i
     schema = store.layout.schema
     if schema is None:
         return None
-    return schema.shapes(len(manifest["engines"]), len(manifest["terms"]))
+    return schema.shapes(
+        len(manifest["engines"]), len(manifest["terms"]), manifest.get("axes") or {}
+    )
 
 
 def resume_command(store: Store) -> str:

@@ -115,6 +115,7 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
         "effects": effects,
         "replicates": config.replicates,
         "conditions": len(config.conditions),
+        "axes": kind_of(config).axes(config),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

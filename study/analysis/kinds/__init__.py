@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from study.analysis.kinds.base import Drawn, Summary, Views
 from study.analysis.kinds.coverage import COVERAGE_VIEWS
+from study.analysis.kinds.power import POWER_VIEWS
 from study.analysis.kinds.sbc import SBC_VIEWS
 
 #: every kind's analysis, by the kind's name (the results' ``kind`` attribute)
-VIEWS: dict[str, Views] = {v.name: v for v in (COVERAGE_VIEWS, SBC_VIEWS)}
+VIEWS: dict[str, Views] = {v.name: v for v in (COVERAGE_VIEWS, SBC_VIEWS, POWER_VIEWS)}
 
 __all__ = ["VIEWS", "Drawn", "Summary", "Views", "views_of"]
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from study.run.kinds.base import Kind, PairOutput, piece_of
 from study.run.kinds.coverage import COVERAGE
+from study.run.kinds.power import POWER
 from study.run.kinds.sbc import SBC
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 #: every kind by name; the first, the coverage study, is what a configuration is
 #: unless another kind claims it
-KINDS: dict[str, Kind] = {k.name: k for k in (COVERAGE, SBC)}
+KINDS: dict[str, Kind] = {k.name: k for k in (COVERAGE, SBC, POWER)}
 #: manifests written before kinds had names: no ``kind``, or ``"study"``
 _LEGACY = {"study": COVERAGE.name}
 

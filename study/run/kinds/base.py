@@ -89,6 +89,10 @@ class Kind(Protocol):
         """Coordinates of the Dataset beyond condition, replicate, engine and term."""
         ...
 
+    def axes(self, config: StudyConfig) -> dict[str, int]:
+        """The sizes of the schema's axes beyond engine and term (none: ``{}``)."""
+        ...
+
     def attrs(self, config: StudyConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Attributes of the Dataset beyond those every kind has."""
         ...

@@ -120,6 +120,9 @@ class Coverage:
         values["observed_true_se"] = observed_true_se(sample, terms, design.config.structure.fixed)
         return PairOutput(values, kept)
 
+    def axes(self, config: StudyConfig) -> dict[str, int]:
+        return {}
+
     def coords(self, config: StudyConfig, context: Mapping[str, Truth]) -> dict[str, Any]:
         """The grid's factors on ``condition``; the truth on (condition, term)."""
         conditions = config.conditions

@@ -219,6 +219,9 @@ class Sbc:
         values["true_value"] = truth
         return PairOutput(values)
 
+    def axes(self, config: StudyConfig) -> dict[str, int]:
+        return {}
+
     def coords(self, config: StudyConfig, context: Any) -> dict[str, Any]:
         return {}
 
