@@ -10,8 +10,11 @@ from __future__ import annotations
 from models.base import Capability
 from models.spec import EngineSpec
 
-__all__ = ["BAYES", "GEE", "OLS", "REML", "SPECS"]
+__all__ = ["BAYES", "GEE", "OLS", "REML", "REML_TESTS", "SPECS"]
 
+#: the tests of H0: beta_j = null_j that the REML engine offers (RemlEngine.fit_tests):
+#: Wald z, t with K - p df, Satterthwaite t, Kenward-Roger t, ML likelihood ratio
+REML_TESTS: tuple[str, ...] = ("z", "t", "satterthwaite", "kenward-roger", "lrt")
 #: REML/ML (statsmodels MixedLM, polished to the exact optimum).  Version 2: the Newton
 #: polish to the exact optimum and the new inference (models/reml/).
 REML = EngineSpec(
@@ -19,7 +22,9 @@ REML = EngineSpec(
     engine="models.reml.engine:RemlEngine",
     options="models.reml.options:RemlOptions",
     version=2,
+    capabilities=frozenset({Capability.TESTS}),
     summary="REML or ML fit of the mixed model (statsmodels MixedLM, exact optimum)",
+    tests=REML_TESTS,
 )
 #: PyMC model sampled by nutpie.  Version 2: the q = 2 likelihood Op
 #: (models/bayes/kernel.py); 3: chains start in a data-scaled region and stuck chains
