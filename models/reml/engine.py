@@ -147,7 +147,7 @@ class RemlEngine:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                fitted = self._optimize(data)
+                fitted = self._fit(data)
                 result = self._result(data, fitted)
             except Exception as err:
                 fitted = None
@@ -218,8 +218,9 @@ class RemlEngine:
             out[name] = res
         return result, out
 
-    def _optimize(self, data: LMMData) -> _Fitted:
-        """The polished optimum of the engine's criterion, and the fit's message."""
+    def _fit(self, data: LMMData) -> _Fitted:
+        """The polished optimum of the engine's criterion, and the fit's message (what
+        :meth:`fit` raises through is raised here: tests patch this method to fail)."""
         opts = self.options
         _check_data(data)
         psi0, _ = start_covariance(data)
