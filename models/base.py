@@ -5,7 +5,8 @@ that returns one :class:`FitResult` and never raises for a dataset.  What else a
 engine can do is declared, not probed: its registration record
 (:class:`models.registry.EngineSpec`) lists its :class:`Capability` values, each the
 promise of one small protocol below (:class:`Compiling`, :class:`PriorEngine`,
-:class:`StructureChecked`, :class:`ThreadLimited`).  ``docs/engines.md`` shows how to
+:class:`StructureChecked`, :class:`ThreadLimited`, :class:`Testing`: tests of
+``H0: beta_j = null_j`` from one fit, each a :class:`TestResult`).  ``docs/engines.md`` shows how to
 write one.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,6 +36,8 @@ __all__ = [
     "PriorEngine",
     "Structure",
     "StructureChecked",
+    "TestResult",
+    "Testing",
     "ThreadLimited",
 ]
 # The per-fit schema: what every FitResult carries, name -> description.  The study's
@@ -351,6 +355,9 @@ class Capability(enum.StrEnum):
     #: the engine has a prior to draw from and its fits carry ``draws``:
     #: :class:`PriorEngine` (simulation-based calibration needs it)
     PRIOR = "prior"
+    #: the engine tests ``H0: beta_j = null_j`` for fixed effects from one fit:
+    #: :class:`Testing`; the names of its tests are :attr:`models.spec.EngineSpec.tests`
+    TESTS = "tests"
 
 
 @runtime_checkable
@@ -424,10 +431,71 @@ class ThreadLimited(Protocol):
         ...
 
 
-@dataclass
-class TestResult:  # TEMPORARY: replaced by the tests capability's own (helper branch)
+@dataclass(frozen=True)
+class TestResult:
+    """One test of ``H0: beta_t = null_t`` for each tested term (in the order asked).
+
+    Arrays (float, one value per tested term): ``statistic`` (a Wald-type test's
+    ``(estimate - null) / SE``; the LRT's deviance difference), ``df`` (the t
+    reference's df; ``inf`` for a normal reference; the chi-square df, 1, for the
+    LRT) and ``p_value`` (two-sided; NaN where the test could not be made).
+    ``message`` is ``""`` when every test was made cleanly, otherwise why not (or what
+    to know about a value), ``"; "``-joined.
+    """
+
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
     statistic: np.ndarray
     df: np.ndarray
     p_value: np.ndarray
     message: str = ""
+    #: the decision per term (1 reject, 0 not, NaN none) of a rule that has no p-value
+    #: of its own (a Bayesian interval rule); None: reject where ``p_value < alpha``
     reject: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shapes = set()
+        for name in ("statistic", "df", "p_value"):
+            arr = np.atleast_1d(np.asarray(getattr(self, name), dtype=float))
+            if arr.ndim != 1:
+                raise ValueError(f"{name} must be one-dimensional (one value per term)")
+            shapes.add(arr.shape)
+            object.__setattr__(self, name, arr)
+        if len(shapes) != 1:
+            raise ValueError(f"statistic, df and p_value must have one shape, got {shapes}")
+        if self.reject is not None:
+            object.__setattr__(self, "reject", np.atleast_1d(np.asarray(self.reject, float)))
+
+    @classmethod
+    def nan(cls, n_terms: int, message: str, df: float = float("nan")) -> TestResult:
+        """A test that could not be made for any term: NaN values, and why."""
+        nan = np.full(n_terms, np.nan)
+        return cls(nan, np.full(n_terms, df), nan.copy(), message)
+
+
+@runtime_checkable
+class Testing(Engine, Protocol):
+    """:attr:`Capability.TESTS`: an engine that tests hypotheses on the fixed effects
+    from one fit (a power study's p-values).  The names of its tests are declared in
+    its registration (:attr:`models.spec.EngineSpec.tests`)."""
+
+    def fit_tests(
+        self,
+        data: LMMData,
+        *,
+        terms: Sequence[str],
+        null: Sequence[float],
+        tests: Sequence[str],
+        seed: int | None = None,
+    ) -> tuple[FitResult, dict[str, TestResult]]:
+        """Fit ``data`` once and test ``H0: beta_t = null_t`` for each ``t`` of
+        ``terms`` (fixed-effect names of ``data.structure``) with each test named in
+        ``tests`` (a subset of the engine's declared test names).
+
+        Returns the fit (what :meth:`Engine.fit` returns) and, per test name in the
+        order asked, its :class:`TestResult`.  Never raises for a dataset: a failed fit
+        gives its FitResult (``converged`` False) and NaN p-values.  Raises
+        ``ValueError`` for a call that is wrong whatever the data (a test the engine
+        does not offer, a term that is not a fixed effect, ``null`` of another length).
+        """
+        ...

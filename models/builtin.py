@@ -10,8 +10,14 @@ from __future__ import annotations
 from models.base import Capability
 from models.spec import EngineSpec
 
-__all__ = ["BAYES", "GEE", "OLS", "REML", "SPECS"]
+__all__ = ["BAYES", "BAYES_RULES", "GEE", "OLS", "REML", "REML_TESTS", "SPECS"]
 
+#: the tests of H0: beta_j = null_j that the REML engine offers (RemlEngine.fit_tests):
+#: Wald z, t with K - p df, Satterthwaite t, Kenward-Roger t, ML likelihood ratio
+REML_TESTS: tuple[str, ...] = ("z", "t", "satterthwaite", "kenward-roger", "lrt")
+#: the Bayesian engine's decision rules (models/bayes/decisions.py): the credible
+#: interval at 1 - alpha excludes the null; P(sign) >= 1 - alpha / 2
+BAYES_RULES: tuple[str, ...] = ("interval", "sign")
 #: REML/ML (statsmodels MixedLM, polished to the exact optimum).  Version 2: the Newton
 #: polish to the exact optimum and the new inference (models/reml/).
 REML = EngineSpec(
@@ -19,7 +25,9 @@ REML = EngineSpec(
     engine="models.reml.engine:RemlEngine",
     options="models.reml.options:RemlOptions",
     version=2,
+    capabilities=frozenset({Capability.TESTS}),
     summary="REML or ML fit of the mixed model (statsmodels MixedLM, exact optimum)",
+    tests=REML_TESTS,
 )
 #: PyMC model sampled by nutpie.  Version 2: the q = 2 likelihood Op
 #: (models/bayes/kernel.py); 3: chains start in a data-scaled region and stuck chains
@@ -30,10 +38,17 @@ BAYES = EngineSpec(
     options="models.bayes.options:BayesOptions",
     version=3,
     capabilities=frozenset(
-        {Capability.COMPILE, Capability.STRUCTURE_CHECK, Capability.THREADS, Capability.PRIOR}
+        {
+            Capability.COMPILE,
+            Capability.STRUCTURE_CHECK,
+            Capability.THREADS,
+            Capability.PRIOR,
+            Capability.TESTS,
+        }
     ),
     summary="Bayesian mixed model: PyMC, random effects integrated out, sampled by nutpie",
     data_options="models.bayes.scaled_priors:for_data",
+    tests=BAYES_RULES,
 )
 #: GEE, exchangeable working correlation, sandwich or Mancl-DeRouen covariance.
 GEE = EngineSpec(

@@ -20,9 +20,9 @@ Options are validated once, into the engine's frozen options object
 (:meth:`Registry.build_options`); an engine is then built from that object
 (:meth:`Registry.build_engine`).  Optional abilities are used only when declared:
 :meth:`Registry.compile_engine`, :meth:`Registry.check_structure`,
-:meth:`Registry.limit_threads`, :meth:`Registry.has`.  The module-level functions
-(:func:`engine_kind`, :func:`build_options`, :func:`build_engine`, ...) do the same with
-the default registry.
+:meth:`Registry.limit_threads`, :meth:`Registry.has`, :meth:`Registry.tests_of`.  The
+module-level functions (:func:`engine_kind`, :func:`build_options`, :func:`build_engine`,
+...) do the same with the default registry.
 """
 
 from __future__ import annotations
@@ -187,8 +187,11 @@ class Registry:
         """The engines with a prior they can draw from (:attr:`Capability.PRIOR`)."""
         return tuple(n for n in self.names if self._by_name[n].has(Capability.PRIOR))
 
-    def tests_of(self, label: str) -> tuple[str, ...]:  # TEMPORARY (helper branch)
-        return tuple(getattr(self.spec(label), "tests", ()))
+    def tests_of(self, label: str) -> tuple[str, ...]:
+        """The names of the hypothesis tests the engine of ``label`` offers
+        (:attr:`EngineSpec.tests`; ``()`` for an engine without
+        :attr:`Capability.TESTS`).  ``"reml-kr"`` gives the tests of ``"reml"``."""
+        return self.spec(label).tests
 
     def options_class(self, label: str) -> type:
         """The options class of the engine of ``label``."""

@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.base import Capability, Compiling, Engine, PriorEngine, StructureChecked, ThreadLimited
+from models.base import (
+    Capability,
+    Compiling,
+    Engine,
+    PriorEngine,
+    StructureChecked,
+    Testing,
+    ThreadLimited,
+)
 
 __all__ = ["EngineSpec"]
 
@@ -29,6 +37,7 @@ _PROMISES: dict[Capability, tuple[type, str, str]] = {
     Capability.PRIOR: (PriorEngine, "engine", "draw_prior(structure, rng, scale)"),
     Capability.STRUCTURE_CHECK: (StructureChecked, "options", "check_structure(structure)"),
     Capability.THREADS: (ThreadLimited, "options", "with_threads(threads)"),
+    Capability.TESTS: (Testing, "engine", "fit_tests(data, *, terms, null, tests, seed)"),
 }
 
 
@@ -66,7 +75,7 @@ class EngineSpec:
         resumed by another.
     capabilities : iterable of Capability or str
         The optional abilities the engine has (:class:`~models.base.Capability`):
-        ``"compile"``, ``"structure_check"``, ``"threads"``, ``"prior"``.
+        ``"compile"``, ``"structure_check"``, ``"threads"``, ``"prior"``, ``"tests"``.
     summary : str
         One line saying what the engine fits.
     data_options : str or callable, optional
@@ -75,6 +84,10 @@ class EngineSpec:
         the engine proposes for those data (e.g. priors scaled to them, rstanarm-style)
         and lines that describe it; ``"module:function"`` or the function.  Default:
         no options, no notes.
+    tests : tuple of str
+        The names of the hypothesis tests the engine offers (its
+        :class:`~models.base.Testing` ``fit_tests`` accepts them), in order, e.g.
+        ``("z", "lrt")``: declared with, and only with, the ``"tests"`` capability.
     """
 
     name: str
@@ -84,6 +97,7 @@ class EngineSpec:
     capabilities: frozenset[Capability] = field(default_factory=frozenset)
     summary: str = ""
     data_options: str | Callable[[Any], tuple[dict[str, Any], list[str]]] | None = None
+    tests: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -123,6 +137,40 @@ class EngineSpec:
                 f"from {', '.join(sorted(valid))}"
             )
         object.__setattr__(self, "capabilities", frozenset(Capability(c) for c in caps))
+        self._check_tests()
+
+    def _check_tests(self) -> None:
+        """``tests``: distinct non-empty names, declared with the ``tests`` capability."""
+        tests = self.tests
+        if isinstance(tests, str) or not isinstance(tests, tuple | list):
+            raise TypeError(
+                f"EngineSpec {self.name!r} tests = {tests!r}: must be a tuple of test names, "
+                'e.g. ("z", "lrt")'
+            )
+        bad = [t for t in tests if not isinstance(t, str) or not t]
+        if bad:
+            raise ValueError(
+                f"EngineSpec {self.name!r} tests {bad!r}: each test name must be a non-empty string"
+            )
+        twice = sorted({t for t in tests if tests.count(t) > 1})
+        if twice:
+            raise ValueError(
+                f"EngineSpec {self.name!r} tests {twice!r} appear more than once; name each "
+                "test once"
+            )
+        object.__setattr__(self, "tests", tuple(tests))
+        declared = Capability.TESTS in self.capabilities
+        if tests and not declared:
+            raise ValueError(
+                f"EngineSpec {self.name!r} names tests {list(tests)!r} but does not declare "
+                "the 'tests' capability; add Capability.TESTS to capabilities (and implement "
+                "fit_tests) or drop tests"
+            )
+        if declared and not tests:
+            raise ValueError(
+                f"EngineSpec {self.name!r} declares the 'tests' capability but names no "
+                'tests; list them, e.g. tests=("z", "lrt"), or drop the capability'
+            )
 
     def has(self, capability: Capability | str) -> bool:
         """Whether the engine declares ``capability``."""

@@ -15,7 +15,6 @@ import argparse
 import sys
 from typing import Any
 
-from study.cli.progress import make_progress
 from study.cli.run import add_run_options, execute, replicates_arg, whole_number
 from study.errors import UserError
 from study.usecases.analysing import summarize
