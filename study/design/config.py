@@ -84,6 +84,7 @@ _TOP_KEYS = {
     "seed",
     "level",
     "keep_draws",
+    "replicates_by_condition",
     "design",
     "engines",
     "conditions",
