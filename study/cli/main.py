@@ -12,12 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from study.cli import design, fit, info, merge, plot, report, run, sbc, summarize, truth
+from study.cli import design, fit, info, merge, plan, plot, report, run, sbc, summarize, truth
 from study.cli.flags import as_flags, flags_of
 from study.errors import UserError
 from study.usecases.vocabulary import OptionError
 
-COMMANDS = (truth, run, sbc, merge, info, fit, design, summarize, plot, report)
+COMMANDS = (truth, run, sbc, merge, info, fit, design, summarize, plot, report, plan)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -70,6 +70,15 @@ class Views(Protocol):
     summary_options: tuple[str, ...]
     figure_options: tuple[str, ...]
     figure_names: tuple[str, ...]
+    #: the measures with a Monte Carlo SE a precision target may name (``study run
+    #: --mcse MEASURE=TARGET``); empty: the kind has none, its runs set their count
+    mcse_measures: tuple[str, ...]
+
+    def mcse(self, ds: xr.Dataset, measure: str) -> xr.DataArray:
+        """The Monte Carlo SE of ``measure`` (one of :attr:`mcse_measures`) over the
+        pairs done, with ``condition`` as its first dim; over any other dims (engine,
+        term) a study's worst case is their largest, NaN ignored."""
+        ...
 
     def summarize(self, ds: xr.Dataset, *, fmt: str, options: Mapping[str, Any]) -> Summary:
         """The run's summary (``options``: keywords of :attr:`summary_options`)."""
