@@ -139,8 +139,14 @@ class CoverageViews:
             summary = compute_measures(ds, reference=reference_engine(ds, None))
         engines = [str(e) for e in ds["engine"].values]
         n_cond = ds.sizes["condition"]
+        per = ds["done"].sum("replicate").values
+        reps = (
+            f"{ds.sizes['replicate']} replicates of each of {n_cond} condition(s)"
+            if per.min() == per.max()
+            else f"{per.min()} to {per.max()} replicates in each of {n_cond} conditions"
+        )
         header = (
-            f"{ds.sizes['replicate']} replicates of each of {n_cond} condition(s), engines "
+            f"{reps}, engines "
             f"{', '.join(engines)}; config hash {ds.attrs.get('config_hash', '?')}, root seed "
             f"{ds.attrs.get('root_seed', '?')}"
             + ("; PARTIAL run" if is_partial(ds) else "")
