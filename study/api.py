@@ -41,6 +41,7 @@ from study.usecases.analysing import figures, plot, report, summarize
 from study.usecases.designing import design_from_pilot
 from study.usecases.fitting import fit_csv
 from study.usecases.info import info
+from study.usecases.precision import Plan, PrecisionReport, plan
 from study.usecases.running import as_calibration, merge, run
 from study.usecases.truth import truth
 
@@ -50,6 +51,8 @@ __all__ = [
     "Design",
     "InProcess",
     "LocalProcesses",
+    "Plan",
+    "PrecisionReport",
     "RunReport",
     "Shard",
     "StopRequest",
@@ -69,6 +72,7 @@ __all__ = [
     "make_executor",
     "merge",
     "open_results",
+    "plan",
     "plot",
     "plots",
     "report",

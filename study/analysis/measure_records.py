@@ -198,6 +198,9 @@ class Measure:
         Axis label of the figures (default ``name (description)``).
     digits : int
         Decimals of the table cells.
+    mcse : bool
+        Whether the measure has a Monte Carlo SE (a count or a correlation has none):
+        what a precision target (``study run --mcse``) may name.
     """
 
     name: str
@@ -212,6 +215,7 @@ class Measure:
     reference: float | str | None = None
     label: str = ""
     digits: int = 4
+    mcse: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
@@ -308,7 +312,7 @@ REGISTRY: Mapping[str, Measure] = MappingProxyType(
     {
         m.name: m
         for m in (
-            _M("n", "replicates with a finite estimate", compute=_n, uses=("est",)),
+            _M("n", "replicates with a finite estimate", compute=_n, uses=("est",), mcse=False),
             _M("mean_estimate", "mean of the estimates", "mean_estimate", ("est",)),
             _M(
                 "bias",
@@ -385,6 +389,7 @@ REGISTRY: Mapping[str, Measure] = MappingProxyType(
                 "correlation of paired estimates with the reference engine",
                 compute=_correlation_with_reference,
                 uses=("est", "ref"),
+                mcse=False,
             ),
             _M(
                 "modse_truese",
@@ -449,6 +454,9 @@ REGISTRY: Mapping[str, Measure] = MappingProxyType(
     }
 )
 del _M
+
+#: the measures with a Monte Carlo SE, in the order of the summary
+WITH_MCSE: tuple[str, ...] = tuple(m.name for m in REGISTRY.values() if m.mcse)
 
 #: measure name -> description, in the order of the summary (a view of :data:`REGISTRY`)
 MEASURES: Mapping[str, str] = MappingProxyType({m.name: m.description for m in REGISTRY.values()})

@@ -18,13 +18,14 @@ import xarray as xr
 from study.analysis.measure_records import (
     MEASURES,
     REGISTRY,
+    WITH_MCSE,
     Measure,
     _Context,
     observed_se_of,
     rms_true_se,
 )
 
-__all__ = ["MEASURES", "REGISTRY", "Measure", "compute_measures", "true_se"]
+__all__ = ["MEASURES", "REGISTRY", "WITH_MCSE", "Measure", "compute_measures", "true_se"]
 
 
 def _n_used(c: _Context, measure: Measure) -> xr.DataArray:

@@ -12,12 +12,25 @@ import os
 import sys
 from collections.abc import Sequence
 
-from study.cli import design, fit, info, merge, plot, power, report, run, sbc, summarize, truth
+from study.cli import (
+    design,
+    fit,
+    info,
+    merge,
+    plan,
+    plot,
+    power,
+    report,
+    run,
+    sbc,
+    summarize,
+    truth,
+)
 from study.cli.flags import as_flags, flags_of
 from study.errors import UserError
 from study.usecases.vocabulary import OptionError
 
-COMMANDS = (truth, run, sbc, power, merge, info, fit, design, summarize, plot, report)
+COMMANDS = (truth, run, sbc, power, merge, info, fit, design, summarize, plot, report, plan)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from study.cli.flags import as_flags
 from study.cli.progress import make_progress
 from study.errors import FitFailed, RunError
 from study.usecases.running import (
+    PrecisionReport,
     RunReport,
     StopRequest,
     check_command,
@@ -29,6 +31,7 @@ from study.usecases.vocabulary import (
     engine_names,
     is_engine_label,
     parse_shard,
+    render,
 )
 
 if TYPE_CHECKING:
@@ -100,6 +103,28 @@ def scheduler_arg(text: str) -> str:
     return text.strip()
 
 
+def mcse_arg(text: str) -> dict[str, float]:
+    """``--mcse MEASURE=TARGET[,MEASURE=TARGET...]``: MCSE targets, each a number > 0
+    (the measures are checked against the study's kind when it is known)."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, eq, value = part.partition("=")
+        if not eq or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: give MEASURE=TARGET, e.g. coverage=0.005 (comma-separated)"
+            )
+        try:
+            target = float(value)
+        except ValueError:
+            target = float("nan")
+        if not (math.isfinite(target) and target > 0):
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: the target must be a number > 0, e.g. {name.strip()}=0.005"
+            )
+        out[name.strip()] = target
+    return out
+
+
 def register(sub: Any) -> None:
     """Add the ``run`` command to the ``study`` parser."""
     p = sub.add_parser("run", help="run (or resume, or extend) a study")
@@ -145,6 +170,21 @@ def add_run_options(p: argparse.ArgumentParser, unit: str) -> None:
         help=f"(condition, {unit}) pairs per task (default 2 for workers, 10 for Dask)",
     )
     p.add_argument(
+        "--mcse",
+        type=mcse_arg,
+        action="append",
+        metavar="MEASURE=TARGET",
+        help="extend each condition in rounds until the Monte Carlo SE of MEASURE (its "
+        "worst over engines and terms) is at most TARGET, e.g. coverage=0.005; "
+        "repeat or comma-separate for several",
+    )
+    p.add_argument(
+        "--max-replicates",
+        type=whole_number(MAX_REPLICATES),
+        metavar="N",
+        help=f"with --mcse: at most N {unit}s per condition (default 20 x the configuration's)",
+    )
+    p.add_argument(
         "--fail-fast",
         action="store_true",
         help="stop at the first fit that fails or does not converge and print its "
@@ -156,7 +196,7 @@ def add_run_options(p: argparse.ArgumentParser, unit: str) -> None:
 EXIT_GRACE = 10.0
 
 
-def _stopped(code: int, executor: Any) -> int:
+def _stopped(code: int, executor: Any, workers: int | None = None) -> int:
     """The exit code of a run stopped early; with worker processes, a watchdog too.
 
     By then every finished replicate is saved (pieces fsynced, results written, the
@@ -168,7 +208,7 @@ def _stopped(code: int, executor: Any) -> int:
     the normal shutdown (which lets multiprocessing clean up its semaphores) has not
     finished within :data:`EXIT_GRACE` seconds.
     """
-    if executor.workers != 1:
+    if (workers if executor is None else executor.workers) != 1:
         timer = threading.Timer(EXIT_GRACE, _leave, args=(code,))
         timer.daemon = True
         timer.start()
@@ -200,14 +240,30 @@ def command(args: argparse.Namespace) -> int:
     report = execute(cfg, out, args, "replicates")
     if isinstance(report, int):
         return report
+    if isinstance(report, PrecisionReport) and report.plan is not None:
+        print(render(report.plan.frame(), digits=5))
     print(report.results)
     return 0
+
+
+def targets_of(args: argparse.Namespace) -> dict[str, float] | None:
+    """The ``--mcse`` targets of ``args``, every occurrence merged (``None``: none)."""
+    given = getattr(args, "mcse", None)
+    if not given:
+        return None
+    return {k: v for part in given for k, v in part.items()}
+
+
+def _note(line: str) -> None:
+    print(f"study: {line}", file=sys.stderr, flush=True)
 
 
 def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> RunReport | int:
     """Run ``cfg`` into ``out`` with the runner options of ``args``: the report, or the
     exit code when the run stopped (a signal, ``--fail-fast``, a shard's part done)."""
-    executor = make_executor(args.workers, args.scheduler, args.batch_size)
+    targets = targets_of(args)
+    # rounds start their own executors (a Dask client is closed after each)
+    executor = None if targets else make_executor(args.workers, args.scheduler, args.batch_size)
     stop = StopRequest()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -222,9 +278,15 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
             overwrite=args.overwrite,
             progress=make_progress(noun=unit),
             executor=executor,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            batch_size=args.batch_size,
             shard=args.shard,
             fail_fast=args.fail_fast,
             stop=stop,
+            mcse=targets,
+            max_replicates=getattr(args, "max_replicates", None),
+            notify=_note,
         )
     except KeyboardInterrupt as err:
         signum = getattr(err, "signum", signal.SIGINT)
@@ -237,16 +299,16 @@ def execute(cfg: StudyConfig, out: str, args: argparse.Namespace, unit: str) -> 
             "run the same command again to resume",
             file=sys.stderr,
         )
-        return _stopped(128 + signum, executor)
+        return _stopped(128 + signum, executor, args.workers)
     except FitFailed as err:
         if err.trace:
             print(err.trace.rstrip(), file=sys.stderr)
         message = as_flags(str(err), getattr(args, "flags", {}))
         print(f"study: {message}; finished {unit} are saved in {out}", file=sys.stderr)
-        return _stopped(1, executor)
+        return _stopped(1, executor, args.workers)
     except RunError as err:
         print(f"study: {as_flags(str(err), getattr(args, 'flags', {}))}", file=sys.stderr)
-        return _stopped(1, executor)
+        return _stopped(1, executor, args.workers)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

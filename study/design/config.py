@@ -86,6 +86,7 @@ _TOP_KEYS = {
     "seed",
     "level",
     "keep_draws",
+    "replicates_by_condition",
     "design",
     "engines",
     "conditions",

@@ -66,6 +66,12 @@ class StudyConfig:
     #: table name (``[sbc]``: :class:`study.design.sbc.SbcSettings`): each has
     #: ``table(hashed)`` and ``checked(config)`` (:class:`KindSettings`)
     kind_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: replicates per condition (condition id -> count) where they differ from
+    #: ``replicates`` (empty: ``replicates`` for every condition); a label may stand
+    #: for an id (normalised to ids).  Set by a run to a precision target
+    #: (``study run --mcse``) or ``[replicates_by_condition]``; never changes a
+    #: replicate's results, so it is not hashed
+    replicates_by_condition: Mapping[str, int] = field(default_factory=dict, metadata=NOT_HASHED)
     #: the engines that may be named (default: those installed, read from the entry
     #: points); engines given through the Python API join it (``Registry.with_engines``)
     registry: Registry = field(  # type: ignore[assignment]  # None: the default registry
@@ -119,10 +125,42 @@ class StudyConfig:
             raise fail("conditions", self.condition_spec, "must be a table")
         conditions = expand(self.design, self.condition_spec)
         object.__setattr__(self, "conditions", conditions)
+        object.__setattr__(self, "replicates_by_condition", self._checked_counts())
         if not isinstance(self.kind_settings, Mapping):
             raise fail("kind_settings", self.kind_settings, "must be a mapping")
         checked = {key: value.checked(self) for key, value in self.kind_settings.items()}
         object.__setattr__(self, "kind_settings", checked)
+
+    def _checked_counts(self) -> dict[str, int]:
+        """``replicates_by_condition`` validated: keys are condition ids (or labels,
+        turned into ids), counts whole numbers in 1..MAX_REPLICATES; in condition order."""
+        raw = self.replicates_by_condition
+        if not isinstance(raw, Mapping):
+            raise fail("replicates_by_condition", raw, "must be a table of condition id = count")
+        ids = {c.id: c.id for c in self.conditions} | {c.label: c.id for c in self.conditions}
+        given: dict[str, int] = {}
+        for key, count in raw.items():
+            where = f"replicates_by_condition.{key}"
+            if key not in ids:
+                shown = ", ".join(c.id for c in self.conditions[:4])
+                raise fail(where, count, f"names no condition of this study (ids: {shown}...)")
+            given[ids[key]] = integer(where, count, low=1, high=MAX_REPLICATES)
+        return {c.id: given[c.id] for c in self.conditions if c.id in given}
+
+    def count(self, condition_id: str) -> int:
+        """The replicates of condition ``condition_id``: its entry of
+        ``replicates_by_condition``, else ``replicates``."""
+        return int(self.replicates_by_condition.get(condition_id, self.replicates))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The replicates of every condition, by id, in condition order."""
+        return {c.id: self.count(c.id) for c in self.conditions}
+
+    @property
+    def pairs(self) -> int:
+        """The (condition, replicate) pairs of the study: the sum of :attr:`counts`."""
+        return sum(self.counts.values())
 
     def _checked_structures(self) -> dict[str, dict[str, Any]]:
         """``engine_structures`` validated: ``random`` names fixed effects (kept in their
@@ -217,6 +255,8 @@ class StudyConfig:
         }
         if self.condition_spec:
             table["conditions"] = dict(self.condition_spec)
+        if self.replicates_by_condition:
+            table["replicates_by_condition"] = dict(self.replicates_by_condition)
         for key, settings in self.kind_settings.items():
             table[key] = settings.table()
         return table
@@ -252,6 +292,11 @@ class StudyConfig:
     def with_replicates(self, n: int) -> StudyConfig:
         """A copy with another replicate count."""
         return dataclasses.replace(self, replicates=n)
+
+    def with_counts(self, counts: Mapping[str, int]) -> StudyConfig:
+        """A copy whose conditions have the replicate counts ``counts`` (condition id or
+        label -> count; conditions not named keep ``replicates``)."""
+        return dataclasses.replace(self, replicates_by_condition=dict(counts))
 
     def with_engines(self, engines: tuple[str, ...]) -> StudyConfig:
         """A copy that runs ``engines`` (options kept for those configured)."""

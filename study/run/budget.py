@@ -76,9 +76,14 @@ def _bytes_per_pair(
 
 
 def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
-    """What running ``config`` (to ``replicates``) needs."""
-    reps = config.replicates if replicates is None else replicates
-    pairs = reps * len(config.conditions)
+    """What running ``config`` (to ``replicates`` of every condition; default: each
+    condition's own count) needs."""
+    counts = (
+        list(config.counts.values())
+        if replicates is None
+        else [replicates] * len(config.conditions)
+    )
+    pairs = sum(counts)
     kind = kind_of(config)
     terms = len(kind.terms(config)[0])
     assert kind.layout.schema is not None
@@ -88,7 +93,7 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
         options = config.engine_options[name]
         draws = int(getattr(options, "draws", 0)) * int(getattr(options, "chains", 0))
         if draws:
-            fits = min(config.keep_draws, reps) * len(config.conditions)
+            fits = sum(min(config.keep_draws, n) for n in counts)
             per_fit = draws * (terms + 12) * POSTERIOR_BYTES[0] + POSTERIOR_BYTES[1]
             kept += fits * per_fit
             posterior = max(posterior, per_fit)

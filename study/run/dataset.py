@@ -2,6 +2,7 @@
 
 Every kind's Dataset has dims (condition, <pair dim>, engine, term) for the variables
 of its schema (:class:`study.schema.Schema`), ``done`` over (condition, pair dim),
+``<pair dim>s_requested`` over condition (the pairs the run asked for there),
 the coordinates condition / condition_id / engine / term / effect, the attributes
 every run has, and what its kind adds (:meth:`Kind.coords`, :meth:`Kind.attrs`).
 Pairs the piece lacks (a partial run) hold the schema's fill values, ``done`` False.
@@ -38,6 +39,25 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def sparse_counts(counts: Mapping[str, int], replicates: int) -> dict[str, int]:
+    """What a manifest records of per-condition ``counts``: those that differ from
+    ``replicates`` (the count of every other condition)."""
+    return {cid: int(n) for cid, n in counts.items() if int(n) != replicates}
+
+
+def requested_counts(config: StudyConfig, manifest: Mapping[str, Any]) -> dict[str, int]:
+    """The replicates the run asked for per condition (id -> count): the manifest's
+    ``replicates_by_condition`` where it names the condition, else its ``replicates``
+    (every condition of a manifest written before per-condition counts), else
+    ``config``'s count."""
+    by = manifest.get("replicates_by_condition") or {}
+    base = manifest.get("replicates")
+    return {
+        c.id: int(by.get(c.id, base if base is not None else config.count(c.id)))
+        for c in config.conditions
+    }
 
 
 def build_dataset(
@@ -77,6 +97,13 @@ def build_dataset(
     done = np.zeros(shape, dtype=bool)
     done[ci, ri] = True
     data_vars["done"] = (("condition", pair), done, {"description": PAIR_VARS["done"]})
+    # a variable, not a coordinate: a coordinate would ride along every variable taken
+    # from the Dataset (and into summaries), so runs of different lengths would differ
+    data_vars[f"{pair}s_requested"] = (
+        "condition",
+        np.array(list(requested_counts(config, manifest).values()), dtype=np.int64),
+        {"description": f"{pair}s the run asked for in the condition"},
+    )
     terms, effects = kind.terms(config)
     coords: dict[str, Any] = {
         "condition": np.array([c.label for c in conditions], dtype=object),

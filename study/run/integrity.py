@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.errors import StoreError
+from study.run.dataset import requested_counts, sparse_counts
 from study.run.store import MANIFEST, DamagedPiece, Piece, Store
 
 if TYPE_CHECKING:
@@ -164,6 +165,12 @@ def recover_manifest(
     manifest = dict(fresh)
     done = max((int(p.replicate.max()) + 1 for p in good if len(p)), default=0)
     manifest["replicates"] = max(int(manifest["replicates"]), done)
+    counts = requested_counts(config, fresh)
+    for p in good:
+        for cid, r in zip(p.condition.tolist(), p.replicate.tolist(), strict=True):
+            if str(cid) in counts:
+                counts[str(cid)] = max(counts[str(cid)], int(r) + 1)
+    manifest["replicates_by_condition"] = sparse_counts(counts, int(manifest["replicates"]))
     if (store.path / MANIFEST).exists():
         dest = store.set_aside(store.path / MANIFEST)
         warn(f"{store.path / MANIFEST} {problem}; moved to {dest} and rebuilt from the config")

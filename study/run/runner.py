@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from study.design.config import differences, with_registry
 from study.errors import Interrupted, RunError, StoreError
 from study.run.batch import PROCESS, Pair
 from study.run.budget import check_budget
+from study.run.dataset import requested_counts, sparse_counts
 from study.run.executors import Executor, InProcess, batches, cpu_count
 from study.run.integrity import Warn, load_repairing, recover_manifest, stamp_of, warn_stderr
 from study.run.kinds import kind_of
@@ -62,11 +63,17 @@ CONSOLIDATE_EVERY = 200
 
 def all_pairs(config: StudyConfig, replicates: int | None = None) -> Iterator[Pair]:
     """Every (condition id, replicate) pair of a study, replicate by replicate (so a
-    partial run has whole replicates of every condition), lazily."""
-    ids = [c.id for c in config.conditions]
-    for r in range(config.replicates if replicates is None else replicates):
-        for cid in ids:
-            yield cid, r
+    partial run has whole replicates of every condition), lazily: each condition while
+    ``r`` is below its count (:meth:`StudyConfig.count`; ``replicates``: that many of
+    every condition)."""
+    if replicates is None:
+        counts = list(config.counts.items())
+    else:
+        counts = [(c.id, replicates) for c in config.conditions]
+    for r in range(max(n for _, n in counts)):
+        for cid, n in counts:
+            if r < n:
+                yield cid, r
 
 
 class Progress(Protocol):
@@ -114,6 +121,7 @@ def _manifest(config: StudyConfig, terms: list[str], effects: list[str]) -> dict
         "terms": terms,
         "effects": effects,
         "replicates": config.replicates,
+        "replicates_by_condition": sparse_counts(config.counts, config.replicates),
         "conditions": len(config.conditions),
         "axes": kind_of(config).axes(config),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -131,7 +139,8 @@ def open_run(
 
     A manifest that is missing beside checkpoints, or does not parse, is rebuilt when
     the run is confirmed to be of ``config`` (:func:`study.run.integrity.recover_manifest`).
-    Returns the manifest (its replicate count raised to ``config.replicates``).
+    Returns the manifest (its replicate count raised to ``config.replicates``, and each
+    condition's count to ``config``'s).
     """
     terms, effects = kind_of(config).terms(config)
     fresh = _manifest(config, terms, effects)
@@ -186,7 +195,9 @@ def open_run(
             text = config.to_toml()
         else:
             text = store.config_text()
+        counts = _larger_counts(old, config)
         old["replicates"] = max(int(old["replicates"]), config.replicates)
+        old["replicates_by_condition"] = sparse_counts(counts, int(old["replicates"]))
         store.write_manifest(old, text)
         return old
     if store.results_path.exists() and not overwrite:
@@ -198,6 +209,13 @@ def open_run(
         store.clear()
     store.write_manifest(fresh, config.to_toml())
     return fresh
+
+
+def _larger_counts(manifest: Mapping[str, Any], config: StudyConfig) -> dict[str, int]:
+    """Per condition, the larger of the count the manifest records (a manifest written
+    before per-condition counts: its ``replicates``) and ``config``'s."""
+    stored = requested_counts(config, manifest)
+    return {cid: max(stored[cid], n) for cid, n in config.counts.items()}
 
 
 def _stored_hash(store: Store, registry: Registry) -> str | None:
@@ -312,7 +330,7 @@ def _run_locked(
     finished = set() if existing is None else existing.pairs()
     mine = (lambda p: True) if shard is None else shard.owns
     total = sum(1 for p in all_pairs(config) if mine(p))
-    done = sum(1 for p in finished if p[1] < config.replicates and mine(p))
+    done = sum(1 for p in finished if p[1] < config.count(p[0]) and mine(p))
     todo = (p for p in all_pairs(config) if p not in finished and mine(p))  # lazy
     schema = store.layout.schema
     assert schema is not None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from study.design.config import differences
 from study.errors import StoreError, UserError
 from study.run.batch import Pair
+from study.run.dataset import requested_counts, sparse_counts
 from study.run.integrity import load_checked, stamp_of
 from study.run.lock import run_lock
 from study.run.results import dataset_of, store_of, stored_config
@@ -173,11 +174,16 @@ def _merge_locked(
     if joined is None:
         raise StoreError(f"{', '.join(map(str, dirs))}: no finished replicates to merge")
     replicates = max(int(m["replicates"]) for m in manifests)
+    per = [requested_counts(config, m) for m in manifests]
+    counts = {c.id: max(p[c.id] for p in per) for c in config.conditions}
     have = joined.pairs()
     missing = [
-        (c.label, r) for r in range(replicates) for c in config.conditions if (c.id, r) not in have
+        (c.label, r)
+        for r in range(max(counts.values()))
+        for c in config.conditions
+        if r < counts[c.id] and (c.id, r) not in have
     ]
-    total = replicates * len(config.conditions)
+    total = sum(counts.values())
     if missing and not partial:
         raise StoreError(
             f"{len(missing)} of {total} (condition, replicate) pairs are missing: "
@@ -186,6 +192,7 @@ def _merge_locked(
         )
     manifest = manifests[0]
     manifest["replicates"] = replicates
+    manifest["replicates_by_condition"] = sparse_counts(counts, replicates)
     target.write_manifest(manifest, stores[0].config_text())
     copied = 0
     for store in sources:

@@ -10,6 +10,7 @@ import numpy as np
 
 from study.analysis.failures import Reason, reasons
 from study.errors import StoreError
+from study.run.dataset import requested_counts
 from study.run.integrity import Damage, check_pieces, expected_shapes, resume_command, stamp_of
 from study.run.results import results_problem, store_of, stored_config
 from study.run.store import DAMAGED, Piece
@@ -97,7 +98,7 @@ def info(run_dir: str | Path) -> RunInfo:
         root_seed=manifest.get("root_seed", "?"),
         created=str(manifest.get("created", "?")),
         done=0 if piece is None else len(piece),
-        requested=int(manifest["replicates"]) * conditions,
+        requested=sum(requested_counts(config, manifest).values()),
         unit=unit,
         conditions=conditions,
         engines=engines,

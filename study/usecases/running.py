@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.registry import default_registry
+from study.analysis.kinds import views_of
 from study.design.config import StudyConfig, load_config, with_registry
 from study.design.sbc import as_sbc
 from study.errors import UserError
@@ -15,6 +16,13 @@ from study.run.kinds import kind_of
 from study.run.runner import RunReport, StopRequest, run_study
 from study.run.shards import MergeReport
 from study.run.shards import merge as merge_pieces
+from study.usecases.precision import (
+    PrecisionReport,
+    check_cap,
+    check_targets,
+    plan,
+    run_to_precision,
+)
 
 if TYPE_CHECKING:
     from models.spec import EngineSpec
@@ -72,6 +80,9 @@ def run(
     progress: Progress | None = None,
     stop: StopRequest | None = None,
     register: Sequence[EngineSpec] = (),
+    mcse: Mapping[str, float] | None = None,
+    max_replicates: int | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Run (or resume, or extend) the study ``config`` of whatever kind it is.
 
@@ -80,20 +91,47 @@ def run(
     ``engines`` the engine labels to run instead of the configuration's; ``register``
     engines of one's own (:class:`~models.spec.EngineSpec`) the configuration may
     name; see :func:`study.run.runner.run_study` for the rest.
+
+    ``mcse`` (measure -> target, e.g. ``{"coverage": 0.005}``): after the
+    configuration's replicates, extend each condition in rounds until the worst MCSE of
+    every measure is at or under its target, or it has ``max_replicates`` (default 20 x
+    ``replicates``); ``notify`` gets a line per round, and the report is a
+    :class:`~study.usecases.precision.PrecisionReport` with the final plan
+    (:mod:`study.usecases.precision`).  A given ``executor`` runs every round, so it
+    must start again after ``close`` (the local ones do; give ``scheduler`` for Dask).
     """
     cfg = configured(config, replicates=replicates, engines=engines, register=register)
-    if executor is None:
-        executor = make_executor(workers, scheduler, batch_size)
-    return run_study(
-        cfg,
-        out,
-        overwrite=overwrite,
-        progress=progress,
-        executor=executor,
-        shard=shard,
-        fail_fast=fail_fast,
-        stop=stop,
-    )
+    if mcse is None and max_replicates is not None:
+        raise UserError(
+            f"max_replicates={max_replicates} applies only with mcse=... (a precision target)"
+        )
+    if mcse is not None:
+        if shard is not None:
+            raise UserError(
+                "mcse=... with shard=...: a sharded run cannot decide its rounds (no shard "
+                "sees the others' results); run it unsharded, or run a pilot, `study plan` "
+                "it and set the counts in [replicates_by_condition]"
+            )
+        check_targets(views_of(kind_of(cfg).name), mcse)
+        check_cap(max_replicates, cfg.replicates)
+
+    def run_round(round_config: StudyConfig) -> RunReport:
+        # a fresh executor per round unless one is given (a Dask client is closed at
+        # the end of each round; local workers are started again as a round needs)
+        return run_study(
+            round_config,
+            out,
+            overwrite=overwrite and round_config is cfg,
+            progress=progress,
+            executor=executor or make_executor(workers, scheduler, batch_size),
+            shard=shard,
+            fail_fast=fail_fast,
+            stop=stop,
+        )
+
+    if mcse is None:
+        return run_round(cfg)
+    return run_to_precision(cfg, mcse, run_round, max_replicates=max_replicates, notify=notify)
 
 
 def as_calibration(config: StudyConfig | str | Path, simulations: int | None = None) -> StudyConfig:
@@ -111,6 +149,7 @@ def merge(
 
 
 __all__ = [
+    "PrecisionReport",
     "RunReport",
     "StopRequest",
     "as_calibration",
@@ -118,5 +157,6 @@ __all__ = [
     "configured",
     "make_executor",
     "merge",
+    "plan",
     "run",
 ]

@@ -1209,6 +1209,69 @@ CASES: list[Case] = [
             r"--overwrite|restore|study run",
         ),
     ),
+    # -- precision targets: study run --mcse, study plan ----------------------------
+    Case(
+        "cli-mcse-unknown-measure",
+        "cli",
+        **run_config(TINY, "c.toml", "--mcse", "sharpness=0.01"),
+        pattern=allof("--mcse", "sharpness", "choose from", "coverage", "bias"),
+    ),
+    Case(
+        "cli-mcse-target-not-positive",
+        "cli",
+        **run_config(TINY, "c.toml", "--mcse", "coverage=-0.01"),
+        pattern=allof("--mcse", "coverage=-0.01", "> 0"),
+    ),
+    Case(
+        "cli-mcse-target-not-a-number",
+        "cli",
+        **run_config(TINY, "c.toml", "--mcse", "coverage=tight"),
+        pattern=allof("--mcse", "coverage=tight", "number"),
+    ),
+    Case(
+        "cli-mcse-missing-equals",
+        "cli",
+        **run_config(TINY, "c.toml", "--mcse", "coverage"),
+        pattern=allof("--mcse", "MEASURE=TARGET"),
+    ),
+    Case(
+        "cli-mcse-max-replicates-below-replicates",
+        "cli",
+        **run_config(TINY, "c.toml", "--mcse", "coverage=0.01", "--max-replicates", "2"),
+        pattern=allof("--max-replicates 2", "below", r"\b3\b"),
+    ),
+    Case(
+        "cli-max-replicates-without-mcse",
+        "cli",
+        **run_config(TINY, "c.toml", "--max-replicates", "20"),
+        pattern=allof("--max-replicates", "only with --mcse"),
+    ),
+    Case(
+        "cli-mcse-with-shard",
+        "cli",
+        **run_config(TINY, "c.toml", "--mcse", "coverage=0.01", "--shard", "1/2"),
+        pattern=allof("--mcse", "--shard", "unsharded", "study plan"),
+    ),
+    Case(
+        "cli-sbc-mcse",
+        "cli",
+        argv=["sbc", "c.toml", "--workers", "1", "--mcse", "coverage=0.01"],
+        files={"c.toml": toml(engines='[engines]\nrun = ["bayes"]\n')},
+        pattern=allof("--mcse", "simulation-based calibration", "no measure with a Monte Carlo"),
+    ),
+    Case(
+        "store-plan-missing-run-dir",
+        "store",
+        argv=["plan", "nowhere", "--mcse", "coverage=0.01"],
+        pattern=allof(r"\bnowhere\b", "no such run directory", "study run"),
+    ),
+    Case(
+        "store-plan-manifest-not-json",
+        "store",
+        argv=["plan", "run", "--mcse", "coverage=0.01"],
+        setup=copy_run(damage=manifest_not_json),
+        pattern=allof(r"manifest\.json", r"parse|corrupt|damaged|not valid"),
+    ),
 ]
 
 # -- the module's small real run ---------------------------------------------------------

@@ -68,6 +68,9 @@ class MeanOfY:
             {"mean_y": np.array(y.mean()), "sd_y": np.array(y.std()), "n": np.array(y.size)}
         )
 
+    def axes(self, config: Any) -> dict[str, int]:
+        return {}
+
     def coords(self, config: Any, context: Any) -> dict[str, Any]:
         return {}
 

@@ -17,8 +17,14 @@ if TYPE_CHECKING:
 
 def is_partial(ds: xr.Dataset) -> bool:
     """Whether some (condition, replicate) pair the run asked for is not done yet (of a
-    Dataset of any kind: the pair dim is ``done``'s second)."""
+    Dataset of any kind: the pair dim is ``done``'s second).  With per-condition counts
+    (the variable ``<pair>s_requested`` over condition), each condition's pairs done
+    are compared with its own count; else every condition's with the attribute."""
     pair = str(ds["done"].dims[1])
+    per_condition = f"{pair}s_requested"
+    if per_condition in ds.data_vars:
+        done = ds["done"].sum(pair).values
+        return bool((done < ds[per_condition].values).any())
     requested = int(ds.attrs.get(f"{pair}s_requested", 0))
     return int(ds.sizes[pair]) < requested or not bool(ds["done"].all())
 
@@ -64,6 +70,15 @@ class Views(Protocol):
     summary_options: tuple[str, ...]
     figure_options: tuple[str, ...]
     figure_names: tuple[str, ...]
+    #: the measures with a Monte Carlo SE a precision target may name (``study run
+    #: --mcse MEASURE=TARGET``); empty: the kind has none, its runs set their count
+    mcse_measures: tuple[str, ...]
+
+    def mcse(self, ds: xr.Dataset, measure: str) -> xr.DataArray:
+        """The Monte Carlo SE of ``measure`` (one of :attr:`mcse_measures`) over the
+        pairs done, with ``condition`` as its first dim; over any other dims (engine,
+        term) a study's worst case is their largest, NaN ignored."""
+        ...
 
     def summarize(self, ds: xr.Dataset, *, fmt: str, options: Mapping[str, Any]) -> Summary:
         """The run's summary (``options``: keywords of :attr:`summary_options`)."""

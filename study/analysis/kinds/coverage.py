@@ -11,7 +11,7 @@ import xarray as xr
 from study.analysis.design_tables import model_lines, truth_frame
 from study.analysis.failures import reasons_table
 from study.analysis.kinds.base import Drawn, PosteriorReader, Summary, is_partial
-from study.analysis.measures import MEASURES, compute_measures
+from study.analysis.measures import MEASURES, WITH_MCSE, compute_measures
 from study.analysis.plots.catalog import FIGURES, PlotInput, build
 from study.analysis.report import Report, ReportFigure
 from study.analysis.tables import (
@@ -68,6 +68,14 @@ class CoverageViews:
     )
     figure_options: tuple[str, ...] = ("replicate",)
     figure_names: tuple[str, ...] = tuple(FIGURES)
+    mcse_measures: tuple[str, ...] = WITH_MCSE
+
+    def mcse(self, ds: xr.Dataset, measure: str) -> xr.DataArray:
+        """The MCSE of ``measure`` per (condition, engine, term), every fit kept (the
+        summary's defaults: the first engine the reference)."""
+        summary = compute_measures(ds, reference=reference_engine(ds, None), measures=[measure])
+        out: xr.DataArray = summary["mcse"].sel(measure=measure, drop=True)
+        return out.transpose("condition", ...)
 
     def summarize(self, ds: xr.Dataset, *, fmt: str, options: Mapping[str, Any]) -> Summary:
         """The chosen measures (``options``: measures, exclude_nonconverged,
@@ -131,8 +139,14 @@ class CoverageViews:
             summary = compute_measures(ds, reference=reference_engine(ds, None))
         engines = [str(e) for e in ds["engine"].values]
         n_cond = ds.sizes["condition"]
+        per = ds["done"].sum("replicate").values
+        reps = (
+            f"{ds.sizes['replicate']} replicates of each of {n_cond} condition(s)"
+            if per.min() == per.max()
+            else f"{per.min()} to {per.max()} replicates in each of {n_cond} conditions"
+        )
         header = (
-            f"{ds.sizes['replicate']} replicates of each of {n_cond} condition(s), engines "
+            f"{reps}, engines "
             f"{', '.join(engines)}; config hash {ds.attrs.get('config_hash', '?')}, root seed "
             f"{ds.attrs.get('root_seed', '?')}"
             + ("; PARTIAL run" if is_partial(ds) else "")

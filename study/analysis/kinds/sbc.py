@@ -76,6 +76,11 @@ class SbcViews:
     summary_options: tuple[str, ...] = ()
     figure_options: tuple[str, ...] = ()
     figure_names: tuple[str, ...] = ("sbc-ranks", "sbc-ecdf")
+    #: a rank test has no per-measure Monte Carlo SE: an SBC sets its simulations
+    mcse_measures: tuple[str, ...] = ()
+
+    def mcse(self, ds: xr.Dataset, measure: str) -> xr.DataArray:
+        raise KeyError(f"{measure!r}: an SBC has no measure with a Monte Carlo SE")
 
     def summarize(self, ds: xr.Dataset, *, fmt: str, options: Mapping[str, Any]) -> Summary:
         summary = summarize_sbc(ds, ALPHA)
