@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from models.validate import OptionError, fail, number
+from models.validate import OptionError, boolean, fail, number
 
 if TYPE_CHECKING:
     from study.design.study_config import StudyConfig
@@ -53,6 +53,10 @@ class PowerSettings:
     tests : list of str
         Only these tests (by method name, e.g. ``["kenward-roger"]``); default: every
         test of every engine.
+    twins : bool
+        Fit the null twins (default).  A sample-size search turns them off in its
+        rounds, which need the power only (its confirmation run fits them): the
+        twin's entries are then NaN, "not run".
     """
 
     terms: tuple[str, ...] = ()
@@ -60,8 +64,10 @@ class PowerSettings:
     alpha: float | None = None
     target: float = field(default=0.8, metadata={"hashed": False})
     tests: tuple[str, ...] = ()
+    twins: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "twins", boolean("power.twins", self.twins))
         for key in ("terms", "tests"):
             value = getattr(self, key)
             if isinstance(value, str) or not isinstance(value, list | tuple):

@@ -100,13 +100,15 @@ class SearchResult:
 
     @property
     def fits(self) -> int:
-        """Fits made over the search (every replicate: its data and its null twin)."""
-        return sum(2 * p.n for p in self.points.values())
+        """Fits made over the search: one per replicate of the rounds (no null twins),
+        two per replicate of the confirmation (its data and its null twin)."""
+        return sum(p.n for p in self.points.values()) + 2 * self.confirmation.n
 
     @property
     def fit_seconds(self) -> float:
         """Seconds the fits themselves took (the rest is generation and overhead)."""
-        return sum(p.fit_seconds for p in self.points.values())
+        rounds = sum(p.fit_seconds for p in self.points.values())
+        return rounds + self.confirmation.fit_seconds
 
     def table(self) -> dict[str, Any]:
         """The result as plain data (``search.json``)."""
@@ -157,9 +159,9 @@ class SearchResult:
         c = self.confirmation
         lo, hi = c.wilson
         rows = [
-            f"{self.factor:>10}  replicates  power (MCSE)    type I",
+            f"{self.factor:>10}  replicates  power (MCSE)",
             *(
-                f"{p.value:>10}  {p.n:>10}  {p.power:.3f} ({p.mcse:.3f})  {p.type1:.3f}"
+                f"{p.value:>10}  {p.n:>10}  {p.power:.3f} ({p.mcse:.3f})"
                 for p in sorted(self.points.values(), key=lambda p: p.value)
             ),
         ]
@@ -264,7 +266,7 @@ def search(
     if not 0 < target < 1:
         raise UserError(f"--target {target:g}: must be in (0, 1), e.g. 0.8")
     engine, method = label.split("/", 1)
-    power = dataclasses.replace(settings, tests=(method,))
+    power = dataclasses.replace(settings, tests=(method,), twins=False)
     cfg = dataclasses.replace(
         cfg.with_engines((engine,)), kind_settings={**cfg.kind_settings, "power": power}
     )
@@ -277,15 +279,22 @@ def search(
         )
     tolerance = tolerance or 2 * step
     root = Path(out) if out is not None else kind_of(cfg).default_out(cfg) / f"search-{factor}"
-    created = not root.exists()
+    # the first folder of root's path that a refused search would leave behind
+    created = next((p for p in [*reversed(root.parents), root] if not p.exists()), None)
     points: dict[int, Point] = {}
     t0 = time.perf_counter()
 
     def simulate(value: int, n: int, confirming: bool = False) -> Point:
         run_dir = root / (f"confirm-{factor}={value}" if confirming else f"{factor}={value}")
         cfg_v = _for_value(cfg, factor, value, n)
-        if confirming:  # fresh replicates, independent of those the answer came from
-            cfg_v = dataclasses.replace(cfg_v, seed=confirmation_seed(cfg.seed))
+        if confirming:  # fresh replicates, independent of those the answer came from;
+            # with the null twins, so the answer's type I error is read beside its power
+            twins = dataclasses.replace(power, twins=True)
+            cfg_v = dataclasses.replace(
+                cfg_v,
+                seed=confirmation_seed(cfg.seed),
+                kind_settings={**cfg_v.kind_settings, "power": twins},
+            )
         run_study(
             cfg_v,
             run_dir,
@@ -330,8 +339,8 @@ def search(
                 "give a larger --high (or a larger effect)"
             )
     except UserError:
-        if created:
-            shutil.rmtree(root, ignore_errors=True)  # a refused search leaves nothing
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)  # a refused search leaves nothing
         raise
     say(_round_line(0, first, points, None, factor))
 

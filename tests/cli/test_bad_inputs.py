@@ -223,6 +223,19 @@ PROBLEM_DIR = r"no such|does not exist|not found|not a (run|results)"
 
 TREAT = 'fixed = "treat"\nbeta = [0.0, 0.3]\nrandom = "(1 | g)"\nre_sd = [1.0]\n'
 
+
+def power_toml(power: str) -> str:
+    """A small power study: a balanced cluster-level treatment, REML; ``power`` lines
+    in its [power] table."""
+    return (
+        'name = "pw"\nreplicates = 3\nseed = 7\n\n[design]\ngroups = 6\ngroup_size = 5\n'
+        'fixed = "treat"\nbeta = { "(Intercept)" = 0.0, treat = 0.3 }\n'
+        'random = "(1 | g)"\nre_sd = [0.5]\n\n[design.predictors.treat]\nlevel = "group"\n'
+        'distribution = "balanced"\n\n[engines]\nrun = ["reml"]\n\n'
+        f"[power]\n{power}\n"
+    )
+
+
 CASES: list[Case] = [
     # ---- config: wrong types
     Case(
@@ -1271,6 +1284,116 @@ CASES: list[Case] = [
         argv=["plan", "run", "--mcse", "coverage=0.01"],
         setup=copy_run(damage=manifest_not_json),
         pattern=allof(r"manifest\.json", r"parse|corrupt|damaged|not valid"),
+    ),
+    # ---- power studies and the sample-size search (issue 26)
+    Case(
+        "config-power-term-not-in-model",
+        "config",
+        argv=["power", "c.toml", "--workers", "1"],
+        files={"c.toml": power_toml('terms = ["dose"]')},
+        pattern=allof(r"power\.terms\b", "dose", "not a term of the model", "treat"),
+    ),
+    Case(
+        "config-power-term-no-fixed-effect",
+        "config",
+        argv=["power", "c.toml", "--workers", "1"],
+        files={"c.toml": power_toml('terms = ["sd__(Intercept)"]')},
+        pattern=allof(r"power\.terms\b", "no fixed effect", "null twin"),
+    ),
+    Case(
+        "config-power-alpha-outside",
+        "config",
+        argv=["power", "c.toml", "--workers", "1"],
+        files={"c.toml": power_toml("alpha = 1.5")},
+        pattern=allof(r"power\.alpha\b", "1.5", MUST, "< 1"),
+    ),
+    Case(
+        "config-power-target-outside",
+        "config",
+        argv=["power", "c.toml", "--workers", "1"],
+        files={"c.toml": power_toml("target = 0.0")},
+        pattern=allof(r"power\.target\b", MUST, "> 0"),
+    ),
+    Case(
+        "config-power-alpha-disagrees-with-level",
+        "config",
+        argv=["power", "c.toml", "--workers", "1"],
+        files={"c.toml": power_toml("alpha = 0.1").replace("seed = 7", "seed = 7\nlevel = 0.95")},
+        pattern=allof(r"power\.alpha\b", "level", "drop level|set it to 0.9"),
+    ),
+    Case(
+        "config-power-test-no-engine-runs",
+        "config",
+        argv=["power", "c.toml", "--workers", "1"],
+        files={"c.toml": power_toml('tests = ["bootstrap"]')},
+        pattern=allof(r"power\.tests\b", "bootstrap", "kenward-roger"),
+    ),
+    Case(
+        "cli-power-config-run-by-study-run",
+        "cli",
+        **run_config(power_toml("")),
+        pattern=allof("power study", "study power"),
+    ),
+    Case(
+        "cli-search-factor-not-integer-key",
+        "cli",
+        argv=["power", "c.toml", "--search", "sigma", "--workers", "1"],
+        files={"c.toml": power_toml("")},
+        pattern=allof("--search sigma", "not an integer design key", "groups"),
+    ),
+    Case(
+        "cli-search-target-outside",
+        "cli",
+        argv=["power", "c.toml", "--search", "groups", "--target", "1.2"],
+        files={"c.toml": power_toml("")},
+        pattern=allof("--target", r"1\.2", r"\(0, 1\)"),
+    ),
+    Case(
+        "cli-search-already-above-at-low",
+        "cli",
+        argv=[
+            "power",
+            "c.toml",
+            "--search",
+            "groups",
+            "--low",
+            "8",
+            "--high",
+            "40",
+            "--replicates",
+            "20",
+            "--workers",
+            "1",
+        ],
+        files={"c.toml": power_toml("").replace("treat = 0.3", "treat = 5.0")},
+        pattern=allof("--low 8", "already", "above the target", "smaller --low"),
+    ),
+    Case(
+        "cli-search-below-at-high",
+        "cli",
+        argv=[
+            "power",
+            "c.toml",
+            "--search",
+            "groups",
+            "--low",
+            "4",
+            "--high",
+            "8",
+            "--replicates",
+            "20",
+            "--workers",
+            "1",
+        ],
+        files={"c.toml": power_toml("").replace("treat = 0.3", "treat = 0.01")},
+        pattern=allof("--high 8", "below the target", "larger --high"),
+    ),
+    Case(
+        "cli-search-with-shard",
+        "cli",
+        argv=["power", "c.toml", "--search", "groups", "--shard", "1/2"],
+        files={"c.toml": power_toml("")},
+        pattern=allof("--search", "--shard", "--workers"),
     ),
 ]
 

@@ -170,6 +170,9 @@ class Power:
         alpha = settings.level_alpha
         for hi, hyp in enumerate(HYPOTHESES):
             for ei, (label, engine) in enumerate(zip(config.engines, engines, strict=True)):
+                if hyp == "null" and not settings.twins:
+                    values["message"][hi, ei] = "not run: the null twins are off (twins = false)"
+                    continue
                 data = datasets[hyp]
                 structure = config.structure_of(label)
                 if structure != data.structure:  # a misspecified fit: same data, other Z
