@@ -111,7 +111,7 @@ def test_missing_config_file(capsys, tmp_path):
     assert main(["truth", str(tmp_path / "none.toml")]) == 2
     err = capsys.readouterr().err
     assert "no such file and not a preset" in err
-    assert "default, cluster-trial" in err and "seed" in err
+    assert "default, cluster-power, cluster-trial" in err and "seed" in err
 
 
 def test_cli_exit_code_in_subprocess(write_config):

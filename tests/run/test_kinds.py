@@ -58,8 +58,9 @@ def test_a_third_kind_runs_resumes_and_opens_through_the_kind_free_runner(toy, t
 def test_kinds_are_named_in_manifests_and_found_from_files(tmp_path):
     assert kind_named(None) is COVERAGE and kind_named("study") is COVERAGE
     assert kind_named("sbc") is SBC
-    with pytest.raises(KeyError, match="not one of coverage, sbc"):
-        kind_named("power")
+    assert kind_named("power").name == "power"
+    with pytest.raises(KeyError, match="not one of coverage, sbc, power"):
+        kind_named("bootstrap")
     sbc_cfg = as_sbc(load_config("default"), 3)
     assert kind_of(sbc_cfg) is SBC and SBC.default_out(sbc_cfg) == Path("outputs/sbc/default")
     (tmp_path / "sbc.nc").write_bytes(b"")
