@@ -237,7 +237,7 @@ def test_the_reml_engine_declares_and_implements_its_tests():
     registry = default_registry()
     assert registry.tests_of("reml") == REML_TESTS
     assert registry.tests_of("reml-kr") == REML_TESTS  # a variant is its kind
-    assert registry.tests_of("gee") == () and registry.tests_of("bayes") == ()
+    assert registry.tests_of("gee") == () and registry.tests_of("bayes") == ("interval", "sign")
     assert isinstance(registry.build_engine("reml"), base.Testing)
     assert not isinstance(registry.build_engine("gee"), base.Testing)
 

@@ -91,7 +91,7 @@ def test_schema_is_what_engines_store_and_datasets_hold(small_run, tmp_path):
     assert all(hasattr(fit, v) for v in PIECE_VARS)
     _, out = small_run
     ds = open_results(out)
-    assert set(ds.data_vars) == {*PIECE_VARS, *PAIR_TERM_VARS, "done"}
+    assert set(ds.data_vars) == {*PIECE_VARS, *PAIR_TERM_VARS, "done", "replicates_requested"}
     assert set(TERM_COORDS) <= set(ds.coords)
     with np.load(next((out / "checkpoints").iterdir())) as npz:
         assert set(npz.files) == {*PIECE_VARS, *PAIR_TERM_VARS, "condition", "replicate", "stamp"}
