@@ -153,3 +153,26 @@ def test_kr_and_satterthwaite_power_full(tmp_path):
     cfg = config_from_text(toml, default_name="t", label="t")
     run_study(cfg, tmp_path / "run")
     _check_theory(xr.open_dataset(tmp_path / "run" / "power.nc"), m, delta, icc)
+
+
+def _analytic_k(m: int, delta: float, icc: float, target: float = 0.8) -> int:
+    return next(K for K in range(4, 1000, 2) if noncentral_t_power(K, m, delta, icc) >= target)
+
+
+@pytest.mark.slow
+def test_search_interval_contains_the_analytic_number_of_clusters(tmp_path):
+    from study.usecases.searching import search
+
+    m, delta, icc = 10, 1.0, 0.3
+    toml = trial_toml([20], m, delta, icc, 100, '["kenward-roger"]').replace(
+        "[conditions]\ngroups = [20]\n", ""
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    result = search(path, "groups", low=4, high=100, out=tmp_path / "search", confirm=500)
+    truth = _analytic_k(m, delta, icc)
+    assert result.step == 2 and result.answer % 2 == 0
+    assert result.interval[0] <= truth <= result.interval[1], (result.interval, truth)
+    c = result.confirmation
+    assert abs(c.power - noncentral_t_power(c.value, m, delta, icc)) <= 3 * c.mcse
+    assert (tmp_path / "search" / "search.json").is_file()
