@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -18,6 +18,9 @@ import tomli_w
 import xarray as xr
 
 from models.data import LMMData
+
+if TYPE_CHECKING:
+    from study.design.generate import Design
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root."""
@@ -127,3 +130,37 @@ def design_of_generator_1(config: Any, condition: Any = None) -> Any:
     )
     design.X = np.column_stack([np.ones(idx.size), subjects[idx]])
     return design
+
+
+# -- brute force: the GLS estimator with the true V (tests of analytic truths) ----
+def gls_estimates(design: Design, X: np.ndarray, group: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """GLS estimates with the design's true V of the responses ``Y`` (R, n) on rows
+    ``X``, ``group`` (all rows of the design, or one replicate's observed rows)."""
+    from study.design.generate import per_group_crossprod
+    from study.design.gls import _minv_times
+
+    cfg = design.config
+    n = np.bincount(group)
+    if design.row_sd is None:
+        w = np.full(X.shape[0], 1.0 / cfg.sigma**2)
+    else:  # (heteroscedastic designs here have no missing outcomes: all rows)
+        assert X.shape[0] == design.X.shape[0]
+        w = 1.0 / design.row_sd**2
+    H = per_group_crossprod(X, n, w)
+    starts = np.concatenate(([0], np.cumsum(n)[:-1]))
+    b = np.add.reduceat((w * Y)[:, :, None] * X[None], starts, axis=1)  # (R, K, q)
+    D = cfg.D
+    minv_b = np.stack([_minv_times(H, D, bk[:, :, None])[:, :, 0] for bk in b])
+    Wb = b - np.einsum("kab,rkb->rka", H, minv_b)
+    W = H - H @ _minv_times(H, D, H)
+    return np.linalg.solve(W.sum(axis=0), Wb.sum(axis=1).T).T
+
+
+def sd_and_mcse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The SD of draws ``x`` (R, ...) over R and its MCSE, ``sqrt(m4 - s^4) / (2 s
+    sqrt(R))`` (delta method on the sample variance)."""
+    d = x - x.mean(axis=0)
+    s2 = (d**2).mean(axis=0)
+    m4 = (d**4).mean(axis=0)
+    s = np.sqrt(s2)
+    return s, np.sqrt(m4 - s2**2) / (2 * s * np.sqrt(x.shape[0]))

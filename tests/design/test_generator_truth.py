@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tomli_w
+from helpers import gls_estimates as _gls
+from helpers import sd_and_mcse as _sd_and_mcse
 
 from study.design.config import config_from_text
-from study.design.generate import Design, per_group_crossprod
-from study.design.gls import _minv_times
+from study.design.generate import Design
 from study.design.truth import compute_truth
 
 REPLICATES = 20_000
@@ -29,34 +30,6 @@ def _design(design: dict, seed: int = 7) -> Design:
     text = tomli_w.dumps(table)
     config = config_from_text(text, default_name="t", label="t")
     return Design.from_study(config)
-
-
-def _gls(design: Design, X: np.ndarray, group: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """GLS estimates with the design's true V of the responses ``Y`` (R, n) on rows
-    ``X``, ``group`` (all rows of the design, or one replicate's observed rows)."""
-    cfg = design.config
-    n = np.bincount(group)
-    if design.row_sd is None:
-        w = np.full(X.shape[0], 1.0 / cfg.sigma**2)
-    else:  # (heteroscedastic designs here have no missing outcomes: all rows)
-        assert X.shape[0] == design.X.shape[0]
-        w = 1.0 / design.row_sd**2
-    H = per_group_crossprod(X, n, w)
-    starts = np.concatenate(([0], np.cumsum(n)[:-1]))
-    b = np.add.reduceat((w * Y)[:, :, None] * X[None], starts, axis=1)  # (R, K, q)
-    D = cfg.D
-    minv_b = np.stack([_minv_times(H, D, bk[:, :, None])[:, :, 0] for bk in b])
-    Wb = b - np.einsum("kab,rkb->rka", H, minv_b)
-    W = H - H @ _minv_times(H, D, H)
-    return np.linalg.solve(W.sum(axis=0), Wb.sum(axis=1).T).T
-
-
-def _sd_and_mcse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    d = x - x.mean(axis=0)
-    s2 = (d**2).mean(axis=0)
-    m4 = (d**4).mean(axis=0)
-    s = np.sqrt(s2)
-    return s, np.sqrt(m4 - s2**2) / (2 * s * np.sqrt(x.shape[0]))
 
 
 def _check_truth(design: Design, truth_se: np.ndarray | None = None) -> np.ndarray:

@@ -176,3 +176,21 @@ def test_search_interval_contains_the_analytic_number_of_clusters(tmp_path):
     c = result.confirmation
     assert abs(c.power - noncentral_t_power(c.value, m, delta, icc)) <= 3 * c.mcse
     assert (tmp_path / "search" / "search.json").is_file()
+
+
+def test_null_twin_truth_is_the_gls_estimator_with_the_true_v():
+    """The twin's analytic truth (true value = the null, the condition's true SE) against
+    brute force: the GLS estimator with the true V on 4,000 generated twins."""
+    from helpers import gls_estimates, sd_and_mcse
+
+    cfg = config_from_text(trial_toml([8], 6, 0.5, 0.1, 4, '["z"]'), default_name="t", label="t")
+    design = Design(cfg.conditions[0].design, cfg.seed)
+    twins = [null_twin(design.sample(r).data, [1], np.array([0.5])).y for r in range(4000)]
+    est = gls_estimates(design, design.X, design.group, np.array(twins))[:, 1]
+    run = cfg.conditions[0].design
+    from study.run.kinds.power import POWER
+
+    truth = POWER.context(cfg, lambda cid: Design(run, cfg.seed))[cfg.conditions[0].id]
+    sd, mcse = sd_and_mcse(est[:, None])
+    assert abs(float(sd[0]) - float(truth["se"][0])) < 3 * float(mcse[0])
+    assert abs(est.mean()) < 3.5 * float(sd[0]) / np.sqrt(est.size)  # centred on the null
