@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from study.design.conditions import factor_names, factor_values
 from study.run.store import Layout, Piece
 
 if TYPE_CHECKING:
@@ -110,3 +111,13 @@ def piece_of(
     condition = np.array([c for c, _ in pairs], dtype=np.str_)
     replicate = np.array([r for _, r in pairs], dtype=np.int64)
     return Piece(condition, replicate, values)
+
+
+def factor_coords(conditions: Sequence[Any]) -> dict[str, Any]:
+    """Each factor of a grid as a coordinate on ``condition`` (text factors as objects)."""
+    coords: dict[str, Any] = {}
+    for name in factor_names(conditions):
+        values = factor_values(conditions, name)
+        kind = object if any(isinstance(v, str) for v in values) else None
+        coords[name] = ("condition", np.array(values, dtype=kind), {"description": "factor"})
+    return coords

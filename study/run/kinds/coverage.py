@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from study.design.conditions import factor_names, factor_values
+from study.design.conditions import factor_names
 from study.design.seeds import engine_seed
 from study.design.truth import compute_truth
 from study.run.fitting import fit_recorded, stop_if_failed, where
-from study.run.kinds.base import PairOutput
+from study.run.kinds.base import PairOutput, factor_coords
 from study.run.store import RESULTS, Layout
 from study.schema import COVERAGE_SCHEMA, TERM_COORDS
 
@@ -126,11 +126,7 @@ class Coverage:
     def coords(self, config: StudyConfig, context: Mapping[str, Truth]) -> dict[str, Any]:
         """The grid's factors on ``condition``; the truth on (condition, term)."""
         conditions = config.conditions
-        coords: dict[str, Any] = {}
-        for name in factor_names(conditions):
-            values = factor_values(conditions, name)
-            kind = object if any(isinstance(v, str) for v in values) else None
-            coords[name] = ("condition", np.array(values, dtype=kind), {"description": "factor"})
+        coords: dict[str, Any] = factor_coords(conditions)
         per_condition = {
             "true_value": [context[c.id].value for c in conditions],
             "true_se": [context[c.id].se for c in conditions],

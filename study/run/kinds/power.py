@@ -26,12 +26,12 @@ from scipy import stats
 
 from models.base import FitResult, TestResult
 from models.data import LMMData
-from study.design.conditions import factor_names, factor_values
+from study.design.conditions import factor_names
 from study.design.power import WALD, PowerSettings, power_settings, test_label, tests_of
 from study.design.seeds import engine_seed
 from study.design.truth import compute_truth
 from study.run.fitting import fit_recorded, stop_if_failed, where
-from study.run.kinds.base import PairOutput
+from study.run.kinds.base import PairOutput, factor_coords
 from study.run.store import Layout
 from study.schema import HYPOTHESES, POWER_SCHEMA
 
@@ -74,7 +74,6 @@ def wald_test(fit: FitResult, terms: Sequence[str], null: Sequence[float]) -> Te
 def _tests_recorded(
     engine: Engine,
     data: LMMData,
-    label: str,
     methods: Sequence[str],
     settings: PowerSettings,
     seed: int,
@@ -180,9 +179,7 @@ class Power:
                 methods = [m for (name, m) in tests if name == label]
                 seed = engine_seed(config.seed, design.id, replicate, label)
                 declares = bool(config.registry.tests_of(label))
-                fit, results = _tests_recorded(
-                    engine, data, label, methods, settings, seed, declares
-                )
+                fit, results = _tests_recorded(engine, data, methods, settings, seed, declares)
                 if fail_fast:
                     at = where(config, design.id, "replicate", replicate)
                     stop_if_failed(fit, label, f"{at} ({hyp} hypothesis)")
@@ -203,7 +200,7 @@ class Power:
                     values["p_value"][hi, ti] = p
                     values["statistic"][hi, ti] = np.asarray(result.statistic, dtype=float)
                     values["df"][hi, ti] = np.asarray(result.df, dtype=float)
-                    decided = getattr(result, "reject", None)
+                    decided = result.reject
                     if decided is None:
                         decided = np.where(np.isnan(p), np.nan, (p < alpha).astype(float))
                     values["reject"][hi, ti] = np.asarray(decided, dtype=float)
@@ -222,11 +219,7 @@ class Power:
         settings = power_settings(config)
         assert settings is not None
         conditions = config.conditions
-        coords: dict[str, Any] = {}
-        for name in factor_names(conditions):
-            values = factor_values(conditions, name)
-            kind = object if any(isinstance(v, str) for v in values) else None
-            coords[name] = ("condition", np.array(values, dtype=kind), {"description": "factor"})
+        coords: dict[str, Any] = factor_coords(conditions)
         tests = tests_of(config)
         coords["hypothesis"] = (
             "hypothesis",
