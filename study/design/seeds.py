@@ -154,3 +154,14 @@ def sbc_rng(root: int, condition: str, simulation: int) -> np.random.Generator:
 def sbc_rank_rng(root: int, condition: str, simulation: int, engine: str) -> np.random.Generator:
     """Generator of the tie breaks and PIT jitter of engine ``engine``'s ranks."""
     return _rng(root, spawn_key("sbc_rank", condition, simulation, engine))
+
+
+#: the seed of the check stream (not a study's: no root seed, no condition)
+CHECK_SEED = 20240527
+
+
+def check_rng() -> np.random.Generator:
+    """Generator of the X a crossed design's load-time checks look at
+    (:meth:`study.design.crossed.spec.CrossedDesignConfig.problem`): fixed, so that a
+    configuration is accepted or refused whatever its seed; no study data come from it."""
+    return np.random.default_rng(np.random.SeedSequence(CHECK_SEED))
