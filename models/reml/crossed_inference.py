@@ -30,7 +30,6 @@ import scipy.sparse as sp
 from scipy import stats
 
 from models.crossed.data import CrossedData
-from models.reml.criterion import fd_jacobian
 from models.reml.crossed import CrossedCriterion, Layout
 from models.reml.ddf import Blocks, entries
 
@@ -77,10 +76,14 @@ def gamma_of(crit: CrossedCriterion, comps: Components, theta: np.ndarray, s2: f
 
 
 class Algebra:
-    """The ``V^-1`` products at one ``gamma`` (module docstring)."""
+    """The ``V^-1`` products at one ``gamma`` (module docstring); ``reml`` chooses the
+    restricted (``P``) or the full likelihood (``V^-1``, ``beta`` profiled) for
+    :meth:`grad` and :meth:`hessian`."""
 
-    def __init__(self, crit: CrossedCriterion, comps: Components, gamma: np.ndarray) -> None:
-        self.crit, self.comps = crit, comps
+    def __init__(
+        self, crit: CrossedCriterion, comps: Components, gamma: np.ndarray, reml: bool = True
+    ) -> None:
+        self.crit, self.comps, self.reml = crit, comps, reml
         lay = comps.layout
         s2 = float(gamma[-1])
         self.s2 = s2
@@ -97,37 +100,85 @@ class Algebra:
         S = (S + S.T) / 2
         J = eye - M @ S
         SZX = S @ ZX
-        self.S, self.J = S, J
+        self.S, self.J, self.SZX = S, J, SZX
         self.W = (XX - ZX.T @ SZX) / s2
         self.phi = np.linalg.inv(self.W)
-        self.U = (J @ ZX).T / s2  # X'V^-1 Z
+        self.JZX = J @ ZX
+        self.U = self.JZX.T / s2  # X'V^-1 Z
         self.Mv = J @ M / s2  # Z'V^-1 Z
-        self.R = J @ J @ ZX / s2**2  # Z'V^-2 X
-        self.Y = (XX - 2 * ZX.T @ SZX + SZX.T @ M @ SZX) / s2**2
-        JZX = J @ ZX
-        self.X3 = (s2**2 * self.Y - JZX.T @ S @ JZX) / s2**3
-        self.ZV2Z = J @ M @ J.T / s2**2
-        SM = S @ M
-        N = crit.N
-        self.trV1 = (N - np.trace(SM)) / s2
-        self.trV2 = (N - 2 * np.trace(SM) + np.sum(SM * SM.T)) / s2**2
+        self.Y = (XX - 2 * ZX.T @ SZX + SZX.T @ M @ SZX) / s2**2  # X'V^-2 X
+        self.SM = S @ M
+        self.trV1 = (crit.N - np.trace(self.SM)) / s2
         # the GLS residual e = y - X beta(gamma), from the centred data of the criterion
         XVe = (crit.Xe - SZX.T @ crit.Ze) / s2
         delta = self.phi @ XVe
         self.Ze = crit.Ze - ZX @ delta
+        self.Xe = crit.Xe - XX @ delta
         self.ee = float(crit.ee - 2 * delta @ crit.Xe + delta @ XX @ delta)
+        self.a = J @ self.Ze / s2  # Z'V^-1 e = Z'P y
+        Se = S @ self.Ze
+        self.vv = float(self.ee - 2 * self.Ze @ Se + Se @ M @ Se) / s2**2  # e'V^-2 e
+        self.ZPZ = self.Mv - self.U.T @ self.phi @ self.U
+        self._kr: dict[str, np.ndarray] | None = None
+
+    def _more(self) -> dict[str, np.ndarray]:
+        """``Z'V^-2 X``, ``X'V^-3 X``, ``Z'V^-2 Z``, ``tr V^-2`` (for the information)."""
+        if self._kr is None:
+            s2, J, M, S = self.s2, self.J, self.crit.M, self.S
+            SM = self.SM
+            self._kr = {
+                "R": J @ self.JZX / s2**2,
+                "X3": (s2**2 * self.Y - self.JZX.T @ S @ self.JZX) / s2**3,
+                "ZV2Z": J @ M @ J.T / s2**2,
+                "trV2": np.asarray((self.crit.N - 2 * np.trace(SM) + np.sum(SM * SM.T)) / s2**2),
+            }
+        return self._kr
 
     def grad(self) -> np.ndarray:
-        """Gradient of -2 REML log-likelihood in ``gamma``."""
-        comps, s2 = self.comps, self.s2
-        ZPZ = self.Mv - self.U.T @ self.phi @ self.U
-        z = self.J @ self.Ze / s2  # Z'V^-1 e
-        out = [comps.trace(r, ZPZ) - comps.quad(r, z) for r in range(len(comps.E))]
-        S, M = self.S, self.crit.M
-        Se = S @ self.Ze
-        vv = (self.ee - 2 * self.Ze @ Se + Se @ M @ Se) / s2**2  # ||V^-1 e||^2
-        trP = self.trV1 - float(np.sum(self.phi * self.Y))
-        return np.asarray([*out, trP - vv])
+        """Gradient of -2 log-likelihood (restricted for REML) in ``gamma``."""
+        comps = self.comps
+        A = self.ZPZ if self.reml else self.Mv
+        out = [comps.trace(r, A) - comps.quad(r, self.a) for r in range(len(comps.E))]
+        tr = self.trV1 - float(np.sum(self.phi * self.Y)) if self.reml else self.trV1
+        return np.asarray([*out, tr - self.vv])
+
+    def hessian(self) -> np.ndarray:
+        """Hessian of -2 log-likelihood in ``gamma``, analytic: ``-tr(Pi G_r Pi G_s) +
+        2 (Py)'G_r P G_s (Py)`` with ``Pi = P`` (REML) or ``V^-1`` (ML, ``beta``
+        profiled); ``V`` is linear in ``gamma``, so there is no second-derivative term."""
+        comps, s2, phi = self.comps, self.s2, self.phi
+        more = self._more()
+        R, X3, ZV2Z, trV2 = more["R"], more["X3"], more["ZV2Z"], float(more["trV2"])
+        U, Y = self.U, self.Y
+        if self.reml:
+            A = self.ZPZ
+            RPU = R @ phi @ U
+            A2 = ZV2Z - RPU - RPU.T + U.T @ phi @ Y @ phi @ U  # Z'P^2 Z
+            t_ss = trV2 - 2 * float(np.sum(phi * X3)) + float(np.sum((phi @ Y) * (phi @ Y).T))
+        else:
+            A, A2, t_ss = self.Mv, ZV2Z, trV2
+        m = len(comps.E)
+        EA = [np.asarray(comps.E[r] @ A) for r in range(m)]
+        Ea = [np.asarray(comps.E[r] @ self.a) for r in range(m)]
+        # Z'P (Py) and (Py)'P(Py), with Py = V^-1 e
+        JJZe = self.J @ (self.J @ self.Ze) / s2**2  # Z'V^-2 e
+        XV2e = (
+            self.Xe - 2 * self.SZX.T @ self.Ze + self.SZX.T @ self.crit.M @ (self.S @ self.Ze)
+        ) / s2**2
+        ZPv = JJZe - U.T @ (phi @ XV2e)
+        JZe = self.J @ self.Ze
+        e3 = (s2**2 * self.vv - JZe @ self.S @ JZe) / s2**3  # e'V^-3 e
+        vPv = float(e3 - XV2e @ phi @ XV2e)
+        T = np.zeros((m + 1, m + 1))
+        Q = np.zeros((m + 1, m + 1))
+        for r in range(m):
+            for k in range(r, m):
+                T[r, k] = T[k, r] = float(np.sum(EA[r] * EA[k].T))
+                Q[r, k] = Q[k, r] = float(Ea[r] @ self.ZPZ @ Ea[k])
+            T[r, m] = T[m, r] = comps.trace(r, A2)
+            Q[r, m] = Q[m, r] = float(Ea[r] @ ZPv)
+        T[m, m], Q[m, m] = t_ss, vPv
+        return -T + 2 * Q
 
     def blocks(self) -> Blocks:
         """``Phi``, ``P_r``, ``Q_rs`` and twice the expected information (ddf.Blocks)."""
@@ -135,6 +186,7 @@ class Algebra:
         E = comps.E
         m = len(E) + 1
         U, phi = self.U, self.phi
+        more = self._more()
         UE = [np.asarray((E[r] @ U.T).T) for r in range(m - 1)]  # U E_r (E_r symmetric)
         EM = [np.asarray(E[r] @ self.Mv) for r in range(m - 1)]
         UEM = [ue @ self.Mv for ue in UE]
@@ -148,11 +200,11 @@ class Algebra:
                     Q[a][b] = UEM[a] @ UE[b].T
                     K2[a, b] = float(np.sum(EM[a] * EM[b].T))
                 elif a < m - 1:
-                    Q[a][b] = UE[a] @ self.R
-                    K2[a, b] = comps.trace(a, self.ZV2Z)
+                    Q[a][b] = UE[a] @ more["R"]
+                    K2[a, b] = comps.trace(a, more["ZV2Z"])
                 else:
-                    Q[a][b] = self.X3
-                    K2[a, b] = self.trV2
+                    Q[a][b] = more["X3"]
+                    K2[a, b] = float(more["trV2"])
                 Q[b][a] = Q[a][b].T
                 K2[b, a] = K2[a, b]
         info2 = np.empty((m, m))
@@ -173,7 +225,7 @@ def satterthwaite(
 ) -> np.ndarray:
     """lmerTest's Satterthwaite df of each fixed effect (NaN if the Hessian of the
     deviance in ``gamma`` is not positive definite)."""
-    H = fd_jacobian(lambda g: Algebra(crit, comps, g).grad(), gamma, 1e-5)
+    H = Algebra(crit, comps, gamma, crit.reml).hessian()
     try:
         np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
@@ -198,7 +250,8 @@ def wald(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Wald SEs and intervals of the natural variance parameters ``(sd.., cor.. per
     term, sigma)`` on the log-SD / atanh-cor / log-sigma scale, from central differences
-    of the analytic gradient (as :func:`models.reml.varpar.wald`): NaN for a parameter
+    of the analytic gradient (as :func:`models.reml.varpar.wald`; here the analytic
+    Hessian, which is the same at the optimum): NaN for a parameter
     on the boundary, and for every correlation of a singular fit."""
     bars = crit.structure.bars
     is_sd, is_cor, owner = [], [], []
@@ -256,24 +309,19 @@ def wald(
             sd_mask, np.log(np.maximum(values, 1e-300)), np.arctanh(np.clip(values, -1, 1))
         )
     free = np.flatnonzero(~fixed)
-
-    def grad_free(x: np.ndarray) -> np.ndarray:
-        phi = phi0.copy()
-        phi[free] = x
-        v = to_values(phi)
-        g, Jm = gamma_jac(v)
-        dv = np.where(sd_mask, v, 1.0 - v**2)
-        return (Algebra(crit, comps, g).grad() @ Jm * dv)[free]
-
+    # at the optimum the gradient is 0, so the Hessian in phi is J' H_gamma J with
+    # J = d gamma / d phi (the analytic Hessian of Algebra.hessian)
+    g, Jm = gamma_jac(values)
+    dv = np.where(sd_mask, values, 1.0 - values**2)
+    Jphi = Jm * dv[None, :]
+    H = Jphi.T @ Algebra(crit, comps, g, crit.reml).hessian() @ Jphi
     with np.errstate(all="ignore"):
         try:
-            H = fd_jacobian(grad_free, phi0[free], 1e-4)
-            chol = np.linalg.cholesky(H)
+            chol = np.linalg.cholesky(H[np.ix_(free, free)])
         except np.linalg.LinAlgError:
             return nan, nan, nan
     cov = 2.0 * np.linalg.inv(chol.T) @ np.linalg.inv(chol)
     se_phi = nan.copy()
     se_phi[free] = np.sqrt(np.diag(cov))
     z = float(stats.norm.ppf(0.5 + level / 2))
-    dv = np.where(sd_mask, values, 1.0 - values**2)
     return se_phi * dv, to_values(phi0 - z * se_phi), to_values(phi0 + z * se_phi)
