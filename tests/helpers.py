@@ -215,12 +215,14 @@ class CrossedOls:
 
 
 def crossed_ols_spec() -> Any:
-    """The registration of :class:`CrossedOls` (declaring ``crossed`` once models has it)."""
+    """The registration of :class:`CrossedOls` (it fits several grouping factors)."""
     from models.base import Capability
     from models.spec import EngineSpec
 
-    crossed = getattr(Capability, "CROSSED", None)
-    caps = frozenset({crossed}) if crossed is not None else frozenset()
     return EngineSpec(
-        "crossed_ols", CrossedOls, CrossedOlsOptions, capabilities=caps, summary="test: OLS"
+        "crossed_ols",
+        CrossedOls,
+        CrossedOlsOptions,
+        capabilities={Capability.CROSSED},
+        summary="test: OLS on crossed data",
     )

@@ -22,7 +22,6 @@ from models.structure import Structure, merged_terms, term_effects
 from models.validate import OptionError, boolean, fail, integer, number
 from study.design.conditions import Condition, expand
 from study.design.crossed import algebra as crossed_algebra
-from study.design.crossed.engines import fit_problem
 from study.design.crossed.spec import CrossedDesignConfig
 from study.design.random_part import bar_structure, random_effects
 from study.design.spec import DesignConfig
@@ -117,7 +116,7 @@ class StudyConfig:
             fitted = self.structure_of(name)
             one_factor = fitted if isinstance(fitted, Structure) else None
             if one_factor is None:  # several grouping factors: engines that fit them only
-                problem = fit_problem(registry, name, fitted)
+                problem = registry.fits(name, fitted)
                 if problem:
                     raise fail(f"engines.run[{i}]", name, f"{problem} (a crossed design)")
             try:

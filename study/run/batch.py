@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from models.base import Engine
+from models.data import LMMData
 from study.design.generate import AnyDesign, data_for, design_of
 from study.run.kinds import kind_of, piece_of
 from study.run.store import Piece
@@ -134,7 +135,8 @@ class ProcessState:
             structure = config.structure_of(name)
             for c in config.conditions:
                 data = data_for(self.design(config, c.id).sample(0).data, structure)
-                config.registry.compile_engine(name, engine, data)
+                if isinstance(data, LMMData):  # (compile_engine takes one-factor data only)
+                    config.registry.compile_engine(name, engine, data)
         self.warm_seconds = time.perf_counter() - t0
         self.ready_seconds = time.time() - psutil.Process().create_time()
         return self.warm_seconds
