@@ -29,7 +29,8 @@ another engine's draws; replicate ``r`` of a condition depends only on
 ``(root, condition design, r)``: the same in any process, order, split of the study,
 or grid the condition appears in.  An engine derives its own sub-streams (chains,
 restarts) from the seed it is given; ``docs/architecture.md`` (seed policy) lists them
-beside these.
+beside these.  A crossed design draws from the same design and replicate streams;
+its load-time checks look at an X from :func:`check_rng`, fixed and no study's.
 """
 
 from __future__ import annotations

@@ -51,6 +51,17 @@ def _pieces(text: str, key: str) -> list[str]:
     return [p.strip() for p in [*pieces, text[start:]]]
 
 
+def groups_of(text: str, key: str = "design.random") -> tuple[str, ...]:
+    """The groups the bars of random part ``text`` name, in order (``g`` of
+    ``(1 | g)``; pieces that are not bars are left to the parser)."""
+    groups = []
+    for piece in _pieces(" ".join(text.split()), key):
+        body = piece[1:-1] if piece.startswith("(") and piece.endswith(")") else ""
+        if "|" in body:
+            groups.append(body.rpartition("|")[2].strip())
+    return tuple(dict.fromkeys(groups))
+
+
 def parse_random(
     text: object,
     fixed: Sequence[str],

@@ -237,13 +237,17 @@ class CrossedDesignConfig:
         for factor, k in self.crossed.items():
             if k % sq.n:
                 low, high = k - k % sq.n, k - k % sq.n + sq.n
-                what = "meets" if self.seen == "all" else "falls in"
+                why = (
+                    f"each {factor} meets each condition equally often"
+                    if self.seen == "all"
+                    else f"its {sq.n} lists have as many {factor} levels each"
+                )
+                give = f"{low} or {high}" if low else f"{high}"
                 raise fail(
                     f"design.crossed.{factor}",
                     k,
                     f"must be a multiple of the {sq.n} levels of the Latin square "
-                    f"{sq.name} (so that each {factor} {what} each condition equally often); "
-                    f"give {low or high} or {high}",
+                    f"{sq.name} (so that {why}); give {give}",
                 )
 
     def _check_variances(self, structure: CrossedStructure) -> None:
@@ -299,15 +303,20 @@ class CrossedDesignConfig:
                 dict(self.crossed),
                 f"makes {n:,} rows, more than the {MAX_ROWS:,} a crossed design may have",
             )
+        too_many = self.too_many_levels(structure)
+        if too_many:
+            raise fail("design.crossed", dict(self.crossed), too_many)
+
+    def too_many_levels(self, structure: CrossedStructure) -> str:
+        """Why ``structure`` has too many random-effect levels on this design, or ``""``."""
         L = self.levels_of(structure)
-        if L > MAX_LEVELS:
-            raise fail(
-                "design.crossed",
-                dict(self.crossed),
-                f"makes {L:,} random-effect levels (levels x random effects, all terms), more "
-                f"than {MAX_LEVELS:,} (Z'Z is held as a dense L x L matrix); use fewer levels "
-                "or fewer random slopes",
-            )
+        if L <= MAX_LEVELS:
+            return ""
+        return (
+            f"makes {L:,} random-effect levels (levels x random effects, all terms) for "
+            f"{structure.text()}, more than {MAX_LEVELS:,} (Z'Z is held as a dense L x L "
+            "matrix); use fewer levels or fewer random slopes"
+        )
 
     def parse(self, text: object, key: str = "design.random") -> CrossedStructure:
         """The structure of random part ``text`` (lme4 bars) on this design's fixed
@@ -324,6 +333,9 @@ class CrossedDesignConfig:
         """Why ``structure`` cannot be fitted to this design, or ``""``: lme4's checks
         (:func:`models.crossed.crossed_problem`) and every random slope varying within
         the levels of its factor, on the check stream's X (module docstring)."""
+        too_many = self.too_many_levels(structure)
+        if too_many:
+            return too_many
         data = self.skeleton()
         if structure != data.structure:
             data = data.with_structure(structure)
