@@ -23,6 +23,7 @@ import numpy as np
 from models.structure import FIXED, RAN_PARS, Structure
 
 if TYPE_CHECKING:
+    from models.crossed.data import CrossedData
     from models.data import LMMData
 
 __all__ = [
@@ -114,6 +115,20 @@ def correlation_factor(corr: np.ndarray) -> np.ndarray:
             off = corr[..., i, j] - np.sum(Lc[..., i, :j] * Lc[..., j, :j], axis=-1)
             Lc[..., i, j] = np.where(root > 0, off / safe, 0.0)
     return Lc
+
+
+def one_factor_only(engine: str, data: Any) -> FitResult | None:
+    """The failed result an engine without :attr:`Capability.CROSSED` returns for data
+    with several grouping factors (a :class:`models.crossed.CrossedData`), else None."""
+    groups = getattr(data.structure, "groups", None)
+    if groups is None:
+        return None
+    return FitResult.failed(
+        data.structure,
+        f"engine {engine} fits one grouping factor only, and this model has "
+        f"{len(groups)} ({', '.join(groups)}); use an engine that fits crossed random "
+        "effects (e.g. reml)",
+    )
 
 
 #: the columns of :meth:`FitResult.tidy`, in order (broom::tidy plus ``df``)
@@ -214,15 +229,17 @@ class FitResult:
     @classmethod
     def failed(
         cls,
-        structure: Structure | tuple[str, ...],
+        structure: Any,
         message: str,
         fit_seconds: float = float("nan"),
         trace: str = "",
     ) -> FitResult:
         """A result for a fit that raised: every value NaN, not converged; the
         exception's traceback text (if any) in ``traceback``.  ``structure``: the
-        model's :class:`Structure`, or the predictors of the all-slopes model."""
-        if not isinstance(structure, Structure):
+        model's :class:`Structure` (or any structure with ``terms`` and ``effects``, e.g.
+        :class:`models.crossed.CrossedStructure`), or the predictors of the all-slopes
+        model."""
+        if not hasattr(structure, "terms"):  # the predictors of the all-slopes model
             structure = Structure.full(structure)
         terms, effects = structure.terms, structure.effects
         nan = np.full(len(terms), np.nan)
@@ -358,6 +375,9 @@ class Capability(enum.StrEnum):
     #: the engine tests ``H0: beta_j = null_j`` for fixed effects from one fit:
     #: :class:`Testing`; the names of its tests are :attr:`models.spec.EngineSpec.tests`
     TESTS = "tests"
+    #: the engine fits models with several grouping factors (crossed or nested): its
+    #: ``fit`` accepts a :class:`models.crossed.CrossedData`
+    CROSSED = "crossed"
 
 
 @runtime_checkable
@@ -375,9 +395,14 @@ class Engine(Protocol):
     name: str
 
     def fit(
-        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+        self, data: LMMData | CrossedData, *, seed: int | None = None, keep_posterior: bool = False
     ) -> FitResult:
         """Fit ``data``; ``seed`` drives any randomness (ignored by deterministic engines).
+
+        ``data`` has one grouping factor (:class:`LMMData`), or several
+        (:class:`models.crossed.CrossedData`) for an engine that declares
+        :attr:`Capability.CROSSED`; an engine that does not returns a failed result for
+        it (:func:`one_factor_only`), and the study refuses such a pairing before it runs.
 
         With ``keep_posterior`` an engine that has draws returns them as an ArviZ
         ``xarray.DataTree`` in :attr:`FitResult.posterior`.

@@ -25,7 +25,7 @@ REML = EngineSpec(
     engine="models.reml.engine:RemlEngine",
     options="models.reml.options:RemlOptions",
     version=2,
-    capabilities=frozenset({Capability.TESTS}),
+    capabilities=frozenset({Capability.TESTS, Capability.CROSSED}),
     summary="REML or ML fit of the mixed model (statsmodels MixedLM, exact optimum)",
     tests=REML_TESTS,
 )

@@ -34,7 +34,7 @@ fixed part and each bar's left-hand side.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,8 @@ from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 from formulaic.parser.types import Term
 
+from models.crossed.data import CrossedData
+from models.crossed.structure import Bar, CrossedStructure
 from models.data import MAX_ABS_VALUE, LMMData
 from models.structure import INTERCEPT, Structure
 
@@ -94,11 +96,27 @@ class Formula:
     group: str
     variables: tuple[str, ...]
     categorical: tuple[str, ...] = ()
+    bars: tuple[tuple[str, bool, str], ...] = ()
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The grouping factors (``"g:h"`` for an interaction), in order of appearance."""
+        return tuple(dict.fromkeys(g for *_, g in self.bars)) or (self.group,)
+
+    @property
+    def crossed(self) -> bool:
+        """Several grouping factors (crossed or nested): a :class:`CrossedData` model."""
+        return len(self.groups) > 1
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        """The data columns the grouping factors are made of."""
+        return tuple(dict.fromkeys(c for g in self.groups for c in g.split(":")))
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Every data column the model uses: response, variables, group."""
-        return tuple(dict.fromkeys((self.response, *self.variables, self.group)))
+        """Every data column the model uses: response, variables, grouping columns."""
+        return tuple(dict.fromkeys((self.response, *self.variables, *self.group_columns)))
 
 
 def _scan(text: str) -> list[int]:
@@ -149,8 +167,10 @@ def _terms(rhs: str, formula: str) -> list[Term]:
         ) from None
 
 
-def _bar(body: str, formula: str) -> tuple[str, bool, str]:
-    """``x | g`` -> (``"x"``, correlated, ``"g"``)."""
+def _bar(body: str, formula: str) -> tuple[str, bool, tuple[str, ...]]:
+    """``x | g`` -> (``"x"``, correlated, ``("g",)``); ``x | g/h`` (nested: lme4's
+    ``(x | g) + (x | h:g)``) -> ``("g", "h:g")``; ``x | g:h`` (the interaction's levels)
+    -> ``("g:h",)``."""
     bars = [p for p in _split(body, "|") if p.startswith("|")]
     double = "||" in body and len(bars) == 2 and bars[0] == "|"
     if len(bars) != 1 and not double:
@@ -160,13 +180,19 @@ def _bar(body: str, formula: str) -> tuple[str, bool, str]:
         raise FormulaError(
             f"formula {formula!r}: ({body}) has no terms before the bar, e.g. (1 | g)"
         )
-    if "/" in group or ":" in group:
-        kind = "nested grouping (g/h)" if "/" in group else "grouping by an interaction (g:h)"
+    levels = group.split("/")
+    if len(levels) > 1 and any(":" in g for g in levels):
         raise FormulaError(
-            f"formula {formula!r}: {kind} in ({body}) is not supported; one grouping factor "
-            "only (make one column that labels the groups)"
+            f"formula {formula!r}: ({body}) mixes / and : in its grouping; write the "
+            "nesting with / only (g/h) or the terms one by one ((1 | g) + (1 | g:h))"
         )
-    return lhs.strip(), not double, _name(group, "grouping factor", formula)
+    if len(levels) == 1:
+        parts = [_name(g, "grouping factor", formula) for g in group.split(":")]
+        return lhs.strip(), not double, (":".join(parts),)
+    # lme4's expandSlash: g/h/k -> g, h:g, k:h:g (the inner factor first, as lme4 names it)
+    outer = [_name(g, "grouping factor", formula) for g in levels]
+    names = [":".join(reversed(outer[: depth + 1])) for depth in range(len(outer))]
+    return lhs.strip(), not double, tuple(names)
 
 
 def parse(formula: str) -> Formula:
@@ -194,46 +220,44 @@ def parse(formula: str) -> Formula:
                 f"formula {text!r}: {body!r} is not a random term; add one in parentheses, "
                 f"e.g. {EXAMPLE}"
             )
-        bars.append((body, *_bar(body[1:-1], text)))
+        lhs, correlated, names = _bar(body[1:-1], text)
+        bars += [(body, lhs, correlated, g) for g in names]
     if not bars:
         raise FormulaError(
             f"formula {text!r} has no random part; a mixed model needs one, e.g. + (1 | group)"
         )
     groups = list(dict.fromkeys(g for *_, g in bars))
-    if len(groups) > 1:
-        raise FormulaError(
-            f"formula {text!r}: {len(groups)} grouping factors ({', '.join(groups)}) are not "
-            "supported; one grouping factor only"
-        )
     fixed = "".join(fixed_parts).strip().lstrip("+").strip() or "1"
     fixed_terms = _terms(fixed, text)
     factors = [f for t in fixed_terms for f in t.factors]
-    random_terms: list[str] = []
-    for body, lhs, correlated, _ in bars:
+    random_terms: list[tuple[str, str]] = []
+    for body, lhs, correlated, group in bars:
         terms = _terms(lhs, text)
-        if len(bars) > 1 and correlated and len(terms) > 1:
+        shared = sum(1 for *_, g in bars if g == group)
+        if shared > 1 and correlated and len(terms) > 1:
             raise FormulaError(
                 f"formula {text!r}: several bars with one group must each hold one term "
                 f"({body} has {len(terms)}); write one bar, or (x || g) for uncorrelated terms"
             )
         for term in terms:
             name = "(Intercept)" if str(term) == "1" else str(term)
-            if name in random_terms:
-                raise FormulaError(f"formula {text!r}: random term {name!r} appears twice")
+            if (name, group) in random_terms:
+                which = f"random term {name!r}" + (f" of {group!r}" if len(groups) > 1 else "")
+                raise FormulaError(f"formula {text!r}: {which} appears twice")
             if term not in fixed_terms:
                 if str(term) == "1":
                     others = " + ".join(str(t) for t in terms if str(t) != "1")
                     raise FormulaError(
                         f"formula {text!r}: the random intercept of {body} is not in the fixed "
                         "part (it has 0 or -1); drop the 0 / -1"
-                        + (f", or write (0 + {others} | {groups[0]})" if others else "")
+                        + (f", or write (0 + {others} | {group})" if others else "")
                     )
                 suggest = name if fixed == "1" else f"{fixed} + {name}"
                 raise FormulaError(
                     f"random term {name!r} is not in the fixed part; add it there: "
                     f"{response} ~ {suggest} + {' + '.join(b[0] for b in bars)}"
                 )
-            random_terms.append(name)
+            random_terms.append((name, group))
         factors += [f for t in terms for f in t.factors]
     variables, categorical = [], []
     for factor in factors:
@@ -242,10 +266,14 @@ def parse(formula: str) -> Formula:
             variables.append(found[0])
             if found[1]:
                 categorical.append(found[0])
+    used, factor = tuple(dict.fromkeys(variables)), tuple(dict.fromkeys(categorical))
+    if len(groups) > 1:
+        crossed = tuple((lhs, corr, g) for _, lhs, corr, g in bars)
+        # each bar is its own random term (bars sharing a group: uncorrelated terms)
+        return Formula(text, response, fixed, (), False, groups[0], used, factor, crossed)
     correlated = len(bars) == 1 and bars[0][2]
     random = tuple(b[1] for b in bars)
-    unique = (tuple(dict.fromkeys(v)) for v in (variables, categorical))
-    return Formula(text, response, fixed, random, correlated, groups[0], *unique)
+    return Formula(text, response, fixed, random, correlated, groups[0], used, factor)
 
 
 def _lme4_name(column: str) -> str:
@@ -314,7 +342,8 @@ class ModelFrame:
     categories dropped), the rows without a missing value, sorted by group (stable),
     index ``0..N-1``; ``group`` the group code of each row (``0..K-1``, sorted),
     ``labels`` the group labels (as text, sorted); ``dropped`` the number of rows left
-    out for missing values (lme4's ``na.omit``).
+    out for missing values (lme4's ``na.omit``); ``factors`` the labels and codes of
+    every grouping factor (the first one's are ``labels`` and ``group``).
     """
 
     formula: Formula
@@ -322,6 +351,7 @@ class ModelFrame:
     group: np.ndarray
     labels: tuple[str, ...]
     dropped: int
+    factors: dict[str, tuple[tuple[str, ...], np.ndarray]] = field(default_factory=dict)
 
 
 def model_frame(frame: pd.DataFrame, formula: str | Formula) -> ModelFrame:
@@ -345,50 +375,80 @@ def model_frame(frame: pd.DataFrame, formula: str | Formula) -> ModelFrame:
     for col in f.categorical:  # C(x) of whole numbers made float by a missing value
         if pd.api.types.is_float_dtype(sub[col]) and (sub[col] == sub[col].round()).all():
             sub[col] = sub[col].astype(np.int64)  # levels 1, 2, as lme4 names them
-    group = sub[f.group]
-    if pd.api.types.is_float_dtype(group) and (group == group.round()).all():
-        group = group.astype(np.int64)  # integer labels made float by a missing value
-    labels, codes = np.unique(group.astype(str).to_numpy(), return_inverse=True)
+    labels, codes = _factor(sub, f.group)
     order = np.argsort(codes, kind="stable")
     sub = sub.iloc[order].reset_index(drop=True)
-    names = tuple(map(str, labels))
-    return ModelFrame(f, sub, codes[order], names, int((~keep).sum()))
+    factors = {g: _factor(sub, g) for g in f.groups}
+    return ModelFrame(f, sub, codes[order], labels, int((~keep).sum()), factors)
 
 
-def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData, int]:
+def _factor(sub: pd.DataFrame, group: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Level labels (as text, sorted) and codes of a grouping factor: one column, or
+    the interaction ``g:h`` of several (labels ``"a:b"``, only the combinations seen)."""
+    texts = []
+    for col in group.split(":"):
+        values = sub[col]
+        if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
+            values = values.astype(np.int64)  # integer labels made float by a missing value
+        texts.append(values.astype(str).to_numpy())
+    joined = (
+        texts[0] if len(texts) == 1 else np.array([":".join(t) for t in zip(*texts, strict=True)])
+    )
+    labels, codes = np.unique(joined, return_inverse=True)
+    return tuple(map(str, labels)), codes
+
+
+def model_data(frame: pd.DataFrame, formula: str | Formula) -> tuple[LMMData | CrossedData, int]:
     """The data of ``formula`` from ``frame``, and the number of rows dropped.
 
     Rows with a missing value in a column the model uses are dropped (lme4's
     ``na.omit``); the rest are sorted by group (stable; labels as text, sorted), as
-    :meth:`LMMData.from_frame` does (:func:`model_frame`).  :class:`ValueError` (one
-    line; :class:`FormulaError` for the formula) on any problem.
+    :meth:`LMMData.from_frame` does (:func:`model_frame`).  One grouping factor gives
+    an :class:`LMMData`, several (crossed or nested) a :class:`CrossedData`.
+    :class:`ValueError` (one line; :class:`FormulaError` for the formula) on any problem.
     """
     mf = model_frame(frame, formula)
     f, sub = mf.formula, mf.frame
     fixed, X = _columns(sub, f.fixed)
+    y = sub[f.response].to_numpy(dtype=float)
+    if f.crossed:
+        bars = []
+        for lhs, correlated, group in f.bars:
+            names = _random_names(f, sub, lhs, correlated, group, fixed)
+            bars.append(Bar(group, tuple(names), correlated))
+        crossed = CrossedStructure(tuple(fixed), tuple(bars))
+        codes = {g: c for g, (_, c) in mf.factors.items()}
+        labels = {g: lab for g, (lab, _) in mf.factors.items()}
+        return CrossedData(y, X, crossed, codes, labels), mf.dropped
     random: list[str] = []
     for lhs in f.random:
-        names, _ = _columns(sub, lhs)
-        if not f.correlated and len(names) > len(_terms(lhs, f.text)):
-            raise FormulaError(
-                f"formula {f.text!r}: uncorrelated random effects of a categorical variable "
-                f"({lhs}) are not supported (lme4 keeps a factor's columns correlated); use "
-                f"one bar with |"
-            )
-        same = {frozenset(n.split(":")): n for n in fixed}  # x:z is z:x
-        names = [same.get(frozenset(n.split(":")), n) for n in names]
-        outside = [n for n in names if n not in fixed]
-        if outside:
-            raise FormulaError(
-                f"formula {f.text!r}: random effect {outside[0]!r} of ({lhs} | {f.group}) is not "
-                f"a fixed-effect column {fixed}; code it as the fixed part does (the same "
-                "intercept, 0 + in both parts or in neither)"
-            )
-        random += names
+        random += _random_names(f, sub, lhs, f.correlated, f.group, fixed)
     structure = Structure(tuple(fixed), tuple(random), f.correlated)
-    y = sub[f.response].to_numpy(dtype=float)
     data = LMMData(y, X, mf.group, structure.predictors, mf.labels, structure)
     return data, mf.dropped
+
+
+def _random_names(
+    f: Formula, sub: pd.DataFrame, lhs: str, correlated: bool, group: str, fixed: list[str]
+) -> list[str]:
+    """The fixed-effect columns of a bar's left-hand side ``lhs``."""
+    names, _ = _columns(sub, lhs)
+    if not correlated and len(names) > len(_terms(lhs, f.text)):
+        raise FormulaError(
+            f"formula {f.text!r}: uncorrelated random effects of a categorical variable "
+            f"({lhs}) are not supported (lme4 keeps a factor's columns correlated); use "
+            f"one bar with |"
+        )
+    same = {frozenset(n.split(":")): n for n in fixed}  # x:z is z:x
+    names = [same.get(frozenset(n.split(":")), n) for n in names]
+    outside = [n for n in names if n not in fixed]
+    if outside:
+        raise FormulaError(
+            f"formula {f.text!r}: random effect {outside[0]!r} of ({lhs} | {group}) is not "
+            f"a fixed-effect column {fixed}; code it as the fixed part does (the same "
+            "intercept, 0 + in both parts or in neither)"
+        )
+    return names
 
 
 def bar_structure(fixed: tuple[str, ...], bar: str) -> Structure:

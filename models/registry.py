@@ -41,6 +41,7 @@ from models.structure import Structure
 from models.validate import OptionError, OptionTypeError, check_keys
 
 if TYPE_CHECKING:
+    from models.crossed.data import CrossedData
     from models.data import LMMData
 
 __all__ = [
@@ -259,6 +260,20 @@ class Registry:
         if self.has(label, Capability.STRUCTURE_CHECK):
             typing.cast(StructureChecked, options).check_structure(structure)
 
+    def fits(self, label: str, structure: Any) -> str:
+        """Why the engine of ``label`` cannot fit models of ``structure``, or ``""``: a
+        structure with several grouping factors (:class:`models.crossed.
+        CrossedStructure`) needs :attr:`Capability.CROSSED`."""
+        groups = getattr(structure, "groups", None)
+        if groups is None or self.has(label, Capability.CROSSED):
+            return ""
+        able = [n for n in self.names if self.has(n, Capability.CROSSED)]
+        return (
+            f"engine {label} fits one grouping factor only, but the model has "
+            f"{len(groups)} ({', '.join(groups)}); use "
+            + (" or ".join(able) if able else "an engine that declares 'crossed'")
+        )
+
     def limit_threads(self, label: str, options: Any, threads: int) -> Any:
         """``options`` capped at ``threads`` cores when the engine declares
         :attr:`Capability.THREADS`; others are returned as they are."""
@@ -266,7 +281,9 @@ class Registry:
             return options
         return typing.cast(ThreadLimited, options).with_threads(threads)
 
-    def options_for_data(self, label: str, data: LMMData) -> tuple[dict[str, Any], list[str]]:
+    def options_for_data(
+        self, label: str, data: LMMData | CrossedData
+    ) -> tuple[dict[str, Any], list[str]]:
         """The option table the engine of ``label`` proposes for fitting a user's
         ``data`` and lines describing it (:attr:`EngineSpec.data_options`)."""
         return self.spec(label).options_for_data(data)

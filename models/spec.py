@@ -224,6 +224,8 @@ class EngineSpec:
                 f"set it to the registered name {self.name!r}"
             )
         for cap in sorted(self.capabilities):
+            if cap not in _PROMISES:  # a promise of fit itself (crossed): nothing to probe
+                continue
             protocol, where, method = _PROMISES[cap]
             obj = engine if where == "engine" else options
             if not isinstance(obj, protocol):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from models.structure import FIXED, INTERCEPT, OBSERVATION, RAN_PARS
 
@@ -183,7 +184,7 @@ class CrossedStructure:
         return values[..., : self.q], out, values[..., -1]
 
     def values_of(
-        self, beta: Sequence[float], covariances: Sequence[np.ndarray], sigma: float
+        self, beta: ArrayLike, covariances: Sequence[np.ndarray], sigma: float
     ) -> np.ndarray:
         """The term values (:attr:`terms` order) of ``beta``, each bar's covariance
         ``D_f`` and ``sigma``: the inverse of :meth:`split` for one model."""

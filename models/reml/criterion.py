@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -218,6 +219,22 @@ def fd_jacobian(fun: Callable[[np.ndarray], np.ndarray], x: np.ndarray, step: fl
     return (J + J.T) / 2
 
 
+class Polishable(Protocol):
+    """What :func:`polish` optimises: a criterion in ``theta``, the lower triangles of
+    the (block-diagonal) relative covariance factor ``Lambda`` at ``rows``, ``cols``.
+    :class:`Criterion` (one grouping factor) and
+    :class:`models.reml.crossed.CrossedCriterion` (several) are both."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    n_theta: int
+
+    def value_theta(self, theta: np.ndarray) -> float: ...
+    def grad_theta(self, theta: np.ndarray) -> np.ndarray: ...
+    def lam(self, theta: np.ndarray) -> np.ndarray: ...
+    def theta_of(self, lam: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Optimum:
     """The polished optimum: ``theta`` (column signs with a non-negative diagonal)."""
@@ -230,13 +247,18 @@ class Optimum:
     message: str
 
 
+#: the message of a converged fit on the boundary (``singular``), as lme4 says it
+SINGULAR_NOTE = (
+    "boundary (singular) fit: a random-effect SD at 0 or a correlation at +-1 (lme4::isSingular)"
+)
+
 #: the polish stops when max |d criterion / d theta| is below this
 GTOL = 1e-7
 #: ... and has converged when the Newton decrement is below this (criterion units)
 DECREMENT = 1e-9
 
 
-def polish(crit: Criterion, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
+def polish(crit: Polishable, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
     """Newton's method with a trust region (scipy ``trust-exact``) from ``theta0``.
 
     From an L-BFGS point two or three steps reach the optimum to machine precision.
@@ -286,7 +308,7 @@ def polish(crit: Criterion, theta0: np.ndarray, maxiter: int = 50) -> Optimum:
     return best
 
 
-def _newton(crit: Criterion, theta0: np.ndarray, free: np.ndarray, maxiter: int) -> Optimum:
+def _newton(crit: Polishable, theta0: np.ndarray, free: np.ndarray, maxiter: int) -> Optimum:
     """Trust-region Newton over the ``free`` elements of ``theta`` (others held)."""
     from scipy.optimize import minimize
 

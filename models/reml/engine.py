@@ -50,9 +50,17 @@ from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from models.base import FitResult, TestResult
+from models.crossed.data import CrossedData
 from models.data import LMMData, fit_problem
-from models.reml import ddf, varpar
-from models.reml.criterion import Criterion, Optimum, polish, psi_to_theta, theta_index
+from models.reml import crossed_fit, ddf, varpar
+from models.reml.criterion import (
+    SINGULAR_NOTE,
+    Criterion,
+    Optimum,
+    polish,
+    psi_to_theta,
+    theta_index,
+)
 from models.reml.options import OPTIMIZERS, TOLERANCES, RemlOptions
 from models.structure import Structure
 
@@ -107,7 +115,7 @@ class RemlEngine:
         self.options = options or RemlOptions()
 
     def fit(
-        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+        self, data: LMMData | CrossedData, *, seed: int | None = None, keep_posterior: bool = False
     ) -> FitResult:
         """Fit ``data``; never raises (failures come back as ``converged=False``).
 
@@ -137,18 +145,24 @@ class RemlEngine:
         """
         return self._fit_once(data)[0]
 
-    def _fit_once(self, data: LMMData) -> tuple[FitResult, _Fitted | None]:
+    def _fit_once(
+        self, data: LMMData | CrossedData
+    ) -> tuple[FitResult, _Fitted | crossed_fit.CrossedFitted | None]:
         """The result :meth:`fit` returns, and the optimum behind it (``None`` when the
         fit raised), for :meth:`fit_tests` to test from without fitting again."""
         t0 = time.perf_counter()
         structure = getattr(data, "structure", None) or tuple(getattr(data, "predictors", ()))
-        fitted: _Fitted | None = None
+        fitted: _Fitted | crossed_fit.CrossedFitted | None = None
         # catch_warnings is process-global: run engines in processes, not threads.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                fitted = self._fit(data)
-                result = self._result(data, fitted)
+                if isinstance(data, CrossedData):
+                    fitted = crossed_fit.fit(self.options, data)
+                    result = crossed_fit.result(self.options, data, fitted)
+                else:
+                    fitted = self._fit(data)
+                    result = self._result(data, fitted)
             except Exception as err:
                 fitted = None
                 result = FitResult.failed(
@@ -161,7 +175,7 @@ class RemlEngine:
 
     def fit_tests(
         self,
-        data: LMMData,
+        data: LMMData | CrossedData,
         *,
         terms: Sequence[str],
         null: Sequence[float],
@@ -202,7 +216,13 @@ class RemlEngine:
             detail = f"{why}: {result.message}" if result.message else why
             refs = {"z": np.inf, "lrt": 1.0, "t": float(data.n_groups - data.q)}
             return result, {n: TestResult.nan(k, detail, refs.get(n, np.nan)) for n in names}
-        tester = _Tester(data, fitted, index, nulls)
+        tester: _Tester | crossed_fit.CrossedTester
+        if isinstance(fitted, crossed_fit.CrossedFitted) and isinstance(data, CrossedData):
+            tester = crossed_fit.CrossedTester(data, fitted, index, nulls)
+        elif isinstance(fitted, _Fitted) and isinstance(data, LMMData):
+            tester = _Tester(data, fitted, index, nulls)
+        else:  # pragma: no cover - the fit is of the data's kind
+            raise TypeError(f"a {type(fitted).__name__} fit of {type(data).__name__}")
         out: dict[str, TestResult] = {}
         for name in names:
             with warnings.catch_warnings(record=True) as caught:
@@ -382,12 +402,6 @@ class RemlEngine:
         return prof.lower, prof.upper
 
 
-#: the message of a converged fit on the boundary (``singular``), as lme4 says it
-SINGULAR_NOTE = (
-    "boundary (singular) fit: a random-effect SD at 0 or a correlation at +-1 (lme4::isSingular)"
-)
-
-
 def _warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:
     """Distinct warnings as ``Category: text``, in the order first seen."""
     return list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
@@ -433,7 +447,7 @@ class _Fitted:
 
 
 def _check_request(
-    data: LMMData, terms: Sequence[str], null: Sequence[float], tests: Sequence[str]
+    data: LMMData | CrossedData, terms: Sequence[str], null: Sequence[float], tests: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Positions of ``terms`` in ``X``, the null values and the test names, or a
     ``ValueError`` for a request that is wrong whatever the data."""

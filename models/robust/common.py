@@ -8,11 +8,12 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from models.base import FitResult
+from models.base import FitResult, one_factor_only
 from models.data import LMMData, fit_problem
 
 __all__ = ["FixedFit", "fit_fixed", "reference_df"]
@@ -43,13 +44,17 @@ def reference_df(reference: str, df: float) -> tuple[float, str]:
 
 
 def fit_fixed(
-    data: LMMData, level: float, optimizer: str, run: Callable[[LMMData], FixedFit]
+    data: Any, level: float, optimizer: str, run: Callable[[LMMData], FixedFit]
 ) -> FitResult:
     """Fit the fixed effects of ``data`` with ``run`` and build the result on the data's
     structure's terms (variance parameters NaN).  Never raises for a dataset: a data
     problem, an exception (its traceback kept) or a warning is recorded in the result.
     """
     start = time.perf_counter()
+    refused = one_factor_only(optimizer, data)
+    if refused is not None:
+        refused.fit_seconds = time.perf_counter() - start
+        return refused
     structure = data.structure
     nobs, ngroups = float(data.n_obs), float(data.n_groups)
     problem = fit_problem(data)

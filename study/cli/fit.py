@@ -128,8 +128,14 @@ def render_fit(done: CsvFit, *, as_json: bool = False) -> str:
         return json.dumps(_json(done, tidy), indent=2)
     shown = tidy.drop(columns=[c for c in DIAGNOSTICS if not tidy[c].notna().any()])
     status = "converged" if fit.converged else "NOT converged"
+    levels = getattr(done.data, "group_levels", None)  # several grouping factors
+    groups = (
+        " x ".join(f"{k} {g}" for g, k in levels.items())
+        if levels
+        else f"{done.data.n_groups} groups"
+    )
     head = (
-        f"{done.engine}: {done.model}\n{done.data.n_obs} rows, {done.data.n_groups} groups; "
+        f"{done.engine}: {done.model}\n{done.data.n_obs} rows, {groups}; "
         f"{status} in {fit.fit_seconds:.2f} s"
     )
     note = (

@@ -13,11 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.crossed.data import CrossedData, crossed_problem
 from models.data import INTERCEPT, LMMData, fit_problem
 from models.formula import Formula, model_data, parse
 from study.errors import UserError
 
 __all__ = ["check_data", "formula_data", "load_csv", "load_formula", "read_csv"]
+
+#: a dataset of one grouping factor, or of several (crossed or nested)
+Data = LMMData | CrossedData
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -74,10 +78,11 @@ def load_csv(path: str | Path, y: str, x: list[str], group: str) -> LMMData:
         data = LMMData.from_frame(frame, y=y, x=x, group=group)
     except ValueError as err:
         raise UserError(f"{path}: {err}") from err
-    return check_data(path, data, group, kind="column")
+    check_data(path, data, group, kind="column")
+    return data
 
 
-def load_formula(path: str | Path, formula: str) -> tuple[LMMData, Formula, int, list[str]]:
+def load_formula(path: str | Path, formula: str) -> tuple[Data, Formula, int, list[str]]:
     """Read a CSV and build the data of an lme4-style ``formula``: the data, the parsed
     formula, the number of rows dropped for missing values (lme4's ``na.omit``) and the
     columns that held them; :class:`UserError` on any problem."""
@@ -91,7 +96,7 @@ def load_formula(path: str | Path, formula: str) -> tuple[LMMData, Formula, int,
 
 def formula_data(
     path: str | Path, frame: pd.DataFrame, formula: Formula
-) -> tuple[LMMData, int, list[str]]:
+) -> tuple[Data, int, list[str]]:
     """The data of a parsed ``formula`` from ``frame`` (read from ``path``, which the
     messages name): the data, the number of rows dropped for missing values and the
     columns that held them; :class:`UserError` on any problem (:func:`check_data`)."""
@@ -100,11 +105,14 @@ def formula_data(
     except ValueError as err:
         raise UserError(f"{path}: {err}") from err
     gaps = [c for c in formula.columns if bool(frame[c].isna().any())] if dropped else []
-    return check_data(path, data, formula.group, kind="term"), dropped, gaps
+    check_data(path, data, formula.group, kind="term")
+    return data, dropped, gaps
 
 
-def check_data(path: str | Path, data: LMMData, group: str, kind: str) -> LMMData:
-    """The checks every fit needs (as lme4 makes them): :class:`UserError` or ``data``."""
+def check_data(path: str | Path, data: Data, group: str, kind: str) -> None:
+    """The checks every fit needs (as lme4 makes them): :class:`UserError` if one fails.
+    Several grouping factors: lme4's ``checkNlevels`` and ``checkNobs`` on each
+    (:func:`models.crossed.crossed_problem`)."""
     if INTERCEPT in data.fixed_names:
         for j, name in enumerate(data.fixed_names):
             if name != INTERCEPT and np.ptp(data.X[:, j]) == 0:
@@ -112,6 +120,11 @@ def check_data(path: str | Path, data: LMMData, group: str, kind: str) -> LMMDat
                     f"{path}: {kind} {name!r} is constant ({data.X[0, j]:g} on every row: "
                     "collinear with the intercept); drop it or give a predictor that varies"
                 )
+    if isinstance(data, CrossedData):
+        problem = crossed_problem(data)
+        if problem:
+            raise UserError(f"{path}: {problem}")
+        return
     if data.n_groups < 2:
         raise UserError(
             f"{path}: column {group!r} has {data.n_groups} group; need at least 2 "
@@ -133,4 +146,3 @@ def check_data(path: str | Path, data: LMMData, group: str, kind: str) -> LMMDat
     problem = fit_problem(data)
     if problem:
         raise UserError(f"{path}: {problem}")
-    return data

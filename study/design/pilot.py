@@ -113,6 +113,13 @@ class Pilot:
             parsed = parse(full)
         except ValueError as err:
             raise UserError(_own_words(str(err), full, text, given)) from err
+        if parsed.crossed:
+            raise UserError(
+                f"{text!r} has {len(parsed.groups)} grouping factors "
+                f"({', '.join(parsed.groups)}); a design from pilot data has one: fit the "
+                "model with `study fit` and write a crossed design's keys by hand (README: "
+                "crossed designs)"
+            )
         try:
             formula_data(p, frame, parsed)  # what `study fit` checks, in its words
         except UserError as err:

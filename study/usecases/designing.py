@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from models.data import LMMData
 from models.registry import default_registry
 from study.design.pilot import Pilot
 from study.errors import UserError
@@ -111,7 +112,9 @@ def design_from_pilot(
     target = _target(out, csv, overwrite)
     pilot = Pilot.load(csv, formula)
     done = fit_csv(csv, formula=formula, engine=engine)
-    fit, structure = done.fit, done.data.structure
+    fit, data = done.fit, done.data
+    assert isinstance(data, LMMData)  # Pilot.load refused several grouping factors
+    structure = data.structure
     if group_size is not None and group_size <= structure.r:
         raise UserError(
             f"group_size={group_size}: {group_size} rows per group for {structure.r} random "

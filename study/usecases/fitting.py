@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.base import FitResult
+from models.crossed import CrossedData
 from models.data import LMMData
 from models.registry import Registry, default_registry
 from models.validate import OptionError
@@ -25,7 +26,7 @@ class CsvFit:
     the engine options used, and notes on them (e.g. the data-scaled priors)."""
 
     fit: FitResult
-    data: LMMData
+    data: LMMData | CrossedData
     model: str
     engine: str
     seed: int
@@ -83,6 +84,9 @@ def fit_csv(
             raise UserError(f"x={x!r}: give at least one predictor column")
         data = load_csv(path, y, predictors, group)
         model = f"{y} ~ {' + '.join(predictors)} + {data.structure.bar(group)}"
+    refused = registry.fits(engine, data.structure)
+    if refused:
+        raise UserError(refused)
     _check_option_names(registry, engine, options or {})
     proposed, notes = registry.options_for_data(engine, data)
     table = {**proposed, **(options or {})}

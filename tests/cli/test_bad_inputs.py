@@ -116,6 +116,11 @@ def csv_text(rows: Sequence[Sequence[object]], sep: str = ",") -> str:
 GOOD_ROWS = _good_rows()
 GOOD_CSV = csv_text(GOOD_ROWS)
 FIT = ["--y", "resp", "--x", "dose", "--group", "school"]
+#: GOOD_ROWS with two more grouping columns: a site that is the same everywhere, and
+#: pairs of consecutive rows (15 levels of 2 rows)
+CROSSED_CSV = "resp,dose,school,site,pair\n" + "".join(
+    f"{r},{d},{s},A,p{i // 2}\n" for i, (r, d, s) in enumerate(GOOD_ROWS)
+)
 
 
 def fit_csv(name: str, text: str | bytes, *more: str) -> Call:
@@ -1008,6 +1013,36 @@ CASES: list[Case] = [
         argv=["fit", "data.csv", "resp ~ dose + school[ + (1 | school)"],
         files={"data.csv": GOOD_CSV},
         pattern=allof(r"formula", r"school\["),
+    ),
+    # several grouping factors: lme4's checkNlevels / checkNobs, and engines that fit
+    # one factor only (issue 27)
+    Case(
+        "csv-crossed-factor-with-one-level",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + (1 | school) + (1 | site)"],
+        files={"data.csv": CROSSED_CSV},
+        pattern=allof(r"data\.csv", r"'site' has 1 level", r"at least 2", r"drop its term"),
+    ),
+    Case(
+        "csv-nested-factor-one-row-per-level",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + (1 | school/dose)"],
+        files={"data.csv": CROSSED_CSV},
+        pattern=allof(r"'dose:school' has 30 levels for 30 observations", r"checkNlevels"),
+    ),
+    Case(
+        "csv-crossed-term-with-as-many-effects-as-rows",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + (1 | school) + (1 + dose | pair)"],
+        files={"data.csv": CROSSED_CSV},
+        pattern=allof(r"\(1 \+ dose \| pair\) has 30 random effects for 30", r"checkNobs"),
+    ),
+    Case(
+        "csv-crossed-with-a-one-factor-engine",
+        "csv",
+        argv=["fit", "data.csv", "resp ~ dose + (1 | school) + (1 | pair)", "--engine", "ols"],
+        files={"data.csv": CROSSED_CSV},
+        pattern=allof(r"engine ols fits one grouping factor only", r"school, pair", r"use reml"),
     ),
     Case(
         "csv-semicolon-delimited",

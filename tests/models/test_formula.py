@@ -186,9 +186,9 @@ PARSE_ERRORS = [
     ("y ~ x ~ z + (1 | g)", r"more than one '~'"),
     ("log(y) ~ x + (1 | g)", r"response must be one column name.*log\(y\)"),
     ("y ~ x", r"no random part; a mixed model needs one, e\.g\. \+ \(1 \| group\)"),
-    ("y ~ x + (1 | g) + (1 | h)", r"2 grouping factors \(g, h\).*one grouping factor only"),
-    ("y ~ x + (1 | g/h)", r"nested grouping \(g/h\).*not supported.*one grouping factor"),
-    ("y ~ x + (1 | g:h)", r"interaction \(g:h\).*not supported.*one column"),
+    ("y ~ x + (1 | g/h:k)", r"mixes / and : in its grouping"),
+    ("y ~ x + (1 | g) + (x | h) + (1 | h)", r"several bars with one group must each hold one"),
+    ("y ~ x + (1 | g/)", r"grouping factor must be one column name"),
     ("y ~ (x | g)", r"random term 'x' is not in the fixed part; add it there: y ~ x \+ \(x \| g\)"),
     ("y ~ z + (x | g)", r"random term 'x'.*add it there: y ~ z \+ x \+ \(x \| g\)"),
     ("y ~ 0 + x + (x | g)", r"random intercept.*not in the fixed part.*\(0 \+ x \| g\)"),
@@ -327,8 +327,18 @@ CLI_ERRORS = [
     (["--y", "Reaction", "--x", "Days"], r"give a model: a formula.*missing: --group"),
     ([], r"give a model.*missing: --y, --x, --group"),
     (["Reaction ~ Days"], r"no random part"),
-    (["Reaction ~ Days + (1 | Subject) + (1 | Days)"], r"2 grouping factors"),
-    (["Reaction ~ Days + (1 | Subject/Days)"], r"nested grouping"),
+    (
+        ["Reaction ~ Days + (1 | Subject) + (1 | Reaction)"],
+        r"grouping factor 'Reaction' has 180 levels for 180 observations.*checkNlevels",
+    ),
+    (
+        ["Reaction ~ Days + (1 | Subject/Days)"],
+        r"grouping factor 'Days:Subject' has 180 levels for 180 observations",
+    ),
+    (
+        ["Reaction ~ Days + (Days | Subject) + (1 | Days)", "--engine", "gee"],
+        r"engine gee fits one grouping factor only.*2 \(Subject, Days\); use reml",
+    ),
     (["Reaction ~ Nope + (1 | Subject)"], r"sleepstudy\.csv: column\(s\) \['Nope'\] not in"),
     (["Reaction ~ (Days | Subject)"], r"'Days' is not in the fixed part; add it there"),
     (
