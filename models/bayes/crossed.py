@@ -68,8 +68,8 @@ if TYPE_CHECKING:
     from models.bayes.options import BayesPriors
     from models.crossed import CrossedData, CrossedStructure
 
-#: names of the ``pm.Data`` of the crossed model, in the order of the kernel's inputs
-DATA = ("gee", "ger", "grr", "cy", "cx", "xtx", "xty", "scalars")
+#: name of the ``pm.Data`` of the crossed model (the flat cross-products)
+DATA = "cross"
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,16 @@ def _block_columns(plan: Plan, offsets: tuple[int, ...], terms: tuple[int, ...])
 
 
 def pack(data: CrossedData) -> dict[str, np.ndarray]:
-    """The cross-products the model reads (:data:`DATA`), the eliminated term's rows
-    and columns first (:func:`models.bayes.woodbury.loglik_grad`)."""
+    """The cross-products the model reads, as its one ``pm.Data`` (:data:`DATA`): the
+    flat vector of :func:`models.bayes.woodbury.flat_data` of :func:`cross_products`."""
+    from models.bayes.woodbury import flat_data
+
+    return {DATA: flat_data(cross_products(data))}
+
+
+def cross_products(data: CrossedData) -> dict[str, np.ndarray]:
+    """The arrays :func:`models.bayes.woodbury.loglik_grad` reads, by name, the
+    eliminated term's rows and columns first."""
     plan = plan_of(data)
     e = plan.first
     r_e, k_e = plan.r[e], plan.levels[e]
@@ -153,26 +161,27 @@ def pack(data: CrossedData) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=float) for k, v in arrays.items()}
 
 
-def _constants(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-    """``head`` and ``cols`` of :func:`models.bayes.woodbury.loglik_grad` for ``plan``."""
-    from models.bayes.woodbury import layout_columns, t_offsets
+def ints_of(plan: Plan) -> np.ndarray:
+    """The integer inputs of the kernel for ``plan`` (:func:`models.bayes.woodbury.
+    flat_ints`): dimensions and the layout of the terms other than the first."""
+    from models.bayes.woodbury import flat_ints, layout_columns, t_offsets
 
-    head = np.array([t_offsets(plan.r)[plan.first]], dtype=np.int64)
-    return head, layout_columns(plan.r, plan.levels, plan.first)
+    e = plan.first
+    cols = layout_columns(plan.r, plan.levels, e)
+    n_theta = plan.q + sum(r * r for r in plan.r) + 1
+    return flat_ints(plan.levels[e], plan.r[e], plan.q, n_theta, int(t_offsets(plan.r)[e]), cols)
 
 
-def loglik(data: dict[str, Any], plan: Plan, beta: Any, Ts: list[Any], sigma: Any) -> Any:
+def loglik(data: Any, plan: Plan, beta: Any, Ts: list[Any], sigma: Any) -> Any:
     """The log marginal likelihood as a graph: the Op of :mod:`models.bayes.woodbury`
-    on the tensors of :func:`pack`'s arrays (``data``), ``beta`` (q,), one (r_f, r_f)
+    on the flat cross-products ``data`` (:func:`pack`), ``beta`` (q,), one (r_f, r_f)
     lower-triangular ``T_f`` per term and ``sigma``."""
     import pytensor.tensor as pt
 
     from models.bayes.woodbury import crossed_loglik_op
 
-    head, cols = _constants(plan)
     theta = pt.concatenate([beta, *[T.ravel() for T in Ts], pt.stack([sigma**2])])
-    inputs = [data[name] for name in DATA]
-    outputs: Any = crossed_loglik_op(*inputs, pt.constant(head), pt.constant(cols), theta)
+    outputs: Any = crossed_loglik_op(data, pt.constant(ints_of(plan)), theta)
     return outputs[0]
 
 
@@ -242,7 +251,7 @@ def build(
     import pymc as pm
 
     with pm.Model() as model:
-        data = {name: pm.Data(name, arrays[name]) for name in DATA}
+        data = pm.Data(DATA, arrays[DATA])
         p = add_priors(structure, priors)
         pm.Potential("loglik", loglik(data, plan, p["beta"], p["Ts"], p["sigma"]))
     return model

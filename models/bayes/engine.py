@@ -50,9 +50,10 @@ from models.bayes.marginal import STATS, UNROLL_MAX, pack_stats
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
 from models.bayes.start import layout, start_region
-from models.crossed import CrossedData, crossed_problem
+from models.crossed import CrossedData, CrossedStructure, crossed_problem
 from models.data import fit_problem
 from models.structure import Structure
+from models.validate import OptionError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -160,22 +161,13 @@ class BayesEngine:
             return self._crossed_key(data)
         return self._key(data.structure, data.n_groups)
 
-    def crossed_refusal(self) -> str:
-        """Why these options cannot fit a crossed model (module docstring), or ``""``."""
-        o = self.options
-        if o.parameterization != "marginal":
-            return (
-                f"parameterization = {o.parameterization!r} is for one grouping factor; "
-                "models with several random terms are fitted marginally (set "
-                'parameterization = "marginal")'
-            )
-        if o.likelihood != "marginal":
-            return f"likelihood = {o.likelihood!r} is for one grouping factor"
-        if o.random_effects:
-            return (
-                "random_effects = true: draws of the random effects are not available for "
-                "models with several random terms; set random_effects = false"
-            )
+    def _crossed_refusal(self, structure: CrossedStructure) -> str:
+        """Why these options cannot fit a model of ``structure`` (several random terms:
+        :meth:`BayesOptions.check_structure`), or ``""``."""
+        try:
+            self.options.check_structure(structure)
+        except OptionError as err:
+            return f"options: {err}"
         return ""
 
     def _compile_crossed(self, data: CrossedData) -> float:
@@ -305,7 +297,7 @@ class BayesEngine:
         seed = resolve_seed(seed)
         try:
             if isinstance(data, CrossedData):
-                problem = crossed_problem(data) or self.crossed_refusal()
+                problem = crossed_problem(data) or self._crossed_refusal(data.structure)
             else:
                 problem = fit_problem(data)
             if problem:

@@ -45,10 +45,13 @@ column's level block starts at column ``s`` of the rest block, and the column is
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
+import numba
 import numpy as np
 import pytensor.tensor as pt
+from numba import carray, types
 from numba.extending import register_jitable
 from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply
@@ -391,40 +394,132 @@ def t_offsets(r: tuple[int, ...]) -> np.ndarray:
     return np.concatenate(([0], np.cumsum([k * k for k in r])[:-1])).astype(np.int64)
 
 
-# -- the PyTensor Op -------------------------------------------------------------------
-#: the data inputs of the Op, in order (``head`` and ``cols`` are constants of the plan)
-INPUTS = ("gee", "ger", "grr", "cy", "cx", "xtx", "xty", "scalars", "head", "cols")
+# -- one flat data vector, the compiled kernel and the PyTensor Op ---------------------
+#: the arrays of :func:`loglik_grad` that make the flat data vector, in order
+DATA = ("gee", "ger", "grr", "cy", "cx", "xtx", "xty", "scalars")
+
+
+def flat_data(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The float inputs of :func:`loglik_grad` (by name) as one vector (:data:`DATA`
+    order, each C order): one ``pm.Data`` instead of eight keeps the compiled model small
+    (each data input costs its own extraction and shape checks)."""
+    return np.concatenate([np.ascontiguousarray(arrays[k], dtype=float).ravel() for k in DATA])
+
+
+def flat_ints(k_e: int, r_e: int, q: int, n_theta: int, head: int, cols: np.ndarray) -> np.ndarray:
+    """The integer inputs: ``(K_e, r_e, L_R, q, len(theta), head)`` and ``cols``."""
+    head_row = [k_e, r_e, cols.shape[0], q, n_theta, head]
+    return np.concatenate([np.array(head_row), np.ravel(cols)]).astype(np.int64)
+
+
+#: the kernel's C signature: flat data, flat ints, theta, out = (logp, gradient)
+_F = types.CPointer(types.float64)
+_I = types.CPointer(types.int64)
+_SIGNATURE = types.void(_F, _I, _F, _F)
+_CTYPES = (
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.POINTER(ctypes.c_int64),
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.POINTER(ctypes.c_double),
+)
+#: the compiled kernel of this process: {"cfunc": numba cfunc, "call": ctypes function}
+_COMPILED: dict[str, Any] = {}
+
+
+def _kernel_c(data, ints, theta, out):
+    """:func:`loglik_grad` behind a C signature: the flat vectors of :func:`flat_data`
+    and :func:`flat_ints` as raw pointers."""
+    k_e, r_e, l_r, q, n_theta = ints[0], ints[1], ints[2], ints[3], ints[4]
+    l_e = k_e * r_e
+    n = l_e + l_r
+    sizes = (k_e * r_e * r_e, l_e * l_r, l_r * l_r, n, n * q, q * q, q, 2)
+    flat = carray(data, (sum(sizes),))
+    at = 0
+    gee = flat[at : at + sizes[0]].reshape((k_e, r_e, r_e))
+    at += sizes[0]
+    ger = flat[at : at + sizes[1]].reshape((l_e, l_r))
+    at += sizes[1]
+    grr = flat[at : at + sizes[2]].reshape((l_r, l_r))
+    at += sizes[2]
+    cy = flat[at : at + sizes[3]]
+    at += sizes[3]
+    cx = flat[at : at + sizes[4]].reshape((n, q))
+    at += sizes[4]
+    xtx = flat[at : at + sizes[5]].reshape((q, q))
+    at += sizes[5]
+    xty = flat[at : at + sizes[6]]
+    at += sizes[6]
+    scalars = flat[at : at + 2]
+    iv = carray(ints, (6 + 4 * l_r,))
+    head = iv[5:6]
+    cols = iv[6:].reshape((l_r, 4))
+    logp, grad = _loglik_grad_jit(
+        gee, ger, grr, cy, cx, xtx, xty, scalars, head, cols, carray(theta, (n_theta,))
+    )
+    out[0] = logp
+    for i in range(n_theta):
+        out[1 + i] = grad[i]
+
+
+_loglik_grad_jit = numba.njit(loglik_grad, no_cpython_wrapper=True)
+
+
+def compiled_kernel() -> Any:
+    """The kernel as a C function (ctypes), compiled once per process, or loaded from
+    Numba's on-disk cache.
+
+    Why a C function: a model's log-density function links every Numba function it
+    calls and optimises the result again, so the kernel called directly added its
+    whole code to every compiled model; called through a function pointer it is
+    opaque.  Always without fastmath (the engine's ``fastmath`` option does not apply
+    to it), so draws never depend on how it was compiled.
+    """
+    if "call" not in _COMPILED:
+        cfunc = numba.cfunc(_SIGNATURE, cache=True)(_kernel_c)
+        _COMPILED["cfunc"] = cfunc  # keeps the code alive while the pointer is used
+        _COMPILED["call"] = ctypes.CFUNCTYPE(None, *_CTYPES)(cfunc.address)
+    return _COMPILED["call"]
+
+
+def loglik_grad_compiled(
+    data: np.ndarray, ints: np.ndarray, theta: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """:func:`loglik_grad` of the flat inputs through the compiled kernel."""
+    data = np.ascontiguousarray(data, dtype=float)
+    ints = np.ascontiguousarray(ints, dtype=np.int64)
+    theta = np.ascontiguousarray(theta, dtype=float)
+    out = np.empty(1 + theta.shape[0])
+    ptrs = [x.ctypes.data_as(t) for x, t in zip((data, ints, theta, out), _CTYPES, strict=True)]
+    compiled_kernel()(*ptrs)
+    return float(out[0]), out[1:].copy()
 
 
 class CrossedLoglik(Op):
-    """``(data..., theta) -> (loglik, d loglik / d theta)`` (:func:`loglik_grad`); the
-    pullback multiplies the stored gradient, so value and gradient cost one pass."""
+    """``(data, ints, theta) -> (loglik, d loglik / d theta)`` (:func:`loglik_grad` of
+    :func:`flat_data` and :func:`flat_ints`); the pullback multiplies the stored
+    gradient, so value and gradient cost one pass."""
 
     __props__ = ()
 
-    def make_node(self, *inputs: Any) -> Any:  # type: ignore[override]
-        if len(inputs) != len(INPUTS) + 1:
-            raise TypeError(f"expected {len(INPUTS) + 1} inputs ({', '.join(INPUTS)}, theta)")
-        tensors = [pt.as_tensor_variable(x) for x in inputs]
-        return Apply(self, tensors, [pt.dscalar(), pt.dvector()])
+    def make_node(self, data: Any, ints: Any, theta: Any) -> Any:  # type: ignore[override]
+        inputs = [pt.as_tensor_variable(x) for x in (data, ints, theta)]
+        return Apply(self, inputs, [pt.dscalar(), pt.dvector()])
 
     def perform(self, node, inputs, outputs):
-        arrays = [np.asarray(x) for x in inputs]
-        logp, grad = loglik_grad(*arrays)
+        logp, grad = loglik_grad_compiled(*inputs)
         outputs[0][0] = np.asarray(logp)
         outputs[1][0] = grad
 
     def infer_shape(self, node, shapes):
-        return [(), shapes[-1]]
+        return [(), shapes[2]]
 
     def pullback(self, inputs, outputs, output_grads):
         if not isinstance(output_grads[1].type, DisconnectedType):
             raise NotImplementedError("the gradient output is not differentiable")
-        data = [disconnected_type() for _ in inputs[:-1]]
-        return [*data, output_grads[0] * outputs[1]]
+        return [disconnected_type(), disconnected_type(), output_grads[0] * outputs[1]]
 
     def connection_pattern(self, node):
-        return [[False, False] for _ in node.inputs[:-1]] + [[True, True]]
+        return [[False, False], [False, False], [True, True]]
 
 
 def _register_numba() -> None:
@@ -432,13 +527,16 @@ def _register_numba() -> None:
 
     @numba_funcify.register(CrossedLoglik)
     def _funcify(op, node=None, **kwargs):
-        # jitted when a model is compiled (numba_njit reads the fastmath flag then)
-        kernel = numba_njit(loglik_grad)
+        call = compiled_kernel()
 
         @numba_njit
-        def crossed_loglik_op(gee, ger, grr, cy, cx, xtx, xty, scalars, head, cols, theta):
-            logp, grad = kernel(gee, ger, grr, cy, cx, xtx, xty, scalars, head, cols, theta)
-            return np.array(logp), grad
+        def crossed_loglik_op(data, ints, theta):
+            data = np.ascontiguousarray(data)
+            ints = np.ascontiguousarray(ints)
+            theta = np.ascontiguousarray(theta)
+            out = np.empty(1 + theta.shape[0])
+            call(data.ctypes, ints.ctypes, theta.ctypes, out.ctypes)
+            return np.array(out[0]), out[1:].copy()
 
         return crossed_loglik_op
 
