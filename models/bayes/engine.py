@@ -12,6 +12,17 @@ derived from the fit's, and every rerun is recorded (``FitResult.restarts`` and
 ``message``), never silent.  Latent-variable parameterizations (``"centered"``,
 ``"noncentered"``) are available for comparison; their compiled models depend on K.
 
+A :class:`models.crossed.CrossedData` (several random terms: crossed subjects x items,
+nested factors) is fitted by the same engine with the model of
+:mod:`models.bayes.crossed`: the exact marginal likelihood through Woodbury on the L
+random-effect levels (:mod:`models.bayes.woodbury`), the same priors per term, one
+compiled model per structure and numbers of levels, the same samplers, starting
+regions, stuck-chain reruns, convergence rules and decision rules (``fit_tests``).  Out
+of scope for crossed data, refused with a failed result that says so: the latent
+parameterizations, ``random_effects = True`` and the deliberately wrong
+``likelihood = "no-logdet"``; ``algebra`` only concerns one factor; ``draw_prior`` (and
+so simulation-based calibration) takes one-factor structures only.
+
 Example
 -------
 >>> engine = BayesEngine(BayesOptions(draws=1000))      # doctest: +SKIP
@@ -31,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.base import FitResult, TestResult
+from models.bayes import crossed as bx
 from models.bayes import graph as bm
 from models.bayes import sample
 from models.bayes.decisions import decisions
@@ -38,8 +50,10 @@ from models.bayes.marginal import STATS, UNROLL_MAX, pack_stats
 from models.bayes.options import BayesOptions
 from models.bayes.sample import convergence_message, summarise
 from models.bayes.start import layout, start_region
+from models.crossed import CrossedData, CrossedStructure, crossed_problem
 from models.data import fit_problem
 from models.structure import Structure
+from models.validate import OptionError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,7 +152,44 @@ class BayesEngine:
             o.likelihood,
         )
 
-    def compile(self, data: LMMData) -> float:
+    def _crossed_key(self, data: CrossedData) -> tuple:
+        o = self.options
+        return (bx.plan_key(data), o.sampler, o.priors, o.fastmath and o.sampler == "nutpie")
+
+    def _data_key(self, data: LMMData | CrossedData) -> tuple:
+        if isinstance(data, CrossedData):
+            return self._crossed_key(data)
+        return self._key(data.structure, data.n_groups)
+
+    def _crossed_refusal(self, structure: CrossedStructure) -> str:
+        """Why these options cannot fit a model of ``structure`` (several random terms:
+        :meth:`BayesOptions.check_structure`), or ``""``."""
+        try:
+            self.options.check_structure(structure)
+        except OptionError as err:
+            return f"options: {err}"
+        return ""
+
+    def _compile_crossed(self, data: CrossedData) -> float:
+        key = self._crossed_key(data)
+        with self._lock:
+            if key in self._cache:
+                return 0.0
+            start = time.perf_counter()
+            o = self.options
+            plan = bx.plan_of(data)
+            model = bx.build(data.structure, plan, o.priors, bx.pack(data))
+            where = layout(model)
+            if o.sampler == "nutpie":
+                import nutpie
+                import pytensor
+
+                with pytensor.config.change_flags(numba__fastmath=o.fastmath):
+                    model = nutpie.compile_pymc_model(model, var_names=[bm.TERMS])
+            self._cache[key] = Compiled(model, where)
+            return time.perf_counter() - start
+
+    def compile(self, data: LMMData | CrossedData) -> float:
         """Build and compile the model for data shaped like ``data``.
 
         Fitting calls this itself; call it ahead of time to keep compilation out of
@@ -154,7 +205,11 @@ class BayesEngine:
         -------
         float
             Seconds spent compiling; 0.0 when the model was already cached.
+            A :class:`models.crossed.CrossedData` compiles its crossed model
+            (:mod:`models.bayes.crossed`: one per structure and numbers of levels).
         """
+        if isinstance(data, CrossedData):
+            return self._compile_crossed(data)
         structure = data.structure
         key = self._key(structure, data.n_groups)
         with self._lock:
@@ -198,13 +253,15 @@ class BayesEngine:
 
     # -- fitting -------------------------------------------------------------------
     def fit(
-        self, data: LMMData, *, seed: int | None = None, keep_posterior: bool = False
+        self, data: LMMData | CrossedData, *, seed: int | None = None, keep_posterior: bool = False
     ) -> FitResult:
         """Sample the posterior of ``data``'s model and summarise it per term.
 
         Parameters
         ----------
-        data : LMMData
+        data : LMMData or CrossedData
+            One grouping factor, or several random terms (:mod:`models.bayes.crossed`;
+            checked by :func:`models.crossed.crossed_problem`).
         seed : int or None
             Sampler seed (0 <= seed < 2**64); the same seed gives identical draws
             (with nutpie in any process; with ``sampler="pymc"`` once PyTensor's C
@@ -239,7 +296,10 @@ class BayesEngine:
         start = time.perf_counter()
         seed = resolve_seed(seed)
         try:
-            problem = fit_problem(data)
+            if isinstance(data, CrossedData):
+                problem = crossed_problem(data) or self._crossed_refusal(data.structure)
+            else:
+                problem = fit_problem(data)
             if problem:
                 return self._failed(data, problem, time.perf_counter() - start)
             return self._fit(data, seed, start, keep_posterior or self.options.keep_posterior)
@@ -249,7 +309,7 @@ class BayesEngine:
 
     def fit_tests(
         self,
-        data: LMMData,
+        data: LMMData | CrossedData,
         *,
         terms: Sequence[str],
         null: Sequence[float],
@@ -264,25 +324,37 @@ class BayesEngine:
         o = self.options
         return fit, decisions(fit, terms, null, tests, o.level, o.interval)
 
-    def _failed(self, data: LMMData, message: str, seconds: float, trace: str = "") -> FitResult:
-        result = FitResult.failed(data.structure, message, seconds, trace)
+    def _failed(
+        self, data: LMMData | CrossedData, message: str, seconds: float, trace: str = ""
+    ) -> FitResult:
+        if isinstance(data, CrossedData):
+            result = bx.failed(data.structure, message, seconds, trace)
+        else:
+            result = FitResult.failed(data.structure, message, seconds, trace)
         result.optimizer = self.options.sampler
         result.nobs, result.ngroups = float(data.n_obs), float(data.n_groups)
         return result
 
-    def _fit(self, data: LMMData, seed: int, start: float, keep_posterior: bool) -> FitResult:
+    def _fit(
+        self, data: LMMData | CrossedData, seed: int, start: float, keep_posterior: bool
+    ) -> FitResult:
         o = self.options
         compile_seconds = self.compile(data)
         structure = data.structure
-        compiled = self._cache[self._key(structure, data.n_groups)]
+        compiled = self._cache[self._data_key(data)]
         model, where = compiled.model, compiled.layout
-        latent = o.parameterization != "marginal"
-        if latent:
-            arrays = {"y": data.y, "X": data.X, "group": data.group}
+        crossed = isinstance(data, CrossedData)
+        latent = not crossed and o.parameterization != "marginal"
+        if isinstance(data, CrossedData):
+            arrays = bx.pack(data)
+            region = bx.start_region(data)
         else:
-            arrays = {STATS: pack_stats(data)}
+            if latent:
+                arrays = {"y": data.y, "X": data.X, "group": data.group}
+            else:
+                arrays = {STATS: pack_stats(data)}
+            region = start_region(data)
         sampler = sample.sample_nutpie if o.sampler == "nutpie" else sample.sample_pymc
-        region = start_region(data)
 
         def run(settings: sample.SampleSettings) -> sample.Draws:
             return sampler(model, arrays, settings, region, where)
@@ -307,17 +379,20 @@ class BayesEngine:
         }
         attrs = {"/": {"engine": self.name, **extra}}
         u = draws.u
-        if o.random_effects and u is None:
+        if o.random_effects and u is None and not isinstance(data, CrossedData):
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
             u = bm.draw_random_effects(draws.terms, data, rng)
-        if o.random_effects and u is not None:
+        if o.random_effects and u is not None and not isinstance(data, CrossedData):
             extra["random_effects"] = _random_effects_array(u, data)
         posterior = None
         if keep_posterior:
-            keep_u = u if o.random_effects else None
-            posterior = sample.to_datatree(
-                draws, terms, keep_u, data.group_labels, list(structure.random), attrs
-            )
+            if isinstance(data, CrossedData):  # no random effects: refused above
+                posterior = sample.to_datatree(draws, terms, None, (), [], attrs)
+            else:
+                keep_u = u if o.random_effects else None
+                posterior = sample.to_datatree(
+                    draws, terms, keep_u, data.group_labels, list(structure.random), attrs
+                )
         return FitResult(
             terms,
             effects,

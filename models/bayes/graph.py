@@ -123,6 +123,28 @@ def lkj_shapes(eta: float, r: int) -> np.ndarray:
     return np.array([eta + (r - 2 - k) / 2 for k, _ in pairs(r)])
 
 
+def covariance_factor(
+    sds: list[Any], z: dict[tuple[int, int], Any], idx: list[tuple[int, int]]
+) -> tuple[list[list[Any]], list[Any]]:
+    """The lower Cholesky factor ``L`` of a correlated ``D`` (nested lists, ``None``
+    above the diagonal) and its correlations (one per pair of ``idx``), from the SDs
+    and the canonical partial correlations ``z`` by pair (canonical vine)."""
+    import pytensor.tensor as pt
+
+    r = len(sds)
+    Lc: list[list[Any]] = [[None] * r for _ in range(r)]
+    for i in range(r):
+        rem: Any = None  # prod_{k<j} (1 - z_{k,i}^2)
+        for k in range(i):
+            Lc[i][k] = z[(k, i)] if rem is None else z[(k, i)] * pt.sqrt(rem)
+            factor = 1.0 - z[(k, i)] ** 2
+            rem = factor if rem is None else rem * factor
+        Lc[i][i] = pt.constant(1.0) if rem is None else pt.sqrt(rem)
+    L = [[None if j > i else sds[i] * Lc[i][j] for j in range(r)] for i in range(r)]
+    cors = [sum(Lc[b_][k] * Lc[a][k] for k in range(a + 1)) for a, b_ in idx]
+    return L, cors
+
+
 def add_priors(structure: Structure | int, priors: BayesPriors) -> dict[str, Any]:
     """Declare the priors of a model of ``structure`` in the current model context.
 
@@ -151,17 +173,7 @@ def add_priors(structure: Structure | int, priors: BayesPriors) -> dict[str, Any
             b = lkj_shapes(priors.lkj_eta, r)
             cpc = pm.Beta("cpc", alpha=b, beta=b, shape=len(idx))
             z = {pair: 2.0 * cpc[j] - 1.0 for j, pair in enumerate(idx)}
-        # Cholesky factor of the correlation matrix from the CPCs (canonical vine).
-        Lc: list[list[Any]] = [[None] * r for _ in range(r)]
-        for i in range(r):
-            rem: Any = None  # prod_{k<j} (1 - z_{k,i}^2)
-            for k in range(i):
-                Lc[i][k] = z[(k, i)] if rem is None else z[(k, i)] * pt.sqrt(rem)
-                factor = 1.0 - z[(k, i)] ** 2
-                rem = factor if rem is None else rem * factor
-            Lc[i][i] = pt.constant(1.0) if rem is None else pt.sqrt(rem)
-        L = [[None if j > i else sds[i] * Lc[i][j] for j in range(r)] for i in range(r)]
-        cors = [sum(Lc[b_][k] * Lc[a][k] for k in range(a + 1)) for a, b_ in idx]
+        L, cors = covariance_factor(sds, z, idx)
     else:  # diagonal D: L = diag(sd), no correlation parameters
         L = [[sds[i] if j == i else None for j in range(r)] for i in range(r)]
         cors = []

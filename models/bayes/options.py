@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from models.structure import Structure
 from models.validate import (
@@ -15,6 +16,9 @@ from models.validate import (
     number,
     numbers,
 )
+
+if TYPE_CHECKING:
+    from models.crossed.structure import CrossedStructure
 
 PARAMETERIZATIONS = ("marginal", "centered", "noncentered")
 SAMPLERS = ("nutpie", "pymc")
@@ -78,15 +82,22 @@ class BayesPriors:
         choice("sd_family", self.sd_family, SCALE_FAMILIES)
         choice("sigma_family", self.sigma_family, SCALE_FAMILIES)
 
-    def check_structure(self, structure: Structure) -> None:
+    def check_structure(self, structure: Structure | CrossedStructure) -> None:
         """Refuse a list whose length does not fit a model of ``structure``:
         ``fixed_loc`` and ``fixed_scale`` need one value per fixed effect (q),
-        ``sd_scale`` one per random effect (r)."""
+        ``sd_scale`` one per random effect (r; for several random terms, one per SD
+        term: every term's effects in order)."""
         s = structure
+        if isinstance(s, Structure):
+            sds: tuple[str, ...] = s.random
+            what = "random effects"
+        else:
+            sds = tuple(n for b in s.bars for n in b.names()[: b.r])
+            what = "random-effect SDs"
         expected = {
             "fixed_loc": (s.q, "coefficients", s.fixed),
             "fixed_scale": (s.q, "coefficients", s.fixed),
-            "sd_scale": (s.r, "random effects", s.random),
+            "sd_scale": (len(sds), what, sds),
         }
         for name, (n, what, names) in expected.items():
             value = getattr(self, name)
@@ -206,11 +217,15 @@ class BayesOptions:
         integer("threads", threads, low=1)
         return replace(self, cores=min(self.cores, threads))
 
-    def check_structure(self, structure: Structure) -> None:
+    def check_structure(self, structure: Structure | CrossedStructure) -> None:
         """Refuse options that do not fit a model of ``structure``: prior lists of the
         wrong length (``priors.fixed_*``: one per fixed effect, ``priors.sd_scale``: one
         per random effect), or ``algebra = "kernel"`` for a structure other than the
-        full q = 2 one.
+        full q = 2 one.  For several random terms (a :class:`models.crossed.
+        CrossedStructure`): the prior lists (``sd_scale`` one per SD term), and
+        neither a latent ``parameterization``, ``random_effects`` nor the
+        ``"no-logdet"`` likelihood (:mod:`models.bayes.crossed`); ``algebra`` is
+        for one grouping factor and is not used.
 
         Raises
         ------
@@ -218,12 +233,31 @@ class BayesOptions:
             Keyed relative to these options (``priors.sd_scale = [...]: has 2 values
             for 1 random effects ...``).
         """
-        if not isinstance(structure, Structure):
-            raise TypeError(f"structure must be a Structure; got {type(structure).__name__}")
+        crossed = not isinstance(structure, Structure) and hasattr(structure, "bars")
+        if not isinstance(structure, Structure) and not crossed:
+            raise TypeError(
+                f"structure must be a Structure or CrossedStructure; got {type(structure).__name__}"
+            )
         try:
             self.priors.check_structure(structure)
         except OptionError as err:
             raise err.within("priors") from err
+        if crossed:
+            why = {
+                "parameterization": self.parameterization != "marginal",
+                "likelihood": self.likelihood != "marginal",
+                "random_effects": self.random_effects,
+            }
+            for name, bad in why.items():
+                if bad:
+                    raise OptionError(
+                        name,
+                        getattr(self, name),
+                        "is for one grouping factor; models with several random terms "
+                        "are fitted by the marginal model, without draws of the random "
+                        "effects",
+                    )
+            return
         if self.algebra == "kernel" and not (structure.q == 2 and structure.index == (0, 1)):
             raise OptionError(
                 "algebra",

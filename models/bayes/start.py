@@ -171,7 +171,7 @@ def moment_estimates(data: LMMData) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return beta, se, (v * w) @ v.T * np.outer(spread, spread), sigma2
 
 
-def _cpc(corr: np.ndarray) -> np.ndarray:
+def canonical_partials(corr: np.ndarray) -> np.ndarray:
     """Canonical partial correlations of a (q x q) correlation matrix, in ``pairs(q)``
     order (the inverse of the model's construction of its Cholesky factor)."""
     q = corr.shape[0]
@@ -197,7 +197,7 @@ def start_region(data: LMMData) -> StartRegion:
         corr = np.clip(corr, -MAX_CORRELATION, MAX_CORRELATION)
         np.fill_diagonal(corr, 1.0)
         try:
-            cpc = np.clip(_cpc(corr), -MAX_CORRELATION, MAX_CORRELATION)
+            cpc = np.clip(canonical_partials(corr), -MAX_CORRELATION, MAX_CORRELATION)
         except np.linalg.LinAlgError:
             cpc = np.zeros(n_pairs)
     else:
