@@ -379,3 +379,22 @@ def failed(structure: CrossedStructure, message: str, seconds: float, trace: str
         message,
         traceback=trace,
     )
+
+
+def theta_of(structure: CrossedStructure, values: np.ndarray) -> np.ndarray:
+    """The kernel's parameter vector (``beta``, each ``T_f`` row-major, ``sigma^2``) at
+    the term values ``values`` (:attr:`CrossedStructure.terms` order)."""
+    from models.base import correlation_factor
+
+    beta, covs, sigma = structure.split(np.asarray(values, dtype=float))
+    Ts = [sds[:, None] * correlation_factor(corr) for sds, corr in covs]
+    return np.concatenate([beta, *[T.ravel() for T in Ts], [float(sigma) ** 2]])
+
+
+def loglik_at(data: CrossedData, values: np.ndarray) -> float:
+    """The log marginal likelihood of ``data`` at the term values ``values`` (NumPy, the
+    compiled kernel; what the model's ``loglik`` potential computes)."""
+    from models.bayes.woodbury import loglik_grad_compiled
+
+    theta = theta_of(data.structure, values)
+    return loglik_grad_compiled(pack(data)[DATA], ints_of(plan_of(data)), theta)[0]

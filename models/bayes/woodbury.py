@@ -186,28 +186,36 @@ def loglik_grad(
     xb = xtx @ beta
     rr = yty - 2.0 * (xty @ beta) + beta @ xb
     # -- the rest block: H = G_eR Lambda_R, GRL = G_RR Lambda_R, A_RR, v_R -------------
-    H = np.zeros((l_e, l_r))
-    GRL = np.zeros((l_r, l_r))
+    # built column by column as the rows of their transposes (contiguous, vectorised)
+    gerT = np.ascontiguousarray(ger.T)  # Z_R'Z_e
+    HT = np.zeros((l_r, l_e))
+    GRLT = np.zeros((l_r, l_r))  # = Lambda_R' G_RR (G_RR symmetric)
     vR = np.zeros(l_r)
     for j in range(l_r):
         t, r, s, a = cols[j, 0], cols[j, 1], cols[j, 2], cols[j, 3]
+        h, g_ = HT[j], GRLT[j]
         for d in range(r):
             w = tv[t + d * r + a]
             if w != 0.0:
+                src_h, src_g = gerT[s + d], grr[s + d]
                 for i in range(l_e):
-                    H[i, j] += ger[i, s + d] * w
+                    h[i] += w * src_h[i]
                 for i in range(l_r):
-                    GRL[i, j] += grr[i, s + d] * w
+                    g_[i] += w * src_g[i]
                 vR[j] += w * c[l_e + s + d]
+    H = np.ascontiguousarray(HT.T)
+    GRL = np.ascontiguousarray(GRLT.T)
     S = np.zeros((l_r, l_r))  # A_RR = Lambda_R' GRL + s2 I, then minus B'MB
     for i in range(l_r):
         t, r, s, a = cols[i, 0], cols[i, 1], cols[i, 2], cols[i, 3]
+        row = S[i]
         for d in range(r):
             w = tv[t + d * r + a]
             if w != 0.0:
+                src = GRL[s + d]
                 for j in range(l_r):
-                    S[i, j] += w * GRL[s + d, j]
-        S[i, i] += s2
+                    row[j] += w * src[j]
+        row[i] += s2
     # -- the eliminated term, level by level -----------------------------------------
     B = np.zeros((l_e, l_r))  # stacked B_l = T_e' H_l
     MB = np.zeros((l_e, l_r))  # stacked M_l B_l
@@ -240,17 +248,21 @@ def loglik_grad(
             return -np.inf, grad
         logdet += ld
         for i in range(r_e):
+            row = B[lo + i]
             for k in range(r_e):
                 w = Te[k, i]
                 if w != 0.0:
+                    src = H[lo + k]
                     for j in range(l_r):
-                        B[lo + i, j] += w * H[lo + k, j]
+                        row[j] += w * src[j]
                     V[lo + i] += w * c[lo + k]
         for i in range(r_e):
+            row = MB[lo + i]
             for k in range(r_e):
                 w = M[lv, i, k]
+                src = B[lo + k]
                 for j in range(l_r):
-                    MB[lo + i, j] += w * B[lo + k, j]
+                    row[j] += w * src[j]
                 MV[lo + i] += w * V[lo + k]
             quad += V[lo + i] * MV[lo + i]
     Sbar = np.zeros((l_r, l_r))
@@ -286,14 +298,17 @@ def loglik_grad(
         lo = lv * r_e
         for i in range(r_e):
             acc = 0.0
+            row = B[lo + i]
             for j in range(l_r):
-                acc += B[lo + i, j] * ubar[j]
+                acc += row[j] * ubar[j]
             Bu[i] = acc
         for i in range(r_e):  # Mbar, symmetrised
+            bsi = BS[lo + i]
             for k in range(i + 1):
                 acc = 0.0
+                bk = B[lo + k]
                 for j in range(l_r):
-                    acc += BS[lo + i, j] * B[lo + k, j]
+                    acc += bsi[j] * bk[j]
                 vi, vk = V[lo + i], V[lo + k]
                 val = -acc - 0.5 * (Bu[i] * vk + Bu[k] * vi) - vi * vk / s2
                 Mbar[i, k] = val
@@ -313,11 +328,14 @@ def loglik_grad(
             s2bar += Abar[i, i]
         for i in range(r_e):
             mvi = MV[lo + i]
+            row = Bbar[i]
             for j in range(l_r):
-                acc = 0.0
-                for k in range(r_e):
-                    acc += M[lv, i, k] * BS[lo + k, j]
-                Bbar[i, j] = -2.0 * acc - mvi * ubar[j]
+                row[j] = -mvi * ubar[j]
+            for k in range(r_e):
+                w = -2.0 * M[lv, i, k]
+                src = BS[lo + k]
+                for j in range(l_r):
+                    row[j] += w * src[j]
             acc = 0.0
             for k in range(r_e):
                 acc += M[lv, i, k] * Bu[k]
@@ -333,8 +351,9 @@ def loglik_grad(
                 acc = 0.0
                 for j in range(r_e):  # 2 G_l T_e Abar
                     acc += 2.0 * GT[k, j] * Abar[j, i]
+                hk, bi = H[lo + k], Bbar[i]
                 for j in range(l_r):  # H_l Bbar'
-                    acc += H[lo + k, j] * Bbar[i, j]
+                    acc += hk[j] * bi[j]
                 acc += c[lo + k] * vbar[i]  # c_l vbar'
                 Teb[k, i] += acc
         for k in range(r_e):
@@ -342,8 +361,9 @@ def loglik_grad(
             for i in range(r_e):
                 w = Te[k, i]
                 if w != 0.0:
+                    row, src = Hbar[lo + k], Bbar[i]
                     for j in range(l_r):
-                        Hbar[lo + k, j] += w * Bbar[i, j]
+                        row[j] += w * src[j]
                     acc += w * vbar[i]
             cbar[lo + k] = acc
     for i in range(r_e):
@@ -354,12 +374,17 @@ def loglik_grad(
         for i in range(l_r):
             s2bar += Sbar[i, i]
         # A_RR: d/dLambda_R = 2 GRL Abar_RR (Abar_RR = Sbar), only the entries T touches
+        HbarT = np.ascontiguousarray(Hbar.T)
         for j in range(l_r):
             t, r, s, a = cols[j, 0], cols[j, 1], cols[j, 2], cols[j, 3]
+            sj, hj = Sbar[j], HbarT[j]  # Sbar symmetric: its row j
             for d in range(r):
-                g = 2.0 * (GRL[s + d, :] @ Sbar[j, :])  # Sbar symmetric: its row j
+                g = 0.0
+                gr, ge = GRL[s + d], gerT[s + d]
+                for i in range(l_r):
+                    g += 2.0 * gr[i] * sj[i]
                 for i in range(l_e):  # H = G_eR Lambda_R
-                    g += ger[i, s + d] * Hbar[i, j]
+                    g += ge[i] * hj[i]
                 g += ubar[j] * c[l_e + s + d]  # v_R = Lambda_R' c_R
                 tbar[t + d * r + a] += g
                 cbar[l_e + s + d] += tv[t + d * r + a] * ubar[j]
