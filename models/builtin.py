@@ -44,6 +44,7 @@ BAYES = EngineSpec(
             Capability.THREADS,
             Capability.PRIOR,
             Capability.TESTS,
+            Capability.CROSSED,
         }
     ),
     summary="Bayesian mixed model: PyMC, random effects integrated out, sampled by nutpie",

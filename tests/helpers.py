@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,3 +165,64 @@ def sd_and_mcse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m4 = (d**4).mean(axis=0)
     s = np.sqrt(s2)
     return s, np.sqrt(m4 - s2**2) / (2 * s * np.sqrt(x.shape[0]))
+
+
+# -- a test engine for data with several grouping factors ---------------------------
+@dataclass(frozen=True)
+class CrossedOlsOptions:
+    """The options of :class:`CrossedOls` (an engine's options need ``level``)."""
+
+    level: float = 0.95
+
+
+class CrossedOls:
+    """OLS on :class:`models.crossed.CrossedData` from its cross-products: the fixed
+    effects with their naive SEs and normal intervals, the residual SD, NaN for the
+    random terms.  A stand-in engine that fits crossed designs (what the pipeline
+    needs of one), not a model of them."""
+
+    name = "crossed_ols"
+
+    def __init__(self, options: CrossedOlsOptions | None = None) -> None:
+        self.options = options or CrossedOlsOptions()
+
+    def fit(self, data: Any, *, seed: int | None = None, keep_posterior: bool = False) -> Any:
+        from scipy import stats
+
+        from models.base import FitResult
+
+        s = data.structure
+        beta = np.linalg.solve(data.XtX, data.Xty)
+        n, q = data.n_obs, data.q
+        s2 = (data.yty - beta @ data.Xty) / (n - q)
+        T = len(s.terms)
+        est, se = np.full(T, np.nan), np.full(T, np.nan)
+        est[:q], est[-1] = beta, np.sqrt(s2)
+        se[:q] = np.sqrt(np.diag(np.linalg.inv(data.XtX)) * s2)
+        z = stats.norm.ppf(0.5 + self.options.level / 2)
+        return FitResult(
+            list(s.terms),
+            list(s.effects),
+            est,
+            se,
+            est - z * se,
+            est + z * se,
+            True,
+            0.0,
+            nobs=float(n),
+            ngroups=float(data.n_groups),
+        )
+
+
+def crossed_ols_spec() -> Any:
+    """The registration of :class:`CrossedOls` (it fits several grouping factors)."""
+    from models.base import Capability
+    from models.spec import EngineSpec
+
+    return EngineSpec(
+        "crossed_ols",
+        CrossedOls,
+        CrossedOlsOptions,
+        capabilities={Capability.CROSSED},
+        summary="test: OLS on crossed data",
+    )

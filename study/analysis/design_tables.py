@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from models.crossed import CrossedStructure
+from models.structure import Structure
 from study.design.conditions import factor_names, factor_values
-from study.design.config import StudyConfig
-from study.design.generate import Design
+from study.design.config import CrossedDesignConfig, StudyConfig
+from study.design.generate import design_of
 from study.design.noise import Residuals
 from study.design.sizes import GroupSizes
 from study.design.truth import compute_truth
@@ -17,7 +19,7 @@ def truth_frame(cfg: StudyConfig) -> pd.DataFrame:
     frames = []
     factors = factor_names(cfg.conditions)
     for c in cfg.conditions:
-        frame = compute_truth(Design.from_study(cfg, c), cfg.terms()[0]).to_frame()
+        frame = compute_truth(design_of(cfg, c), cfg.terms()[0]).to_frame()
         for i, name in enumerate(factors):
             frame.insert(i, name, factor_values([c], name)[0])
         if c.design.icc is not None and "icc" not in factors:
@@ -30,12 +32,17 @@ def model_lines(cfg: StudyConfig) -> list[str]:
     """The generating model and, for each engine that fits another, what it fits."""
     d = cfg.design
     rhs = d.fixed_formula
-    lines = [f"generating model: y ~ {rhs} + {d.structure.bar()}"]
+    lines = [f"generating model: y ~ {rhs} + {_random(d.structure)}"]
     for name in cfg.engines:
         fitted = cfg.structure_of(name)
         if fitted != d.structure:
-            lines.append(f"engine {name} fits: y ~ {rhs} + {fitted.bar()}")
+            lines.append(f"engine {name} fits: y ~ {rhs} + {_random(fitted)}")
     return lines
+
+
+def _random(structure: Structure | CrossedStructure) -> str:
+    """A structure's random part as lme4 writes it."""
+    return structure.text() if isinstance(structure, CrossedStructure) else structure.bar()
 
 
 def design_line(cfg: StudyConfig) -> str:
@@ -46,6 +53,8 @@ def design_line(cfg: StudyConfig) -> str:
     if cfg.multi:
         factors = ", ".join(factor_names(cfg.conditions))
         grid = f"{len(cfg.conditions)} conditions over {factors}; base design "
+    if isinstance(d, CrossedDesignConfig):
+        return f"study {cfg.name!r}: {grid}crossed {d.describe()}, random effects {u_how}"
     sizes = d.group_size
     n_i = sizes.describe() if isinstance(sizes, GroupSizes) else str(sizes)
     extra = [

@@ -26,6 +26,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from models.validate import OptionError, check_keys, fail
+from study.design.crossed import spec as crossed
+from study.design.crossed.spec import CrossedDesignConfig
 from study.design.spec import DesignConfig
 
 #: design keys that fix the term list (the generating structure): never varied whole
@@ -35,6 +37,8 @@ STRUCTURE_KEYS = ("predictors", "random", "correlated", "fixed")
 FACTOR_KEYS = tuple(
     f.name for f in fields(DesignConfig) if f.name == "predictors" or f.name not in STRUCTURE_KEYS
 )
+#: crossed design keys a condition may vary (``"crossed.subj" = [12, 24]``)
+CROSSED_FACTOR_KEYS = tuple(k for k in crossed.KEYS if k == "predictors" or k not in STRUCTURE_KEYS)
 #: keys of ``[conditions]`` that are not factors
 SPECIAL_KEYS = ("exclude", "add")
 #: label of the single condition of a study without ``[conditions]``
@@ -59,7 +63,7 @@ class Condition:
 
     label: str
     factors: Mapping[str, Any]
-    design: DesignConfig
+    design: DesignConfig | CrossedDesignConfig
 
     @property
     def id(self) -> str:
@@ -67,7 +71,7 @@ class Condition:
         return design_id(self.design)
 
 
-def design_table(design: DesignConfig) -> dict[str, Any]:
+def design_table(design: DesignConfig | CrossedDesignConfig) -> dict[str, Any]:
     """Every generator setting of ``design`` as plain values (:meth:`DesignConfig.table`:
     a setting added later is left out while at its default, so designs made before it
     existed keep their ids)."""
@@ -79,13 +83,13 @@ def _hash(table: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def design_id(design: DesignConfig) -> str:
+def design_id(design: DesignConfig | CrossedDesignConfig) -> str:
     """Hash of :func:`design_table` (canonical JSON): the key of a condition's replicate
     streams."""
     return _hash(design_table(design))
 
 
-def x_id(design: DesignConfig) -> str:
+def x_id(design: DesignConfig | CrossedDesignConfig) -> str:
     """Hash of the settings that define X (:meth:`DesignConfig.x_table`): the key of the
     design stream, so a grid over ``beta``, a variance or ``icc`` keeps X."""
     return _hash(json.loads(json.dumps(design.x_table())))
@@ -138,12 +142,24 @@ def _label(factors: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={factor_text(v)}" for k, v in factors.items()) or BASE_LABEL
 
 
-def _design(base: DesignConfig, factors: Mapping[str, Any], label: str) -> DesignConfig:
+def design_from_table(table: Mapping[str, Any]) -> DesignConfig | CrossedDesignConfig:
+    """The design of a ``[design]`` table (keys checked): crossed when it has
+    ``crossed``, else one grouping factor."""
+    if crossed.is_crossed(table):
+        check_keys(table, crossed.KEYS, "design")
+        return CrossedDesignConfig(**table)
+    check_keys(table, [f.name for f in fields(DesignConfig)], "design")
+    return DesignConfig(**table)
+
+
+def _design(
+    base: DesignConfig | CrossedDesignConfig, factors: Mapping[str, Any], label: str
+) -> DesignConfig | CrossedDesignConfig:
     table = json.loads(json.dumps(base.table()))
     try:
         for key, value in factors.items():
             _set(table, key, value, f"conditions.{key}")
-        design = DesignConfig(**table)
+        design = design_from_table(table)
     except OptionError as err:
         if label == BASE_LABEL:
             raise
@@ -167,8 +183,8 @@ def _entry_label(value: object, where: str) -> str | None:
     return value.strip()
 
 
-def _check_factors(table: Mapping[str, Any], where: str) -> None:
-    check_keys({factor_path(k)[0]: v for k, v in table.items()}, FACTOR_KEYS, where)
+def _check_factors(table: Mapping[str, Any], where: str, allowed: Sequence[str]) -> None:
+    check_keys({factor_path(k)[0]: v for k, v in table.items()}, allowed, where)
     for key in table:
         if key in STRUCTURE_KEYS:
             raise fail(
@@ -179,13 +195,15 @@ def _check_factors(table: Mapping[str, Any], where: str) -> None:
             )
 
 
-def expand(base: DesignConfig, spec: Mapping[str, Any]) -> tuple[Condition, ...]:
+def expand(
+    base: DesignConfig | CrossedDesignConfig, spec: Mapping[str, Any]
+) -> tuple[Condition, ...]:
     """The conditions of a study: the crossed grid of ``spec``, minus ``exclude``, plus
     ``add``; one base condition when ``spec`` is empty.
 
     Parameters
     ----------
-    base : DesignConfig
+    base : DesignConfig or CrossedDesignConfig
         The ``[design]`` table, validated.
     spec : mapping
         The ``[conditions]`` table.
@@ -207,7 +225,8 @@ def expand(base: DesignConfig, spec: Mapping[str, Any]) -> tuple[Condition, ...]
     exclude = spec.pop("exclude", [])
     add = spec.pop("add", [])
     add = list(add) if isinstance(add, list) else add  # (its entries lose their labels below)
-    _check_factors(spec, "conditions")
+    allowed = CROSSED_FACTOR_KEYS if isinstance(base, CrossedDesignConfig) else FACTOR_KEYS
+    _check_factors(spec, "conditions", allowed)
     for key, levels in spec.items():
         if not isinstance(levels, list) or not levels:
             raise fail(
@@ -223,7 +242,7 @@ def expand(base: DesignConfig, spec: Mapping[str, Any]) -> tuple[Condition, ...]
             if name == "add":
                 entries[i] = entry = dict(entry)
                 labels.append(_entry_label(entry.pop("label", None), f"conditions.add[{i}]"))
-            _check_factors(entry, f"conditions.{name}[{i}]")
+            _check_factors(entry, f"conditions.{name}[{i}]", allowed)
     size = math.prod(len(levels) for levels in spec.values())
     if size > MAX_CONDITIONS:
         counts = " x ".join(f"{len(v):,} {k}" for k, v in spec.items())

@@ -25,7 +25,9 @@ from typing import Any
 
 from models.registry import DEFAULT_ENGINES, Registry, default_registry
 from models.validate import OptionError, check_keys, fail
-from study.design.conditions import Condition
+from study.design.conditions import Condition, design_from_table
+from study.design.crossed.spec import KEYS as CROSSED_KEYS
+from study.design.crossed.spec import CrossedDesignConfig, is_crossed
 from study.design.power import TABLE as POWER_TABLE
 from study.design.power import PowerSettings, level_from_alpha
 from study.design.sbc import TABLE as SBC_TABLE
@@ -38,6 +40,7 @@ __all__ = [
     "MAX_REPLICATES",
     "PRESETS",
     "Condition",
+    "CrossedDesignConfig",
     "DesignConfig",
     "PredictorSpec",
     "StudyConfig",
@@ -186,7 +189,7 @@ def config_from_dict(
         level_from_alpha(raw)
         check_keys(raw, _TOP_KEYS, "")
         design_raw = _table("design", raw.pop("design", {}))
-        check_keys(design_raw, _DESIGN_KEYS, "design")
+        check_keys(design_raw, CROSSED_KEYS if is_crossed(design_raw) else _DESIGN_KEYS, "design")
         _pilot_paths(design_raw, base)
         registry = registry or default_registry()
         engines, options, structures = _engines(raw.pop("engines", {}), registry)
@@ -197,7 +200,7 @@ def config_from_dict(
                 table = _table(key, raw.pop(key))
                 check_keys(table, {f.name for f in fields(settings_class)}, key)
                 kind_settings[key] = settings_class(**table)
-        design = DesignConfig(**design_raw)
+        design = design_from_table(design_raw)
         return StudyConfig(
             name=raw.pop("name", default_name),
             design=design,

@@ -4,7 +4,9 @@ Every stream comes from the seed policy (:mod:`study.design.seeds`), keyed by th
 design's own values (its condition id): the X design is drawn once per design, fixed
 random effects (if any) once, and replicate ``r`` draws its random effects (unless
 fixed) and then its residual noise from its own stream, so its data depend only on
-``(root seed, design, r)``.
+``(root seed, design, r)``.  A crossed design (:class:`CrossedDesign`) follows the same
+policy with the same streams: X from the design stream, then per replicate each random
+term's effects (in the order of the formula) and then the noise.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.base import correlation_factor
+from models.crossed import CrossedData, CrossedStructure
 from models.data import LMMData
+from models.structure import Structure
 from study.design.conditions import Condition, design_id, x_id
+from study.design.crossed.algebra import factor_of
+from study.design.crossed.spec import CrossedDesignConfig
 from study.design.gls import gls_cov
 from study.design.predictors import draw as draw_predictors
 from study.design.seeds import design_rng, fixed_u_rng, replicate_rng
@@ -39,19 +45,21 @@ class Sample:
     ----------
     replicate : int
         Replicate index r (its seed key is ``(root, r)``).
-    data : LMMData
+    data : LMMData or CrossedData
         Long table and per-group sufficient statistics, what engines fit (the observed
-        rows only, when the design has missing outcomes).
-    u : ndarray, shape (K, q)
+        rows only, when the design has missing outcomes); a crossed design's
+        :class:`models.crossed.CrossedData`.
+    u : ndarray, shape (K, q), or (L,) for a crossed design
         The realised random effects, per fixed effect (0 for the fixed effects
-        without a random effect).
+        without a random effect); for a crossed design the vector of every term's
+        effects in the order of ``Z``'s columns (level-major per term).
     observed_cov : ndarray, shape (q, q), or None
         ``Var(beta_hat)`` of the GLS estimator with the true V on the rows observed in
         this replicate; None when the design has no missing outcomes.
     """
 
     replicate: int
-    data: LMMData
+    data: LMMData | CrossedData
     u: np.ndarray
     observed_cov: np.ndarray | None = None
 
@@ -137,15 +145,12 @@ class Design:
 
     @classmethod
     def from_study(cls, config: StudyConfig, condition: Condition | None = None) -> Design:
-        """The design of ``condition`` of a study (``None``: its only condition)."""
-        if condition is None:
-            if len(config.conditions) != 1:
-                raise ValueError(
-                    f"condition = None: the study has {len(config.conditions)} conditions; "
-                    "name one of config.conditions"
-                )
-            condition = config.conditions[0]
-        return cls(condition.design, config.seed)
+        """The design of ``condition`` of a study (``None``: its only condition) whose
+        designs are one-factor (:func:`design_of` takes either kind)."""
+        design = design_of(config, condition)
+        if not isinstance(design, Design):
+            raise TypeError(f"the study {config.name!r} has a crossed design: use design_of")
+        return design
 
     def _draw_u(self, rng: np.random.Generator, chol: np.ndarray | None = None) -> np.ndarray:
         """Random effects (K, q): ``r`` normal draws a group through ``chol`` (r x r),
@@ -208,6 +213,94 @@ class Design:
             H /= cfg.sigma**2
         data = LMMData(y[seen], X, group, cfg.effects, structure=self.structure)
         return Sample(replicate, data, u, gls_cov(H, cfg.D))
+
+
+class CrossedDesign:
+    """A crossed design's rows and X (drawn once) and its replicates.
+
+    X comes from the design stream keyed by :attr:`x_id` (the factors, ``seen`` and
+    the predictors: :meth:`CrossedDesignConfig.x_table`); replicate ``r`` draws, from
+    its own stream, ``u_f = z_f T_f'`` for each random term in the order of the formula
+    (``z_f`` standard normal, ``K_f x r_f``; ``T_f`` the factor of ``D_f``), then the
+    noise ``e ~ N(0, sigma^2 I)``: ``y = X beta + Z u + e``.  Its data share the
+    design's cross-products (:meth:`models.crossed.CrossedData.with_response`).
+    """
+
+    def __init__(self, config: CrossedDesignConfig, root_seed: int) -> None:
+        self.config = config
+        self.root_seed = int(root_seed)
+        self.id = design_id(config)
+        self.x_id = x_id(config)
+        codes = config.codes()
+        #: the predictors' values on every row
+        self.frame, X = config.draw_x(design_rng(self.root_seed, self.x_id), codes)
+        self.X = np.ascontiguousarray(X)
+        self.codes = codes
+        self.structure = config.structure
+        self.beta = np.array(config.beta_values)
+        #: the design's data (y = X beta): the template every replicate's data share
+        self.data = CrossedData(self.X @ self.beta, self.X, self.structure, codes)
+        #: per term, the factor T_f of D_f (r_f x r_f)
+        self.factors = [factor_of(sds, corr) for sds, corr in config.bar_factors()]
+        self.fixed_u: np.ndarray | None = None
+        self._mean = self.X @ self.beta
+
+    def draw_u(self, rng: np.random.Generator) -> np.ndarray:
+        """Every term's random effects, (L,) in the order of ``Z``'s columns."""
+        parts = [
+            (rng.standard_normal((K, T.shape[0])) @ T.T).ravel()
+            for K, T in zip(self.data.levels, self.factors, strict=True)
+        ]
+        return np.concatenate(parts)
+
+    def sample(self, replicate: int) -> Sample:
+        """Generate replicate ``replicate``: its random effects, then its noise."""
+        rng = replicate_rng(self.root_seed, self.id, replicate)
+        u = self.draw_u(rng)
+        e = rng.normal(0.0, self.config.sigma, self.X.shape[0])
+        y = self._mean + self.data.Z @ u + e
+        return Sample(replicate=replicate, data=self.data.with_response(y), u=u)
+
+
+#: a design of either kind
+AnyDesign = Design | CrossedDesign
+
+
+def data_for(
+    data: LMMData | CrossedData, structure: Structure | CrossedStructure
+) -> LMMData | CrossedData:
+    """``data`` fitted with ``structure`` (the same rows, another ``Z``: a misspecified
+    fit), of the data's kind."""
+    if structure == data.structure:
+        return data
+    if isinstance(data, CrossedData) and isinstance(structure, CrossedStructure):
+        return data.with_structure(structure)
+    if isinstance(data, LMMData) and isinstance(structure, Structure):
+        return data.with_structure(structure)
+    raise TypeError(
+        f"a {type(structure).__name__} cannot be fitted to {type(data).__name__} "
+        "(one grouping factor and several do not mix)"
+    )
+
+
+def design_of(config: StudyConfig, condition: Condition | None = None) -> AnyDesign:
+    """The design of ``condition`` of a study (``None``: its only condition): a
+    :class:`Design`, or a :class:`CrossedDesign` for a crossed design."""
+    if condition is None:
+        if len(config.conditions) != 1:
+            raise ValueError(
+                f"condition = None: the study has {len(config.conditions)} conditions; "
+                "name one of config.conditions"
+            )
+        condition = config.conditions[0]
+    return make_design(condition.design, config.seed)
+
+
+def make_design(config: DesignConfig | CrossedDesignConfig, root_seed: int) -> AnyDesign:
+    """The design of ``config`` with root seed ``root_seed``, of its kind."""
+    if isinstance(config, CrossedDesignConfig):
+        return CrossedDesign(config, root_seed)
+    return Design(config, root_seed)
 
 
 def per_group_crossprod(

@@ -8,6 +8,7 @@ import numpy as np
 
 from models.structure import Structure
 from models.validate import OptionError, fail, numbers
+from study.design.crossed.bars import groups_of
 
 
 def bar_structure(
@@ -17,6 +18,16 @@ def bar_structure(
     in the order of the fixed effects (``re_sd`` and ``re_cor`` follow that order)."""
     from models.formula import bar_structure as parse_bar  # formulaic: only when needed
 
+    groups = groups_of(text, key)
+    if len(groups) > 1:  # (models.formula reads several since it fits crossed models)
+        first, second = groups[:2]
+        raise fail(
+            key,
+            text,
+            f"one grouping factor only in a design of groups ({', '.join(groups)} given); "
+            f"for crossed factors write crossed = {{ {first} = 24, {second} = 16 }} in "
+            "[design]",
+        )
     try:
         structure = parse_bar(fixed, text)
         in_order(structure.random, fixed, key, text)

@@ -18,6 +18,7 @@ from models.registry import options_table
 from models.validate import OptionError, fail, integer, number
 from study.design.distributions import Shape
 from study.design.noise import Residuals
+from study.design.spec import DesignConfig
 from study.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class SbcSettings:
                 f"must be an engine of engines.run with a prior: {', '.join(with_prior) or 'none'}",
             )
         for c in config.conditions:
+            if not isinstance(c.design, DesignConfig):
+                raise fail("sbc", "(a table)", "is not available for a crossed design yet")
             for key, value, default in (
                 ("random_effects", c.design.random_effects, Shape()),
                 ("residuals", c.design.residuals, Residuals()),

@@ -29,7 +29,8 @@ another engine's draws; replicate ``r`` of a condition depends only on
 ``(root, condition design, r)``: the same in any process, order, split of the study,
 or grid the condition appears in.  An engine derives its own sub-streams (chains,
 restarts) from the seed it is given; ``docs/architecture.md`` (seed policy) lists them
-beside these.
+beside these.  A crossed design draws from the same design and replicate streams;
+its load-time checks look at an X from :func:`check_rng`, fixed and no study's.
 """
 
 from __future__ import annotations
@@ -154,3 +155,14 @@ def sbc_rng(root: int, condition: str, simulation: int) -> np.random.Generator:
 def sbc_rank_rng(root: int, condition: str, simulation: int, engine: str) -> np.random.Generator:
     """Generator of the tie breaks and PIT jitter of engine ``engine``'s ranks."""
     return _rng(root, spawn_key("sbc_rank", condition, simulation, engine))
+
+
+#: the seed of the check stream (not a study's: no root seed, no condition)
+CHECK_SEED = 20240527
+
+
+def check_rng() -> np.random.Generator:
+    """Generator of the X a crossed design's load-time checks look at
+    (:meth:`study.design.crossed.spec.CrossedDesignConfig.problem`): fixed, so that a
+    configuration is accepted or refused whatever its seed; no study data come from it."""
+    return np.random.default_rng(np.random.SeedSequence(CHECK_SEED))

@@ -439,6 +439,12 @@ class DesignConfig:
         return self.groups * self.group_size
 
     @property
+    def data_values(self) -> int:
+        """Float values one replicate's data hold while fitted (at most): the rows'
+        response, fixed-effect columns and group code."""
+        return self.max_subjects * self.repeats * (self.q + 2)
+
+    @property
     def D(self) -> np.ndarray:
         """Random-effects covariance ``diag(sd) C diag(sd)`` embedded in the q x q space
         of the fixed effects (rows and columns of effects without a random effect are

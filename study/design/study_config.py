@@ -16,10 +16,13 @@ from typing import Any
 
 import tomli_w
 
+from models.crossed import CrossedStructure
 from models.registry import DEFAULT_ENGINES, Registry, default_registry, options_table
 from models.structure import Structure, merged_terms, term_effects
 from models.validate import OptionError, boolean, fail, integer, number
 from study.design.conditions import Condition, expand
+from study.design.crossed import algebra as crossed_algebra
+from study.design.crossed.spec import CrossedDesignConfig
 from study.design.random_part import bar_structure, random_effects
 from study.design.spec import DesignConfig
 
@@ -53,7 +56,7 @@ class StudyConfig:
     """
 
     name: str = field(metadata=NOT_HASHED)
-    design: DesignConfig
+    design: DesignConfig | CrossedDesignConfig
     replicates: int = field(default=200, metadata=NOT_HASHED)
     seed: int = 20181101
     level: float = 0.95
@@ -108,15 +111,21 @@ class StudyConfig:
         # every engine run gets a validated options object (defaults where none given),
         # checked against the structure it fits (e.g. one prior scale per random effect)
         options = dict(self.engine_options)
-        for name in self.engines:
+        for i, name in enumerate(self.engines):
             given = options.get(name)
+            fitted = self.structure_of(name)
+            one_factor = fitted if isinstance(fitted, Structure) else None
+            if one_factor is None:  # several grouping factors: engines that fit them only
+                problem = registry.fits(name, fitted)
+                if problem:
+                    raise fail(f"engines.run[{i}]", name, f"{problem} (a crossed design)")
             try:
                 if given is None or isinstance(given, Mapping):
                     given = registry.build_options(
-                        name, given, level=self.level, structure=self.structure_of(name)
+                        name, given, level=self.level, structure=one_factor
                     )
-                else:
-                    registry.check_structure(name, given, self.structure_of(name))
+                elif one_factor is not None:
+                    registry.check_structure(name, given, one_factor)
             except OptionError as err:
                 raise err.within(f"engines.{name}") from err
             options[name] = given
@@ -125,9 +134,18 @@ class StudyConfig:
             raise fail("conditions", self.condition_spec, "must be a table")
         conditions = expand(self.design, self.condition_spec)
         object.__setattr__(self, "conditions", conditions)
+        self._check_crossed_fits()
         object.__setattr__(self, "replicates_by_condition", self._checked_counts())
         if not isinstance(self.kind_settings, Mapping):
             raise fail("kind_settings", self.kind_settings, "must be a mapping")
+        if isinstance(self.design, CrossedDesignConfig):
+            for key in self.kind_settings:
+                raise fail(
+                    key,
+                    "(a table)",
+                    "is not available for a crossed design yet (its generator has no prior "
+                    "draws or null twins); run the coverage study: study run",
+                )
         checked = {key: value.checked(self) for key, value in self.kind_settings.items()}
         object.__setattr__(self, "kind_settings", checked)
 
@@ -164,10 +182,13 @@ class StudyConfig:
 
     def _checked_structures(self) -> dict[str, dict[str, Any]]:
         """``engine_structures`` validated: ``random`` names fixed effects (kept in their
-        order), ``correlated`` a boolean; only engines of ``engines.run``."""
+        order), ``correlated`` a boolean; only engines of ``engines.run``.  A crossed
+        design's engines take ``random`` as lme4 bars over its factors only."""
         raw = self.engine_structures
         if not isinstance(raw, Mapping):
             raise fail("engines", raw, "must be a table")
+        if isinstance(self.design, CrossedDesignConfig):
+            return self._crossed_structures(raw, self.design)
         fixed = self.design.structure.fixed
         out: dict[str, dict[str, Any]] = {}
         for name, table in raw.items():
@@ -191,11 +212,55 @@ class StudyConfig:
                 out[name] = entry
         return out
 
+    def _crossed_structures(
+        self, raw: Mapping[str, Any], design: CrossedDesignConfig
+    ) -> dict[str, dict[str, Any]]:
+        """``[engines.NAME] random`` of a crossed design: lme4 bars over its factors,
+        written back as lme4 writes them."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, table in raw.items():
+            if name not in self.engines:
+                continue
+            if "correlated" in table:
+                raise fail(
+                    f"engines.{name}.correlated",
+                    table["correlated"],
+                    "is for one-factor designs; in a crossed design write || in random, e.g. "
+                    "(1 + cond || subj)",
+                )
+            if "random" in table:
+                text = table["random"]
+                design.parse(text, f"engines.{name}.random")
+                out[name] = {"random": " ".join(text.split())}
+        return out
+
+    def _check_crossed_fits(self) -> None:
+        """Each engine's crossed structure can be fitted to every condition's design
+        (lme4's checks and identified random slopes)."""
+        for name, entry in self.engine_structures.items():
+            structure = self.structure_of(name)
+            if not isinstance(structure, CrossedStructure):
+                continue
+            for c in self.conditions:
+                assert isinstance(c.design, CrossedDesignConfig)
+                problem = c.design.problem(structure)
+                if problem:
+                    where = f" (condition {c.label})" if self.multi else ""
+                    raise fail(f"engines.{name}.random", entry["random"], problem + where)
+
     @cached_property
-    def _fitted(self) -> dict[str, Structure]:
+    def _fitted(self) -> dict[str, Structure | CrossedStructure]:
         """Each engine's structure, built once (fits ask for it per replicate)."""
+        if isinstance(self.design, CrossedDesignConfig):
+            crossed = self.design
+            return {
+                engine: crossed.parse(self.engine_structures[engine]["random"])
+                if engine in self.engine_structures
+                else crossed.structure
+                for engine in self.engines
+            }
         design = self.design.structure
-        out = {}
+        out: dict[str, Structure | CrossedStructure] = {}
         for engine in self.engines:
             entry = self.engine_structures.get(engine, {})
             out[engine] = Structure(
@@ -208,10 +273,15 @@ class StudyConfig:
     @cached_property
     def _terms(self) -> tuple[list[str], list[str]]:
         fixed = self.design.structure.fixed
-        terms = merged_terms(fixed, [self.design.structure, *self._fitted.values()])
+        structures = [self.design.structure, *self._fitted.values()]
+        if isinstance(self.design, CrossedDesignConfig):
+            crossed = [s for s in structures if isinstance(s, CrossedStructure)]
+            terms = crossed_algebra.merged_terms(fixed, self.design.factors, crossed)
+        else:
+            terms = merged_terms(fixed, [s for s in structures if isinstance(s, Structure)])
         return terms, term_effects(terms, fixed)
 
-    def structure_of(self, engine: str) -> Structure:
+    def structure_of(self, engine: str) -> Structure | CrossedStructure:
         """The random-effects structure ``engine`` (one of ``engines``) fits: the
         generating one unless ``[engines.NAME]`` sets ``random`` or ``correlated``."""
         return self._fitted[engine]

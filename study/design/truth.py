@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from models.structure import Structure, term_effects
-from study.design.generate import Design
+from study.design.crossed.algebra import fixed_cov, ran_pars_values
+from study.design.generate import AnyDesign, CrossedDesign, Design
 from study.design.gls import conditional_moments, gls_cov
 
 
@@ -80,13 +81,16 @@ def _ran_pars_values(design: Design) -> np.ndarray:
     return np.array([*sd, *cors, cfg.sigma])
 
 
-def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
+def compute_truth(design: AnyDesign, terms: list[str] | None = None) -> Truth:
     """The true values and SEs of ``terms`` (default: the generating model's).
 
     ``terms`` may name terms of any structure on the design's fixed effects (what the
     engines fit): the SD of an effect the data do not vary is 0, a correlation with
-    it NaN, a correlation the generator sets to 0 (``correlated = false``) is 0.
+    it NaN, a correlation the generator sets to 0 (``correlated = false``) is 0.  A
+    crossed design's truth: :mod:`study.design.crossed.algebra`.
     """
+    if isinstance(design, CrossedDesign):
+        return crossed_truth(design, terms)
     cfg = design.config
     full = Structure.full(cfg.effects).terms
     terms = list(cfg.structure.terms if terms is None else terms)
@@ -115,3 +119,23 @@ def compute_truth(design: Design, terms: list[str] | None = None) -> Truth:
         single = gls_cov(design.H / cfg.repeats, cfg.D)
         report_se[:q] = np.sqrt(np.diag(single))
     return Truth(terms, effects, value, se, cond_value, cond_se, cov, cond_cov, report_se)
+
+
+def crossed_truth(design: CrossedDesign, terms: list[str] | None = None) -> Truth:
+    """The truth of a crossed design: ``Var(beta_hat) = (X'V^-1 X)^-1`` through Woodbury
+    on the random-effect levels, and the variance parameters' true values of ``terms``
+    (default: the generating model's) on its factors (no conditional truth: a crossed
+    design redraws its random effects)."""
+    cfg = design.config
+    structure = cfg.structure
+    terms = list(structure.terms if terms is None else terms)
+    fixed = list(structure.fixed)
+    effects = term_effects(terms, fixed)
+    cov = fixed_cov(design.data, design.factors, cfg.sigma)
+    ran = ran_pars_values(structure, cfg.bar_factors(), cfg.sigma, terms, fixed, cfg.factors)
+    beta = dict(zip(fixed, design.beta, strict=True))
+    sd = dict(zip(fixed, np.sqrt(np.diag(cov)), strict=True))
+    value = np.array([beta[t] if t in beta else ran[t] for t in terms])
+    se = np.array([sd.get(t, np.nan) for t in terms])
+    nan = np.full(len(terms), np.nan)
+    return Truth(terms, effects, value, se, nan, nan.copy(), cov, None)

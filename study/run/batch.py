@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from models.base import Engine
-from study.design.generate import Design
+from models.data import LMMData
+from study.design.generate import AnyDesign, data_for, design_of
 from study.run.kinds import kind_of, piece_of
 from study.run.store import Piece
 
@@ -70,7 +71,7 @@ class ProcessState:
         #: designs and the compile, what a new worker process repeats before it fits
         self.ready_seconds = 0.0
         self._engines: dict[tuple[str, Any], Engine] = {}
-        self._designs: dict[tuple[int, str], Design] = {}
+        self._designs: dict[tuple[int, str], AnyDesign] = {}
         self._blas: Any = None
 
     def prepare(self, slot: str | None, threads: int | None) -> None:
@@ -114,7 +115,7 @@ class ProcessState:
         """The configured engines, in ``config.engines`` order."""
         return [self.engine(config, name) for name in config.engines]
 
-    def design(self, config: StudyConfig, condition_id: str) -> Design:
+    def design(self, config: StudyConfig, condition_id: str) -> AnyDesign:
         """The design of condition ``condition_id`` of ``config``, built once per
         process (its fixed X, and u when fixed, are drawn once, not per batch)."""
         key = (config.seed, condition_id)
@@ -122,7 +123,7 @@ class ProcessState:
             match = [c for c in config.conditions if c.id == condition_id]
             if not match:
                 raise ValueError(f"condition {condition_id!r} is not one of this study's")
-            self._designs[key] = Design.from_study(config, match[0])
+            self._designs[key] = design_of(config, match[0])
         return self._designs[key]
 
     def warm_up(self, config: StudyConfig) -> float:
@@ -133,8 +134,9 @@ class ProcessState:
         for name, engine in zip(config.engines, self.engines(config), strict=True):
             structure = config.structure_of(name)
             for c in config.conditions:
-                data = self.design(config, c.id).sample(0).data.with_structure(structure)
-                config.registry.compile_engine(name, engine, data)
+                data = data_for(self.design(config, c.id).sample(0).data, structure)
+                if isinstance(data, LMMData):  # (compile_engine takes one-factor data only)
+                    config.registry.compile_engine(name, engine, data)
         self.warm_seconds = time.perf_counter() - t0
         self.ready_seconds = time.time() - psutil.Process().create_time()
         return self.warm_seconds

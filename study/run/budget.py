@@ -109,11 +109,7 @@ def estimate(config: StudyConfig, replicates: int | None = None) -> Budget:
 def data_bytes(config: StudyConfig) -> int:
     """Bytes one replicate's data take while fitted: :data:`FIT_COPIES` copies of the
     largest condition's rows (response, the fixed-effect columns, the group code)."""
-    largest = 0
-    for condition in config.conditions:
-        d = condition.design
-        subjects = d.max_subjects
-        largest = max(largest, subjects * d.repeats * (d.q + 2))
+    largest = max(condition.design.data_values for condition in config.conditions)
     return FIT_COPIES * 8 * largest
 
 

@@ -18,14 +18,15 @@ from study.errors import FitFailed
 
 if TYPE_CHECKING:
     from models.base import Engine, Structure
+    from models.crossed import CrossedData, CrossedStructure
     from models.data import LMMData
     from study.design.config import StudyConfig
 
 
 def fit_recorded(
     engine: Engine,
-    data: LMMData,
-    structure: Structure,
+    data: LMMData | CrossedData,
+    structure: Structure | CrossedStructure,
     *,
     seed: int | None,
     keep_posterior: bool = False,

@@ -18,7 +18,7 @@ import xarray as xr
 
 from models.registry import default_registry
 from study.design.config import config_from_text
-from study.design.generate import Design
+from study.design.generate import design_of
 from study.errors import ConfigError, StoreError
 from study.run.dataset import build_dataset, package_versions
 from study.run.integrity import load_checked, stamp_of
@@ -72,7 +72,7 @@ def run_context(config: StudyConfig) -> Any:
     """The kind's run-wide context of ``config`` (the analytic truth of a coverage
     study), from freshly built designs."""
     designs = {c.id: c for c in config.conditions}
-    return kind_of(config).context(config, lambda cid: Design.from_study(config, designs[cid]))
+    return kind_of(config).context(config, lambda cid: design_of(config, designs[cid]))
 
 
 def dataset_of(

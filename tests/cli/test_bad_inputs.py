@@ -241,6 +241,25 @@ def power_toml(power: str) -> str:
     )
 
 
+def crossed_toml(design: str = "", engines: str = TINY_ENGINES, **keys: str) -> str:
+    """A small crossed design (8 subjects x 6 items, a Latin-square condition, random
+    slopes by both) with ``keys`` replaced (``crossed = "..."``) and ``design`` lines
+    added to its [design] table."""
+    table = {
+        "crossed": "{ subj = 8, item = 6 }",
+        "fixed": '"cond"',
+        "beta": '{ "(Intercept)" = 0.0, cond = 0.3 }',
+        "random": '"(1 + cond | subj) + (1 + cond | item)"',
+        "re_sd": "{ subj = [0.6, 0.3], item = [0.4, 0.2] }",
+    } | keys
+    lines = "".join(f"{k} = {v}\n" for k, v in table.items() if v)
+    return (
+        f'name = "cx"\nreplicates = 3\nseed = 7\n\n[design]\n{lines}{design}\n'
+        '[design.predictors.cond]\ndistribution = "latin_square"\nlevels = [-0.5, 0.5]\n\n'
+        f"{engines}"
+    )
+
+
 CASES: list[Case] = [
     # ---- config: wrong types
     Case(
@@ -1429,6 +1448,68 @@ CASES: list[Case] = [
         argv=["power", "c.toml", "--search", "groups", "--shard", "1/2"],
         files={"c.toml": power_toml("")},
         pattern=allof("--search", "--shard", "--workers"),
+    ),
+    # ---- crossed designs (issue 27): lme4's checks, identification, the Latin square
+    Case(
+        "config-crossed-factor-one-level",
+        "config",
+        **run_config(crossed_toml(crossed="{ subj = 1, item = 16 }")),
+        pattern=allof(r"design\.crossed\.subj\b", r">= 2|at least 2", "lme4"),
+    ),
+    Case(
+        "config-crossed-slope-not-identified",
+        "config",
+        **run_config(
+            crossed_toml(
+                seen='"list"',
+                random='"(1 + cond | subj) + (1 | item)"',
+                re_sd="{ subj = [0.6, 0.3], item = 0.4 }",
+            )
+        ),
+        pattern=allof(
+            r"design\.random\b", "slope of cond by subj", "not identified", r"\(1 \| subj\)"
+        ),
+    ),
+    Case(
+        "config-crossed-more-random-effects-than-rows",
+        "config",
+        **run_config(
+            crossed_toml(
+                crossed="{ subj = 2, item = 2 }",
+                fixed='"cond + x"',
+                beta="[0.0, 0.3, 0.1]",
+                random='"(1 + x | subj) + (1 | item)"',
+                re_sd="{ subj = [0.6, 0.3], item = 0.4 }",
+                design='[design.predictors.x]\ndistribution = "normal"\n',
+            )
+        ),
+        pattern=allof(r"design\.random\b", "random effects for 4 observations", "checkNobs"),
+    ),
+    Case(
+        "config-crossed-random-names-no-factor",
+        "config",
+        **run_config(crossed_toml(random='"(1 + cond | subj) + (1 | rater)"')),
+        pattern=allof(r"design\.random\b", "rater", "not a factor of design.crossed", "subj, item"),
+    ),
+    Case(
+        "config-crossed-re-sd-wrong-length",
+        "config",
+        **run_config(crossed_toml(re_sd="{ subj = [0.6], item = [0.4, 0.2] }")),
+        pattern=allof(r"design\.re_sd\.subj\b", MUST, r"\b2 value", r"\(Intercept\), cond"),
+    ),
+    Case(
+        "config-crossed-latin-square-does-not-divide-items",
+        "config",
+        **run_config(crossed_toml(crossed="{ subj = 8, item = 15 }")),
+        pattern=allof(
+            r"design\.crossed\.item\b", "15", "multiple of the 2 levels", r"\b14\b.*\b16\b"
+        ),
+    ),
+    Case(
+        "config-crossed-engine-fits-one-factor",
+        "config",
+        **run_config(crossed_toml(engines='[engines]\nrun = ["gee"]\n')),
+        pattern=allof(r"engines\.run\[0\]", "gee", "one grouping factor", "subj, item"),
     ),
 ]
 

@@ -23,7 +23,7 @@ from study.run.store import Layout, Piece
 if TYPE_CHECKING:
     from models.base import Engine
     from study.design.config import StudyConfig
-    from study.design.generate import Design
+    from study.design.generate import AnyDesign
 
 
 @dataclass
@@ -72,13 +72,13 @@ class Kind(Protocol):
     def context(self, config: StudyConfig, design_of: Any) -> Any:
         """What the whole run needs, computed once before anything is written (the
         analytic truth of every condition for a coverage study); ``design_of(id)``
-        gives a condition's :class:`~study.design.generate.Design`."""
+        gives a condition's design (:func:`~study.design.generate.design_of`)."""
         ...
 
     def run_pair(
         self,
         config: StudyConfig,
-        design: Design,
+        design: AnyDesign,
         engines: Sequence[Engine],
         replicate: int,
         fail_fast: bool,

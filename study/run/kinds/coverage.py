@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from study.design.conditions import factor_names
+from study.design.generate import data_for
 from study.design.seeds import engine_seed
 from study.design.truth import compute_truth
 from study.run.fitting import fit_recorded, stop_if_failed, where
@@ -29,7 +30,7 @@ from study.schema import COVERAGE_SCHEMA, TERM_COORDS
 if TYPE_CHECKING:
     from models.base import Engine
     from study.design.config import StudyConfig
-    from study.design.generate import Design
+    from study.design.generate import AnyDesign
     from study.design.truth import Truth
 
 
@@ -84,7 +85,7 @@ class Coverage:
     def run_pair(
         self,
         config: StudyConfig,
-        design: Design,
+        design: AnyDesign,
         engines: Sequence[Engine],
         replicate: int,
         fail_fast: bool,
@@ -101,9 +102,7 @@ class Coverage:
         fits, kept = [], []
         for name, engine in zip(config.engines, engines, strict=True):
             structure = config.structure_of(name)
-            data = sample.data
-            if structure != data.structure:  # a misspecified fit: same data, other Z
-                data = data.with_structure(structure)
+            data = data_for(sample.data, structure)  # misspecified: same data, other Z
             seed = engine_seed(config.seed, design.id, replicate, name)
             fit = fit_recorded(engine, data, structure, seed=seed, keep_posterior=keep)
             if fail_fast:

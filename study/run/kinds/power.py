@@ -26,7 +26,9 @@ from scipy import stats
 
 from models.base import FitResult, TestResult
 from models.data import LMMData
+from models.structure import Structure
 from study.design.conditions import factor_names
+from study.design.generate import Design
 from study.design.power import WALD, PowerSettings, power_settings, test_label, tests_of
 from study.design.seeds import engine_seed
 from study.design.truth import compute_truth
@@ -38,7 +40,7 @@ from study.schema import HYPOTHESES, POWER_SCHEMA
 if TYPE_CHECKING:
     from models.base import Engine
     from study.design.config import StudyConfig
-    from study.design.generate import Design
+    from study.design.generate import AnyDesign
 
 #: the results file of a power run
 POWER_RESULTS = "power.nc"
@@ -137,7 +139,7 @@ class Power:
     def run_pair(
         self,
         config: StudyConfig,
-        design: Design,
+        design: AnyDesign,
         engines: Sequence[Engine],
         replicate: int,
         fail_fast: bool,
@@ -146,7 +148,10 @@ class Power:
         engine on both."""
         settings = power_settings(config)
         assert settings is not None
+        # (a crossed design is refused for power studies when the configuration is loaded)
+        assert isinstance(design, Design), "power study of a crossed design"
         sample = design.sample(replicate)
+        assert isinstance(sample.data, LMMData)
         fixed = list(design.config.structure.fixed)
         columns = [fixed.index(t) for t in settings.terms]
         shift = design.beta[columns] - np.array(settings.nulls)
@@ -174,6 +179,7 @@ class Power:
                     continue
                 data = datasets[hyp]
                 structure = config.structure_of(label)
+                assert isinstance(structure, Structure)
                 if structure != data.structure:  # a misspecified fit: same data, other Z
                     data = data.with_structure(structure)
                 methods = [m for (name, m) in tests if name == label]

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.base import FitResult, PriorEngine, Structure
+from models.data import LMMData
 from models.loglik import marginal_loglik
+from study.design.generate import Design
 from study.design.sbc import sbc_settings
 from study.design.seeds import engine_seed, sbc_rank_rng, sbc_rng
 from study.run.fitting import fit_recorded, stop_if_failed, where
@@ -45,7 +47,7 @@ from study.schema import SBC_DERIVED, SBC_DTYPES, SBC_FIT_VARS, SBC_SCHEMA, SBC_
 if TYPE_CHECKING:
     from models.base import Engine
     from study.design.config import StudyConfig
-    from study.design.generate import Design
+    from study.design.generate import AnyDesign
 
 #: the results file of an SBC run
 SBC_RESULTS = "sbc.nc"
@@ -166,7 +168,9 @@ class Sbc:
 
     def terms(self, config: StudyConfig) -> tuple[list[str], list[str]]:
         terms, effects = config.terms()
-        extra = sbc_terms(config.design.structure)[len(terms) :]
+        structure = config.design.structure
+        assert isinstance(structure, Structure), "SBC of a crossed design"
+        extra = sbc_terms(structure)[len(terms) :]
         return [*terms, *extra], [*effects, *(["derived"] * len(extra))]
 
     def context(self, config: StudyConfig, design_of: Any) -> None:
@@ -175,7 +179,7 @@ class Sbc:
     def run_pair(
         self,
         config: StudyConfig,
-        design: Design,
+        design: AnyDesign,
         engines: Sequence[Engine],
         replicate: int,
         fail_fast: bool,
@@ -189,12 +193,15 @@ class Sbc:
         prior = by_name[sbc.prior_from]
         if not isinstance(prior, PriorEngine):
             raise TypeError(f"engine {sbc.prior_from!r} has no prior to draw from")
+        # (a crossed design is refused for SBC when the configuration is loaded)
+        assert isinstance(design, Design), "SBC of a crossed design"
         structure = design.structure
         n_terms = len(sbc_terms(structure))
         rng = sbc_rng(config.seed, design.id, simulation)
         try:
             theta = prior.draw_prior(structure, rng, scale=sbc.generator_prior_scale)
             sample = design.sample_from(theta, rng, simulation)
+            assert isinstance(sample.data, LMMData)
             truth = np.append(theta, marginal_loglik(theta, sample.data))
         except Exception as err:  # a simulation that cannot be made is data, not a crash
             sample, truth = None, np.full(n_terms, np.nan)
