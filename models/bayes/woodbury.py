@@ -34,9 +34,9 @@ Why by hand: the same algebra as a PyTensor graph cost 1.6 ms a log-density + gr
 under Numba (PyTensor's gradient of a 32 x 32 Cholesky factorisation alone 1.2 ms), and
 still 120 us with a hand-written Op for the dense factorisation (~300 small nodes),
 against 45-90 us for this kernel (a shared 2-core machine, load-dependent; 2026-11-25,
-PyTensor 3.3.8, Numba 0.68).  ``tests/models/test_bayes_crossed.py`` checks the value against a dense
-multivariate normal with the explicit N x N covariance and the gradient against finite
-differences.
+PyTensor 3.3.8, Numba 0.68).  ``tests/models/test_bayes_crossed.py`` checks the value
+against a dense multivariate normal with the explicit N x N covariance and the gradient
+against finite differences.
 
 The layout of ``Lambda_R`` (the terms other than ``e``, in order) is given per column ``j``
 of the rest block as ``cols[j] = (t, r, s, a)``: ``T`` of its term starts at ``t`` in the
