@@ -390,8 +390,9 @@ class BayesEngine:
                 posterior = sample.to_datatree(draws, terms, None, (), [], attrs)
             else:
                 keep_u = u if o.random_effects else None
+                random = list(data.structure.random)
                 posterior = sample.to_datatree(
-                    draws, terms, keep_u, data.group_labels, list(structure.random), attrs
+                    draws, terms, keep_u, data.group_labels, random, attrs
                 )
         return FitResult(
             terms,

@@ -233,8 +233,8 @@ class BayesOptions:
             Keyed relative to these options (``priors.sd_scale = [...]: has 2 values
             for 1 random effects ...``).
         """
-        crossed = not isinstance(structure, Structure) and hasattr(structure, "bars")
-        if not isinstance(structure, Structure) and not crossed:
+        crossed = not isinstance(structure, Structure)
+        if crossed and not hasattr(structure, "bars"):
             raise TypeError(
                 f"structure must be a Structure or CrossedStructure; got {type(structure).__name__}"
             )
@@ -258,6 +258,7 @@ class BayesOptions:
                         "effects",
                     )
             return
+        assert isinstance(structure, Structure)
         if self.algebra == "kernel" and not (structure.q == 2 and structure.index == (0, 1)):
             raise OptionError(
                 "algebra",

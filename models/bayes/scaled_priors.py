@@ -58,11 +58,10 @@ def scaled_priors(data: LMMData | CrossedData) -> dict[str, Any]:
     slope_scale = 2.5 * s_y / s_x
     if isinstance(s, Structure):
         sd_scale = [float(s_y / s_x[j]) if slope[j] else s_y for j in s.index]
-    else:
+    else:  # several random terms: a CrossedData
+        column = data.column  # type: ignore[union-attr]
         sd_scale = [
-            s_y if e == INTERCEPT else s_y / _sd_of(data.column(e))
-            for b in s.bars
-            for e in b.effects
+            s_y if e == INTERCEPT else s_y / _sd_of(column(e)) for b in s.bars for e in b.effects
         ]
     return {
         "fixed_loc": [float(np.mean(y)) if not sl else 0.0 for sl in slope],

@@ -1,5 +1,5 @@
 """The marginal log-likelihood of a model with several random terms, and its gradient,
-in one Numba loop (the Op of :mod:`models.bayes.crossed`).
+in one Numba kernel (the Op of :mod:`models.bayes.crossed`).
 
 Model (:mod:`models.crossed.structure`): ``y = X beta + Z u + e``, ``u = Lambda b``,
 ``b ~ N(0, I_L)``, ``e ~ N(0, sigma^2 I_N)``, with ``Lambda`` block-diagonal over the
@@ -30,11 +30,13 @@ entry of each ``T_f`` and sigma^2) is the adjoint of those steps, written out in
 then back through the Schur complement, the per-level inverses and the products with
 ``T_f``), so value and gradient cost one pass.
 
-Why by hand: the same algebra as a PyTensor graph (~300 small nodes) cost 120 us a
-log-density + gradient under Numba, and PyTensor's own Cholesky gradient 1.2 ms for a
-32 x 32 matrix.  ``tests/models/test_bayes_crossed.py`` checks the value against a dense
-multivariate normal with the explicit N x N covariance and the gradient against finite
-differences.
+Why by hand: the same algebra as a PyTensor graph cost 1.6 ms a log-density + gradient
+under Numba (PyTensor's gradient of a 32 x 32 Cholesky factorisation alone 1.2 ms), and
+still 120 us with a hand-written Op for the dense factorisation (~300 small nodes),
+against 45-90 us for this kernel (a shared 2-core machine, load-dependent; 2026-11-25,
+PyTensor 3.3.8, Numba 0.68).  ``tests/models/test_bayes_crossed.py`` checks the value
+against a dense multivariate normal with the explicit N x N covariance and the gradient
+against finite differences.
 
 The layout of ``Lambda_R`` (the terms other than ``e``, in order) is given per column ``j``
 of the rest block as ``cols[j] = (t, r, s, a)``: ``T`` of its term starts at ``t`` in the
@@ -486,7 +488,7 @@ def _kernel_c(data, ints, theta, out):
         out[1 + i] = grad[i]
 
 
-_loglik_grad_jit = numba.njit(loglik_grad, no_cpython_wrapper=True)
+_loglik_grad_jit: Any = numba.njit(no_cpython_wrapper=True)(loglik_grad)  # type: ignore[call-overload]
 
 
 def compiled_kernel() -> Any:
@@ -500,9 +502,9 @@ def compiled_kernel() -> Any:
     to it), so draws never depend on how it was compiled.
     """
     if "call" not in _COMPILED:
-        cfunc = numba.cfunc(_SIGNATURE, cache=True)(_kernel_c)
+        cfunc: Any = numba.cfunc(_SIGNATURE, cache=True)(_kernel_c)
         _COMPILED["cfunc"] = cfunc  # keeps the code alive while the pointer is used
-        _COMPILED["call"] = ctypes.CFUNCTYPE(None, *_CTYPES)(cfunc.address)
+        _COMPILED["call"] = ctypes.CFUNCTYPE(None, *_CTYPES)(int(cfunc.address))
     return _COMPILED["call"]
 
 
@@ -514,7 +516,8 @@ def loglik_grad_compiled(
     ints = np.ascontiguousarray(ints, dtype=np.int64)
     theta = np.ascontiguousarray(theta, dtype=float)
     out = np.empty(1 + theta.shape[0])
-    ptrs = [x.ctypes.data_as(t) for x, t in zip((data, ints, theta, out), _CTYPES, strict=True)]
+    arrays = (data, ints, theta, out)
+    ptrs = [x.ctypes.data_as(t) for x, t in zip(arrays, _CTYPES, strict=True)]  # type: ignore[type-var]
     compiled_kernel()(*ptrs)
     return float(out[0]), out[1:].copy()
 
