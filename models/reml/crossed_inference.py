@@ -31,7 +31,7 @@ from scipy import stats
 
 from models.crossed.data import CrossedData
 from models.reml.crossed import CrossedCriterion, Layout
-from models.reml.ddf import Blocks, entries
+from models.reml.ddf import Blocks, entries, satterthwaite_from
 
 __all__ = ["Algebra", "gamma_of", "kr_blocks", "satterthwaite", "wald"]
 
@@ -225,18 +225,7 @@ def satterthwaite(
 ) -> np.ndarray:
     """lmerTest's Satterthwaite df of each fixed effect (NaN if the Hessian of the
     deviance in ``gamma`` is not positive definite)."""
-    H = Algebra(crit, comps, gamma, crit.reml).hessian()
-    try:
-        np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        return np.full(crit.q, np.nan)
-    Acov = 2.0 * np.linalg.inv(H)
-    phi = b.phi
-    out = []
-    for j in range(crit.q):
-        g = np.array([-(phi @ P @ phi)[j, j] for P in b.P])
-        out.append(2.0 * phi[j, j] ** 2 / float(g @ Acov @ g))
-    return np.asarray(out)
+    return satterthwaite_from(b, Algebra(crit, comps, gamma, crit.reml).hessian())
 
 
 #: an SD is on the boundary below this fraction of the residual SD; a correlation within

@@ -33,7 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
+from models.base import TestResult
 from models.reml.criterion import Criterion, Parts, fd_jacobian
 
 
@@ -174,14 +176,35 @@ def grad_gamma(crit: Criterion, gamma: np.ndarray) -> np.ndarray:
 def satterthwaite_df(crit: Criterion, b: Blocks, gamma: np.ndarray) -> np.ndarray:
     """Satterthwaite df of each fixed effect (NaN if the Hessian is not definite)."""
     H = fd_jacobian(lambda g: grad_gamma(crit, g), gamma, 1e-5)
+    return satterthwaite_from(b, H)
+
+
+def satterthwaite_from(b: Blocks, H: np.ndarray) -> np.ndarray:
+    """Satterthwaite df of each fixed effect from the blocks and the Hessian ``H`` of -2
+    log-likelihood in ``gamma`` (NaN if ``H`` is not positive definite)."""
+    phi = b.phi
     try:
         np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
-        return np.full(crit.q, np.nan)
+        return np.full(phi.shape[0], np.nan)
     Acov = 2.0 * np.linalg.inv(H)
-    phi = b.phi
     out = []
-    for j in range(crit.q):
+    for j in range(phi.shape[0]):
         grad = np.array([-(phi @ P @ phi)[j, j] for P in b.P])
         out.append(2.0 * phi[j, j] ** 2 / float(grad @ Acov @ grad))
     return np.asarray(out)
+
+
+def wald_test(beta, se, null, df, why: str = "") -> TestResult:
+    """``(beta - null) / se`` against t with ``df`` (normal when inf), as a TestResult
+    whose message says why a p-value is missing."""
+    df = np.broadcast_to(np.asarray(df, dtype=float), beta.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = (beta - null) / se
+        p = 2.0 * stats.t.sf(np.abs(stat), df)
+    notes = [why] if why else []
+    if not np.all(np.isfinite(se)) or not np.all(se > 0):
+        notes.append("standard error not finite and positive")
+    elif not np.all(np.isfinite(p)) and not why:
+        notes.append("p-value not defined")
+    return TestResult(stat, df, p, "; ".join(notes))

@@ -504,19 +504,7 @@ class _Tester:
             self._blocks = ddf.blocks(self.crit, self.parts, self.sigma2)
         return self._blocks
 
-    @staticmethod
-    def _wald(beta, se, null, df, why: str = "") -> TestResult:
-        """``(beta - null) / se`` against t with ``df`` (normal when inf)."""
-        df = np.broadcast_to(np.asarray(df, dtype=float), beta.shape)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            stat = (beta - null) / se
-            p = 2.0 * stats.t.sf(np.abs(stat), df)
-        notes = [why] if why else []
-        if not np.all(np.isfinite(se)) or not np.all(se > 0):
-            notes.append("standard error not finite and positive")
-        elif not np.all(np.isfinite(p)) and not why:
-            notes.append("p-value not defined")
-        return TestResult(stat, df, p, "; ".join(notes))
+    _wald = staticmethod(ddf.wald_test)
 
     def z(self) -> TestResult:
         return self._wald(self.beta, self.se, self.null, np.inf)
