@@ -149,7 +149,8 @@ def test_a_subject_level_covariate_and_a_categorical_latin_square():
 
 def test_engines_that_fit_one_grouping_factor_are_refused():
     assert _config(engines={"run": ["reml", "reml-kr"]}).engines == ("reml", "reml-kr")
-    for engine in ("gee", "ols", "bayes"):
+    assert _config(engines={"run": ["bayes"]}).engines == ("bayes",)  # it declares crossed
+    for engine in ("gee", "ols"):
         with pytest.raises(
             ConfigError, match=rf"engines\.run\[0\] = '{engine}'.*one grouping factor"
         ):
